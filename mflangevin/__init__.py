@@ -1,0 +1,20 @@
+"""mflangevin: optimisation over probability distributions with interacting particles.
+
+Mean-field Langevin dynamics and particle dual averaging as BlackJAX-style kernels,
+mean-field and NTK-regime networks, residual networks by functional gradient boosting,
+NumPyro inference and ArviZ diagnostics with convergence certificates.
+"""
+
+from blackjax import GenerateSamplingAPI as _GenerateSamplingAPI
+
+from mflangevin.kernels import mfld as _mfld
+from mflangevin.objectives import EnergyObjective as EnergyObjective
+from mflangevin.objectives import MeanFieldObjective as MeanFieldObjective
+from mflangevin.objectives import as_objective as as_objective
+from mflangevin.objectives import num_particles as num_particles
+from mflangevin.references import density_reference as density_reference
+from mflangevin.references import gaussian_reference as gaussian_reference
+
+mfld = _GenerateSamplingAPI(_mfld.as_top_level_api, _mfld.init, _mfld.build_kernel)
+
+__version__ = "0.1.0"
