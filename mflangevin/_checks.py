@@ -28,9 +28,13 @@ def check_particles(position: ArrayTree, objective=None, name: str = "position")
     n = num_particles(position, name)
     for leaf in jax.tree.leaves(position):
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-            raise TypeError(f"{name}: particles must be floating point, got {jnp.result_type(leaf)}.")
+            raise TypeError(
+                f"{name}: particles must be floating point, got {jnp.result_type(leaf)}."
+            )
     if objective is not None:
-        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), position)
+        shapes = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), position
+        )
         try:
             out = jax.eval_shape(objective.energy, shapes)
         except (TypeError, ValueError, IndexError) as err:

@@ -1,0 +1,217 @@
+"""Mean-field two-layer networks ``f_μ(x) = E_{θ∼μ} h(θ, x)`` (``math.md`` §1).
+
+With ``N`` particles ``f_Θ(x) = (1/N) Σ_i h(θ_i, x)``. A neuron maps one particle and *all*
+inputs at once, so under ``jax.vmap`` over particles the network is a matrix product
+``X Wᵀ`` of cost ``O(n·d·N)``, and so is its pullback: never a per-(datum, particle) gradient.
+
+Neurons (particles are dicts of arrays with leading axis ``N``):
+
+* ``"tanh"``: ``h(θ, x) = tanh(wᵀx + b)``, ``θ = {w, b}``;
+* ``"bounded"``: ``h(θ, x) = R̄ [tanh(wᵀx + b) + 2 tanh(a)] / 3``, ``θ = {w, b, a}``
+  (Suzuki, Wu, Oko, Nitanda 2023; bounded, so the log-Sobolev theory applies);
+* ``"output_weight"``: ``h(θ, x) = a σ(wᵀx + b)`` with ``a ∈ R^k`` (``k = num_outputs``; the
+  multi-class cross-entropy needs ``k ≥ 2``), ``σ`` one of :data:`ACTIVATIONS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from mflangevin.models.losses import Loss, get_loss
+from mflangevin.objectives import MeanFieldObjective
+from mflangevin.references import DensityReference, GaussianReference
+from mflangevin.types import Array, ArrayTree, PRNGKey
+
+__all__ = ["MeanFieldNetwork", "L2Penalty", "ACTIVATIONS", "NEURONS"]
+
+ACTIVATIONS = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "softplus": jax.nn.softplus,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+}
+NEURONS = ("tanh", "bounded", "output_weight")
+
+
+@dataclasses.dataclass(frozen=True)
+class L2Penalty:
+    """The per-particle penalty ``r(θ) = weight · ‖θ‖²`` (summed over all leaves)."""
+
+    weight: float
+
+    def __call__(self, theta: ArrayTree) -> Array:
+        return self.weight * sum(jnp.sum(x**2) for x in jax.tree.leaves(theta))
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanFieldNetwork:
+    """A mean-field two-layer network and its empirical-risk objective.
+
+    Parameters
+    ----------
+    neuron
+        ``"tanh"``, ``"bounded"`` or ``"output_weight"``.
+    loss
+        ``"squared"``, ``"logistic"`` (labels ±1), ``"smoothed_hinge"`` (labels ±1),
+        ``"cross_entropy"`` (integer labels, ``output_weight`` neurons with ``num_outputs ≥ 2``),
+        or any :class:`~mflangevin.models.losses.Loss`.
+    activation
+        ``σ`` of ``output_weight`` neurons, a key of :data:`ACTIVATIONS`.
+    num_outputs
+        ``k``, the output dimension of ``output_weight`` neurons (1: scalar output).
+    output_scale
+        ``R̄`` of ``bounded`` neurons (15 in Suzuki, Wu, Oko, Nitanda 2023).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> net = MeanFieldNetwork("tanh", loss="squared")
+    >>> particles = net.init_particles(jax.random.key(0), 128, input_dim=3)
+    >>> X = jnp.ones((5, 3))
+    >>> net.predict(particles, X).shape
+    (5,)
+    >>> objective = net.objective(X, jnp.zeros(5), l2=1e-3)
+    >>> objective.energy(particles).shape
+    ()
+    """
+
+    neuron: str = "tanh"
+    loss: str | Loss = "squared"
+    activation: str = "tanh"
+    num_outputs: int = 1
+    output_scale: float = 15.0
+
+    def __post_init__(self):
+        if self.neuron not in NEURONS:
+            raise ValueError(f"neuron: unknown neuron {self.neuron!r}; choose one of {NEURONS}.")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation: unknown activation {self.activation!r}; "
+                f"choose one of {sorted(ACTIVATIONS)}."
+            )
+        if int(self.num_outputs) < 1:
+            raise ValueError(f"num_outputs: must be >= 1, got {self.num_outputs}.")
+        if self.num_outputs > 1 and self.neuron != "output_weight":
+            raise ValueError("num_outputs: vector outputs need neuron='output_weight'.")
+        loss = get_loss(self.loss)
+        object.__setattr__(self, "loss", loss)
+        if (loss.name == "cross_entropy") != (self.num_outputs > 1):
+            raise ValueError(
+                "loss: the cross-entropy loss goes with num_outputs >= 2 output_weight neurons, "
+                f"and vector outputs with the cross-entropy; got loss={loss.name!r}, "
+                f"num_outputs={self.num_outputs}."
+            )
+        if not self.output_scale > 0:
+            raise ValueError(f"output_scale: must be positive, got {self.output_scale}.")
+
+    def unit(self, theta: ArrayTree, X: Array) -> Array:
+        """``h(θ, x_j)`` of one neuron on all inputs: shape ``(n,)``, or ``(n, k)``."""
+        pre = X @ theta["w"] + theta["b"]
+        if self.neuron == "tanh":
+            return jnp.tanh(pre)
+        if self.neuron == "bounded":
+            return self.output_scale * (jnp.tanh(pre) + 2 * jnp.tanh(theta["a"])) / 3
+        hidden = ACTIVATIONS[self.activation](pre)
+        if self.num_outputs == 1:
+            return theta["a"] * hidden
+        return hidden[:, None] * theta["a"][None, :]
+
+    def init_particles(
+        self,
+        rng_key: PRNGKey,
+        num_particles: int,
+        input_dim: int,
+        scale: float = 1.0,
+        dtype=jnp.float32,
+    ) -> dict[str, Array]:
+        """``N`` particles drawn from ``N(0, scale² I)`` (the Gaussian reference), as a dict."""
+        if int(num_particles) < 1:
+            raise ValueError(f"num_particles: must be >= 1, got {num_particles}.")
+        if int(input_dim) < 1:
+            raise ValueError(f"input_dim: must be >= 1, got {input_dim}.")
+        shapes = {"w": (num_particles, input_dim), "b": (num_particles,)}
+        if self.neuron == "bounded":
+            shapes["a"] = (num_particles,)
+        elif self.neuron == "output_weight":
+            k = self.num_outputs
+            shapes["a"] = (num_particles,) if k == 1 else (num_particles, k)
+        keys = jax.random.split(rng_key, len(shapes))
+        return {
+            name: scale * jax.random.normal(key, shape, dtype)
+            for key, (name, shape) in zip(keys, sorted(shapes.items()), strict=True)
+        }
+
+    def predict(self, particles: ArrayTree, X: Array) -> Array:
+        """``f_Θ(X) = (1/N) Σ_i h(θ_i, X)``: shape ``(n,)`` (``(n, k)`` for vector outputs)."""
+        return jnp.mean(jax.vmap(self.unit, in_axes=(0, None))(particles, X), axis=0)
+
+    def objective(
+        self,
+        X: Array,
+        y: Array,
+        *,
+        l2: float = 0.0,
+        reference: GaussianReference | DensityReference | None = None,
+    ) -> MeanFieldObjective:
+        """The empirical risk ``F(μ) = (1/n) Σ_j ℓ(f_μ(x_j), y_j) + l2 · E_μ‖θ‖²``.
+
+        Give the regulariser either as ``l2`` or as a Gaussian ``reference`` (at temperature λ
+        they are the same thing when ``scale² = λ / (2 l2)``), never both. The objective carries
+        ``(X, y)`` as its data, so minibatch estimators can subsample it.
+        """
+        X = jnp.asarray(X)
+        y = jnp.asarray(y)
+        if X.ndim != 2:
+            raise ValueError(f"X: expected a (n, d) array of inputs, got shape {X.shape}.")
+        if not jnp.issubdtype(X.dtype, jnp.floating):
+            raise TypeError(f"X: expected floating-point inputs, got {X.dtype}.")
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"y: expected shape ({X.shape[0]},) to match X, got {y.shape}.")
+        if not isinstance(X, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(X))):
+            raise ValueError("X: contains NaN or infinite values.")
+        self._check_labels(y)
+        if l2 < 0:
+            raise ValueError(f"l2: must be >= 0, got {l2}.")
+        if l2 > 0 and reference is not None:
+            raise ValueError(
+                "l2: an L2 weight and a reference measure were both given; they are the same "
+                "regulariser (l2 = λ / (2 scale²)), so give only one."
+            )
+        if self.loss.name != "cross_entropy":
+            y = y.astype(X.dtype)
+        return MeanFieldObjective(
+            feature_map=self._feature_map,
+            risk=self._risk,
+            penalty=L2Penalty(float(l2)) if l2 > 0 else None,
+            reference=reference,
+            risk_conjugate=self._risk_conjugate,
+            data=(X, y),
+        )
+
+    def _check_labels(self, y: Array) -> None:
+        name = self.loss.name
+        if name == "cross_entropy" and not jnp.issubdtype(y.dtype, jnp.integer):
+            raise TypeError(f"y: the cross-entropy needs integer class labels, got {y.dtype}.")
+        if isinstance(y, jax.core.Tracer):
+            return
+        if name in ("logistic", "smoothed_hinge") and not bool(jnp.all(jnp.abs(y) == 1)):
+            raise ValueError(f"y: the {name} loss needs labels in {{-1, +1}}.")
+        if name == "cross_entropy" and not bool(jnp.all((y >= 0) & (y < self.num_outputs))):
+            raise ValueError(f"y: class labels must lie in [0, {self.num_outputs}).")
+        if name == "squared" and not bool(jnp.all(jnp.isfinite(y))):
+            raise ValueError("y: contains NaN or infinite values.")
+
+    def _feature_map(self, theta: ArrayTree, data: tuple[Array, Array]) -> Array:
+        return self.unit(theta, data[0])
+
+    def _risk(self, z: Array, data: tuple[Array, Array]) -> Array:
+        return jnp.mean(self.loss.value(z, data[1]))
+
+    def _risk_conjugate(self, g: Array, data: tuple[Array, Array]) -> Array:
+        n = data[1].shape[0]
+        return jnp.mean(self.loss.conjugate(n * g, data[1]))
