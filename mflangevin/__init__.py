@@ -7,6 +7,7 @@ NumPyro inference and ArviZ diagnostics with convergence certificates.
 
 from blackjax import GenerateSamplingAPI as _GenerateSamplingAPI
 
+from mflangevin.kernels import asgd as _asgd
 from mflangevin.kernels import mfld as _mfld
 from mflangevin.objectives import EnergyObjective as EnergyObjective
 from mflangevin.objectives import MeanFieldObjective as MeanFieldObjective
@@ -16,5 +17,6 @@ from mflangevin.references import density_reference as density_reference
 from mflangevin.references import gaussian_reference as gaussian_reference
 
 mfld = _GenerateSamplingAPI(_mfld.as_top_level_api, _mfld.init, _mfld.build_kernel)
+asgd = _GenerateSamplingAPI(_asgd.as_top_level_api, _asgd.init, _asgd.build_kernel)
 
 __version__ = "0.1.0"
