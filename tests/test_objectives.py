@@ -1,0 +1,155 @@
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mflangevin
+from mflangevin import EnergyObjective, MeanFieldObjective, gaussian_reference
+from mflangevin.datasets import teacher_student
+from mflangevin.models import MeanFieldNetwork
+
+
+def _network_objective(neuron, loss, dtype, **kwargs):
+    n, d, num = 40, 3, 16
+    X, y, _ = teacher_student(jax.random.key(0), n, d)
+    if loss in ("logistic", "smoothed_hinge"):
+        y = jnp.sign(y + 1e-3)
+    if loss == "cross_entropy":
+        y = (y > 0).astype(jnp.int32) + (y > 0.3).astype(jnp.int32)
+        kwargs["num_outputs"] = 3
+    net = MeanFieldNetwork(neuron, loss=loss, **kwargs)
+    particles = net.init_particles(jax.random.key(1), num, d, dtype=dtype)
+    return (
+        net,
+        net.objective(X.astype(dtype), y if loss == "cross_entropy" else y.astype(dtype), l2=0.05),
+        particles,
+    )
+
+
+CASES = [
+    ("tanh", "squared", {}),
+    ("bounded", "logistic", {"output_scale": 2.0}),
+    ("output_weight", "smoothed_hinge", {"activation": "relu"}),
+    ("output_weight", "cross_entropy", {"activation": "softplus"}),
+]
+
+
+@pytest.mark.parametrize("neuron,loss,kwargs", CASES)
+def test_first_variation_identity(neuron, loss, kwargs):
+    """∇_θ δF/δμ(θ_i) from the structured form equals N × autodiff of F_N, to round-off."""
+    with jax.enable_x64(True):
+        net, objective, particles = _network_objective(neuron, loss, jnp.float64, **kwargs)
+        n = mflangevin.num_particles(particles)
+
+        def energy_fn(p):  # F_N written directly from the network, not from the objective
+            X, y = objective.data
+            value = jnp.mean(net.loss.value(net.predict(p, X), y))
+            return value + 0.05 * sum(
+                jnp.mean(jnp.sum(x.reshape(n, -1) ** 2, axis=1)) for x in jax.tree.leaves(p)
+            )
+
+        energy, drift = objective.energy_and_drift(particles)
+        reference_energy, reference_drift = EnergyObjective(energy_fn).energy_and_drift(particles)
+        np.testing.assert_allclose(energy, reference_energy, rtol=1e-12)
+        autodiff = jax.grad(energy_fn)(particles)
+        # The explicit per-particle first variation ⟨g, Φ(θ)⟩ + r(θ) differentiated one particle
+        # at a time, with g = ∇R(E_μΦ) frozen.
+        g = objective.risk_gradient(objective.mean_embedding(particles))
+        per_particle = jax.vmap(jax.grad(objective.first_variation, argnums=1), (None, 0))(
+            g, particles
+        )
+        for key in drift:
+            np.testing.assert_allclose(drift[key], n * autodiff[key], rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(reference_drift[key], n * autodiff[key], rtol=1e-12)
+            np.testing.assert_allclose(per_particle[key], drift[key], rtol=1e-10, atol=1e-12)
+
+
+def test_energy_objective_drift_is_n_times_gradient():
+    """The classic trap of §1: autodiff of the finite-N loss is 1/N of the mean-field drift."""
+    m = jnp.array([1.0, -2.0])
+    particles = jax.random.normal(jax.random.key(0), (8, 2))
+    objective = EnergyObjective(lambda p: 0.5 * jnp.sum((jnp.mean(p, axis=0) - m) ** 2))
+    _, drift = objective.energy_and_drift(particles)
+    # δF/δμ(θ) = ⟨E_μθ − m, θ⟩, so the drift is E_μθ − m at every particle.
+    expected = jnp.broadcast_to(jnp.mean(particles, axis=0) - m, (8, 2))
+    np.testing.assert_allclose(drift, expected, rtol=1e-6)
+
+
+def test_drift_is_matrix_products():
+    """No intermediate of the drift is larger than the (n, N) pre-activation matrix: the cost
+    is O(n·d·N) with no per-(datum, particle) gradient."""
+    n, d, num = 64, 5, 32
+    X, y, _ = teacher_student(jax.random.key(0), n, d)
+    net = MeanFieldNetwork("tanh")
+    objective = net.objective(X, y, l2=1e-3)
+    particles = net.init_particles(jax.random.key(1), num, d)
+    jaxpr = jax.make_jaxpr(objective.energy_and_drift)(particles)
+
+    def sizes(jaxpr):
+        for eqn in jaxpr.eqns:
+            for var in eqn.outvars:
+                yield int(np.prod(var.aval.shape))
+            for param in eqn.params.values():
+                sub = getattr(param, "jaxpr", param)  # a ClosedJaxpr holds its Jaxpr
+                if isinstance(sub, jax.extend.core.Jaxpr):
+                    yield from sizes(sub)
+
+    assert max(sizes(jaxpr.jaxpr)) <= n * num
+    assert any(eqn.primitive.name == "dot_general" for eqn in jaxpr.jaxpr.eqns)
+
+
+def test_subsample_is_the_objective_on_the_subset():
+    X, y, _ = teacher_student(jax.random.key(0), 30, 3)
+    net = MeanFieldNetwork("tanh")
+    particles = net.init_particles(jax.random.key(1), 8, 3)
+    indices = jnp.array([0, 4, 7, 21])
+    sub = net.objective(X, y).subsample(indices)
+    direct = net.objective(X[indices], y[indices])
+    np.testing.assert_allclose(sub.energy(particles), direct.energy(particles), rtol=1e-6)
+
+
+def test_objective_is_a_pytree_of_its_data():
+    X, y, _ = teacher_student(jax.random.key(0), 30, 3)
+    objective = MeanFieldNetwork("tanh").objective(X, y)
+    leaves = jax.tree.leaves(objective)
+    assert len(leaves) == 2 and leaves[0] is objective.data[0]
+    particles = MeanFieldNetwork("tanh").init_particles(jax.random.key(1), 8, 3)
+    np.testing.assert_allclose(
+        jax.jit(lambda o, p: o.energy(p))(objective, particles),
+        objective.energy(particles),
+        rtol=1e-6,
+    )
+
+
+def test_references():
+    theta = jax.random.normal(jax.random.key(0), (5, 3))
+    nu = gaussian_reference(2.0)
+    np.testing.assert_allclose(nu.score(theta), -theta / 4.0, rtol=1e-6)
+    by_density = mflangevin.density_reference(nu.log_density)
+    np.testing.assert_allclose(by_density.score(theta), nu.score(theta), rtol=1e-6)
+    draws = nu.sample(jax.random.key(1), {"w": jnp.zeros((4000, 2)), "b": jnp.zeros(4000)})
+    assert draws["w"].shape == (4000, 2) and draws["b"].shape == (4000,)
+    # std of 4000 draws of N(0, 4): the estimate has standard error ≈ 2/√(2·4000) ≈ 0.022.
+    assert abs(float(jnp.std(draws["b"])) - 2.0) < 5 * 0.023
+    with pytest.raises(ValueError, match="sampler"):
+        by_density.sample(jax.random.key(0), theta)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: gaussian_reference(0.0), "scale"),
+        (lambda: mflangevin.density_reference(3.0), "log_density"),
+        (lambda: MeanFieldObjective(feature_map=1, risk=jnp.sum), "feature_map"),
+        (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, penalty=2), "penalty"),
+        (lambda: EnergyObjective("f"), "energy_fn"),
+        (lambda: mflangevin.as_objective(3), "objective"),
+        (lambda: mflangevin.num_particles({"a": jnp.zeros((3, 2)), "b": jnp.zeros(4)}), "leading"),
+        (lambda: mflangevin.num_particles(jnp.zeros(())), "leading particle axis"),
+        (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum).subsample(jnp.arange(2)), "indices"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
