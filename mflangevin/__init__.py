@@ -9,6 +9,7 @@ from blackjax import GenerateSamplingAPI as _GenerateSamplingAPI
 
 from mflangevin.kernels import asgd as _asgd
 from mflangevin.kernels import mfld as _mfld
+from mflangevin.kernels import pda as _pda
 from mflangevin.objectives import EnergyObjective as EnergyObjective
 from mflangevin.objectives import MeanFieldObjective as MeanFieldObjective
 from mflangevin.objectives import as_objective as as_objective
@@ -18,5 +19,6 @@ from mflangevin.references import gaussian_reference as gaussian_reference
 
 mfld = _GenerateSamplingAPI(_mfld.as_top_level_api, _mfld.init, _mfld.build_kernel)
 asgd = _GenerateSamplingAPI(_asgd.as_top_level_api, _asgd.init, _asgd.build_kernel)
+pda = _GenerateSamplingAPI(_pda.as_top_level_api, _pda.init, _pda.build_kernel)
 
 __version__ = "0.1.0"
