@@ -7,6 +7,12 @@ NumPyro inference and ArviZ diagnostics with convergence certificates.
 
 from blackjax import GenerateSamplingAPI as _GenerateSamplingAPI
 
+from mflangevin import certificates as certificates
+from mflangevin import entropy as entropy
+from mflangevin.certificates import dual_objective as dual_objective
+from mflangevin.certificates import duality_gap as duality_gap
+from mflangevin.certificates import primal_objective as primal_objective
+from mflangevin.certificates import proximal_gibbs_log_density as proximal_gibbs_log_density
 from mflangevin.kernels import asgd as _asgd
 from mflangevin.kernels import mfld as _mfld
 from mflangevin.kernels import pda as _pda

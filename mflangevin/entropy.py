@@ -1,0 +1,157 @@
+"""Kozachenko–Leonenko k-nearest-neighbour entropy of a particle cloud (``math.md`` §3).
+
+``Ĥ = ψ(N) − ψ(k) + log V_p + (p/N) Σ_i log ε_{i,k}``, with ``ψ`` the digamma function,
+``V_p = π^{p/2} / Γ(p/2 + 1)`` the volume of the unit ball of ``R^p`` and ``ε_{i,k}`` the distance
+from particle ``i`` to its ``k``-th nearest other particle.
+
+The neighbour search runs over row blocks (``jax.lax.map``) and, inside each, over column blocks
+(``jax.lax.scan``) with a running top-``k``: memory is ``O(B·(B + k))`` for a block size ``B``, so
+``N = 10^5`` particles never materialise an ``N × N`` matrix.
+
+References: Kozachenko, Leonenko, *Sample estimate of the entropy of a random vector*, Problems
+Inform. Transmission 1987; Berrett, Samworth, Yuan, *Efficient multivariate entropy estimation via
+k-nearest neighbour distances*, Ann. Statist. 2019.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import digamma, gammaln
+
+from mflangevin.objectives import num_particles
+from mflangevin.types import Array, ArrayTree
+
+__all__ = ["flatten_particles", "kth_neighbor_distance", "entropy"]
+
+
+def flatten_particles(particles: ArrayTree) -> Array:
+    """The particle pytree as one ``(N, p)`` matrix (leaves raveled and concatenated).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> flatten_particles({"w": jnp.ones((4, 3)), "b": jnp.zeros(4)}).shape
+    (4, 4)
+    """
+    n = num_particles(particles, "particles")
+    leaves = jax.tree.leaves(particles)
+    dtype = jnp.result_type(*leaves)
+    return jnp.concatenate([jnp.reshape(x, (n, -1)).astype(dtype) for x in leaves], axis=1)
+
+
+def _check_neighbors(n: int, num_neighbors: int, block_size: int) -> None:
+    if not isinstance(num_neighbors, int) or num_neighbors < 1:
+        raise ValueError(f"num_neighbors: must be a positive integer, got {num_neighbors!r}.")
+    if num_neighbors >= n:
+        raise ValueError(
+            f"num_neighbors: k = {num_neighbors} needs at least k + 1 particles, got N = {n}."
+        )
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size: must be a positive integer, got {block_size!r}.")
+
+
+def kth_neighbor_distance(
+    particles: ArrayTree, num_neighbors: int = 1, block_size: int = 1024
+) -> Array:
+    """``ε_{i,k}``: the Euclidean distance from each particle to its ``k``-th nearest other one.
+
+    Candidates are ranked by ``‖a‖² + ‖b‖² − 2a·b`` (one matrix product per block, after
+    centring the cloud); the selected neighbours' distances are then recomputed exactly from
+    coordinates, so round-off in the expansion cannot make a small distance zero or negative.
+
+    Parameters
+    ----------
+    particles
+        Particle pytree, leading axis ``N``.
+    num_neighbors
+        ``k``, with ``1 ≤ k < N``.
+    block_size
+        Rows and columns handled at once; memory grows as ``block_size · (block_size + k)``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> kth_neighbor_distance(jnp.array([[0.0], [1.0], [3.0]]))
+    Array([1., 1., 2.], dtype=float32)
+    """
+    x = flatten_particles(particles)
+    n, p = x.shape
+    _check_neighbors(n, num_neighbors, block_size)
+    k = num_neighbors
+    b = min(block_size, n)
+    num_blocks = -(-n // b)
+    x = x - jnp.mean(x, axis=0)[None, :]
+    padded = jnp.pad(x, ((0, num_blocks * b - n), (0, 0)))
+    sq_norm = jnp.sum(padded**2, axis=1)
+    index = jnp.arange(num_blocks * b)
+    blocks = (
+        jnp.reshape(padded, (num_blocks, b, p)),
+        jnp.reshape(sq_norm, (num_blocks, b)),
+        jnp.reshape(index, (num_blocks, b)),
+    )
+
+    def row_block(rows_block):
+        rows, rows_sq, rows_index = rows_block
+
+        def merge(best, cols_block):
+            best_score, best_index = best
+            cols, cols_sq, cols_index = cols_block
+            sq_dist = rows_sq[:, None] + cols_sq[None, :] - 2 * (rows @ cols.T)
+            excluded = (cols_index[None, :] == rows_index[:, None]) | (cols_index[None, :] >= n)
+            score = jnp.where(excluded, -jnp.inf, -sq_dist)
+            scores = jnp.concatenate([best_score, score], axis=1)
+            indices = jnp.concatenate(
+                [best_index, jnp.broadcast_to(cols_index[None, :], (b, b))], axis=1
+            )
+            top, position = jax.lax.top_k(scores, k)
+            return (top, jnp.take_along_axis(indices, position, axis=1)), None
+
+        start = (jnp.full((b, k), -jnp.inf, x.dtype), jnp.zeros((b, k), index.dtype))
+        (_, neighbors), _ = jax.lax.scan(merge, start, blocks)
+        offsets = padded[neighbors] - rows[:, None, :]
+        return jnp.sqrt(jnp.max(jnp.sum(offsets**2, axis=-1), axis=1))
+
+    distances = jax.lax.map(row_block, blocks)
+    return jnp.reshape(distances, (-1,))[:n]
+
+
+def entropy(particles: ArrayTree, num_neighbors: int = 1, block_size: int = 1024) -> Array:
+    """Kozachenko–Leonenko estimate of the differential entropy ``H(μ) = −E_μ log μ``.
+
+    Consistent for any fixed ``k`` as ``N → ∞``; its standard deviation is about
+    ``sqrt((Var log μ(θ) + ψ'(k)) / N)`` (``ψ'`` the trigamma function; for ``p ≤ 3`` the
+    ``ψ'(k)`` part vanishes asymptotically), and its bias grows with the dimension ``p``
+    (roughly like ``N^{−2/p}``), so in high dimension it needs many more particles. Coincident
+    particles give ``ε = 0`` and an entropy of ``−∞``.
+
+    Parameters
+    ----------
+    particles
+        Particle pytree, leading axis ``N``; ``p`` is the total size of one particle.
+    num_neighbors
+        ``k``, with ``1 ≤ k < N``. Larger ``k`` lowers the variance and raises the bias.
+    block_size
+        See :func:`kth_neighbor_distance`.
+
+    Examples
+    --------
+    The entropy of ``N(0, I_2)`` is ``1 + log 2π ≈ 2.84``:
+
+    >>> import jax
+    >>> theta = jax.random.normal(jax.random.key(0), (4000, 2))
+    >>> round(float(entropy(theta, num_neighbors=3)), 1)
+    2.8
+    """
+    distances = kth_neighbor_distance(particles, num_neighbors, block_size)
+    n = distances.shape[0]
+    p = flatten_particles(particles).shape[1]
+    dtype = distances.dtype
+    half_p = jnp.asarray(p / 2, dtype)
+    log_unit_ball = half_p * jnp.log(jnp.asarray(jnp.pi, dtype)) - gammaln(half_p + 1)
+    return (
+        digamma(jnp.asarray(n, dtype))
+        - digamma(jnp.asarray(num_neighbors, dtype))
+        + log_unit_ball
+        + p * jnp.mean(jnp.log(distances))
+    )
