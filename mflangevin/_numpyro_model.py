@@ -1,0 +1,165 @@
+"""A NumPyro model read as a particle system (helpers of :mod:`mflangevin.numpyro`).
+
+The model's sample sites split in two:
+
+* the *reference part*: every latent site, and every site inside the particle plate, together with
+  the log-Jacobians of the maps to unconstrained space — ``Σ_i log ν(θ_i)``;
+* the *energy part*: the observed sites outside the particle plate — ``−F(μ_Θ)``.
+
+A model with a particle plate is a mean-field model (its latent sites are the particles); a model
+without one is an ordinary Bayesian model, of which every particle is an independent copy.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from numpyro.distributions.transforms import biject_to
+from numpyro.handlers import seed, trace
+from numpyro.infer.util import compute_log_probs, constrain_fn, initialize_model
+
+from mflangevin.types import Array, ArrayTree, PRNGKey
+
+
+def in_plate(site: dict, plate_name: str) -> bool:
+    """Whether a trace site sits inside the plate called ``plate_name``."""
+    return any(frame.name == plate_name for frame in site["cond_indep_stack"])
+
+
+def is_mean_field(
+    rng_key: PRNGKey,
+    model,
+    model_args: tuple,
+    model_kwargs: dict,
+    plate_name: str,
+    num_particles: int,
+) -> bool:
+    """Check the model's latent sites; true when it declares the particle plate.
+
+    Raises a ``ValueError`` naming the site for what MFLD cannot move (discrete latents), for a
+    latent site outside the particle plate of a mean-field model, and for a particle plate that
+    does not hold ``num_particles`` particles on the leading axis of every particle site.
+    """
+    model_trace = trace(seed(model, rng_key)).get_trace(*model_args, **model_kwargs)
+    latent = {
+        name: site
+        for name, site in model_trace.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    }
+    if not latent:
+        raise ValueError("model: it has no latent sample site for the particles to move.")
+    discrete = sorted(name for name, site in latent.items() if site["fn"].support.is_discrete)
+    if discrete:
+        raise ValueError(
+            f"model: latent site(s) {discrete} are discrete; Langevin dynamics needs continuous "
+            "latents (marginalise them out, or make them observed)."
+        )
+    plate = model_trace.get(plate_name)
+    if plate is None or plate["type"] != "plate":
+        return False
+    size, subsample_size = plate["args"]
+    if size != num_particles or subsample_size not in (None, size):
+        raise ValueError(
+            f"particle_plate: the plate {plate_name!r} must hold exactly num_particles = "
+            f"{num_particles} particles without subsampling; got size {size}, subsample size "
+            f"{subsample_size}."
+        )
+    outside = sorted(name for name, site in latent.items() if not in_plate(site, plate_name))
+    if outside:
+        raise ValueError(
+            f"model: latent site(s) {outside} sit outside the particle plate {plate_name!r}. In a "
+            "mean-field model every latent site is a particle coordinate: move them inside the "
+            "plate (one value per particle) or pass them to the model as data."
+        )
+    for name, site in latent.items():
+        frame = next(f for f in site["cond_indep_stack"] if f.name == plate_name)
+        batch_ndim = jnp.ndim(site["value"]) - len(site["fn"].event_shape)
+        if batch_ndim + frame.dim != 0:
+            raise ValueError(
+                f"particle_plate: the plate {plate_name!r} must be the leading (outermost) batch "
+                f"dimension of site {name!r}; give it dim={-batch_ndim}."
+            )
+    return True
+
+
+def log_density_parts(
+    model, model_args: tuple, model_kwargs: dict, z: dict, plate_name: str
+) -> tuple[Array, Array]:
+    """``(Σ_i log ν(θ_i), −F)`` at unconstrained values ``z``, Jacobians in the first part."""
+    values = constrain_fn(model, model_args, model_kwargs, z)
+    log_probs, model_trace = compute_log_probs(model, model_args, model_kwargs, values)
+    log_reference, log_outside = 0.0, 0.0
+    for name, log_prob in log_probs.items():
+        site = model_trace[name]
+        if site["is_observed"] and not in_plate(site, plate_name):
+            log_outside = log_outside + log_prob
+        else:
+            log_reference = log_reference + log_prob
+    for name, unconstrained in z.items():
+        transform = biject_to(model_trace[name]["fn"].support)
+        log_det = transform.log_abs_det_jacobian(unconstrained, values[name])
+        log_reference = log_reference + jnp.sum(log_det)
+    return jnp.asarray(log_reference), jnp.asarray(log_outside)
+
+
+def energy_and_drift_fn(
+    model,
+    model_args: tuple,
+    model_kwargs: dict,
+    plate_name: str,
+    mean_field: bool,
+    num_particles: int,
+    temperature: Array,
+):
+    """``z ↦ (F(μ_Θ), drift)``, the drift ``∇δF/δμ(θ_i) − λ∇log ν(θ_i)`` at every particle.
+
+    Both come from one gradient of ``J(Θ) = N·F(μ_Θ) − λ Σ_i log ν(θ_i)``, which is ``−λ`` times
+    the log density of the model with the energy part scaled by ``N/λ``. In a Bayesian model
+    ``F(μ) = E_μ[−log p(data | θ)]`` is linear and the particles are independent copies.
+    """
+    parts = partial(log_density_parts, model, model_args, model_kwargs, plate_name=plate_name)
+
+    def scaled_potential(z: dict) -> tuple[Array, Array]:
+        if mean_field:
+            log_reference, log_outside = parts(z=z)
+            energy = -log_outside
+        else:
+            log_reference, log_outside = jax.vmap(lambda theta: parts(z=theta))(z)
+            log_reference, energy = jnp.sum(log_reference), -jnp.mean(log_outside)
+        return num_particles * energy - temperature * log_reference, energy
+
+    def energy_and_drift(z: dict) -> tuple[Array, ArrayTree]:
+        (_, energy), drift = jax.value_and_grad(scaled_potential, has_aux=True)(z)
+        return energy, drift
+
+    return energy_and_drift
+
+
+def initial_particles(
+    rng_key: PRNGKey,
+    model,
+    model_args: tuple,
+    model_kwargs: dict,
+    init_strategy,
+    mean_field: bool,
+    num_particles: int,
+) -> dict:
+    """Unconstrained initial particles: one draw of the plate, or ``N`` of a Bayesian model."""
+    keys = rng_key if mean_field else jax.random.split(rng_key, num_particles)
+    model_info = initialize_model(
+        keys,
+        model,
+        init_strategy=init_strategy,
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        validate_grad=False,
+    )
+    return model_info.param_info.z
+
+
+def constrain(model, model_args: tuple, model_kwargs: dict, mean_field: bool):
+    """``z ↦`` constrained latents and deterministic sites (per particle in Bayesian models)."""
+    fn = partial(constrain_fn, model, model_args, model_kwargs, return_deterministic=True)
+    return fn if mean_field else jax.vmap(fn)
