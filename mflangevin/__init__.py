@@ -14,8 +14,10 @@ from mflangevin.certificates import duality_gap as duality_gap
 from mflangevin.certificates import primal_objective as primal_objective
 from mflangevin.certificates import proximal_gibbs_log_density as proximal_gibbs_log_density
 from mflangevin.kernels import asgd as _asgd
+from mflangevin.kernels import gradients as gradients
 from mflangevin.kernels import mfld as _mfld
 from mflangevin.kernels import pda as _pda
+from mflangevin.monitoring import monitor as monitor
 from mflangevin.objectives import EnergyObjective as EnergyObjective
 from mflangevin.objectives import MeanFieldObjective as MeanFieldObjective
 from mflangevin.objectives import as_objective as as_objective

@@ -7,7 +7,8 @@ For every particle, in parallel (noisy gradient descent on the free energy
 
 References: Nitanda, Wu, Suzuki, *Convex Analysis of the Mean Field Langevin Dynamics*,
 AISTATS 2022; Chizat, *Mean-field Langevin dynamics: exponential convergence and annealing*,
-TMLR 2022; Suzuki, Wu, Nitanda, NeurIPS 2023 (time and space discretisation).
+TMLR 2022; Suzuki, Wu, Nitanda, NeurIPS 2023 (time and space discretisation; stochastic and
+variance-reduced drifts, see :mod:`mflangevin.kernels.gradients`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.util import generate_gaussian_noise
 
 from mflangevin._checks import check_particles, check_positive
+from mflangevin.kernels.gradients import GradientEstimator, full
 from mflangevin.objectives import as_objective
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
@@ -28,10 +30,17 @@ __all__ = ["MFLDState", "MFLDInfo", "init", "build_kernel", "as_top_level_api"]
 
 
 class MFLDState(NamedTuple):
-    """State of MFLD: the particles and the step counter that drives the schedules."""
+    """State of MFLD: the particles and the step counter that drives the schedules.
+
+    ``gradient_state`` is the state of the drift estimator (``()`` for the full drift; the
+    snapshot of SVRG, the previous estimate of SARAH) and ``num_gradient_evaluations`` the number
+    of per-sample gradients evaluated so far (see :mod:`mflangevin.kernels.gradients`).
+    """
 
     position: ArrayTree
     count: Array
+    gradient_state: ArrayTree = ()
+    num_gradient_evaluations: Array | int = 0
 
     @property
     def particles(self) -> ArrayTree:
@@ -43,8 +52,11 @@ class MFLDInfo(NamedTuple):
     """What one MFLD step saw.
 
     ``energy`` is ``F(μ)`` at the particles the step started from (it comes free with the drift);
-    ``drift_norm`` the root-mean-square over particles of the full drift (reference term
-    included); ``is_divergent`` is true when the proposed particles were non-finite or beyond
+    ``drift_norm`` the root-mean-square over particles of the drift used (reference term
+    included); with a minibatch estimator both are estimates from the samples the step used.
+    ``num_gradient_evaluations`` counts the per-sample gradients evaluated up to and including
+    this step (the cost axis on which estimators compare); ``is_divergent`` is true when the
+    proposed particles were non-finite or beyond
     ``divergence_threshold``, in which case the step was not taken and the particles were kept.
     """
 
@@ -53,13 +65,29 @@ class MFLDInfo(NamedTuple):
     is_divergent: Array
     step_size: Array
     temperature: Array
+    num_gradient_evaluations: Array
 
 
-def init(position: ArrayTree, rng_key: PRNGKey | None = None) -> MFLDState:
-    """Start MFLD from the particles ``position`` (every leaf with leading axis ``N``)."""
+def init(
+    position: ArrayTree,
+    rng_key: PRNGKey | None = None,
+    *,
+    objective=None,
+    gradient: GradientEstimator | None = None,
+) -> MFLDState:
+    """Start MFLD from the particles ``position`` (every leaf with leading axis ``N``).
+
+    A drift estimator other than the full drift needs the ``objective`` to set up its state.
+    """
     del rng_key
     check_particles(position)
-    return MFLDState(position, jnp.zeros((), jnp.int32))
+    gradient_state = ()
+    if gradient is not None:
+        if objective is None:
+            raise ValueError("objective: needed to initialise the state of a drift estimator.")
+        gradient_state = gradient.init(objective, position)
+    zero = jnp.zeros((), jnp.int32)
+    return MFLDState(position, zero, gradient_state, zero)
 
 
 def _sq_norm(tree: ArrayTree) -> Array:
@@ -95,7 +123,9 @@ def langevin_update(
     return new_position, is_divergent
 
 
-def build_kernel(divergence_threshold: float = 1e6) -> Callable:
+def build_kernel(
+    divergence_threshold: float = 1e6, gradient: GradientEstimator | None = None
+) -> Callable:
     """Build the low-level MFLD kernel.
 
     Parameters
@@ -103,12 +133,17 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
     divergence_threshold
         A proposed particle coordinate whose magnitude reaches this value (or is not finite)
         marks the step as divergent; the step is then refused and reported in ``info``.
+    gradient
+        The drift estimator (default :func:`~mflangevin.kernels.gradients.full`). Its minibatches
+        are drawn from a key folded from the step key, so the Langevin noise is the same for
+        every estimator.
 
     Returns
     -------
     ``kernel(rng_key, state, objective, step_size, temperature) -> (state, info)``, where
     ``step_size`` and ``temperature`` are the values for this step.
     """
+    estimator = full() if gradient is None else gradient
 
     def kernel(
         rng_key: PRNGKey,
@@ -118,7 +153,9 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
         temperature: ArrayTree,
     ) -> tuple[MFLDState, MFLDInfo]:
         position = state.position
-        energy, drift = objective.energy_and_drift(position)
+        energy, drift, gradient_state, evaluations = estimator.estimate(
+            jax.random.fold_in(rng_key, 1), objective, position, state.count, state.gradient_state
+        )
         if objective.reference is not None:
             score = objective.reference.score(position)
             drift = jax.tree.map(lambda d, s: d - temperature * s, drift, score)
@@ -131,8 +168,12 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
             is_divergent=is_divergent,
             step_size=jnp.asarray(step_size),
             temperature=jnp.asarray(temperature),
+            num_gradient_evaluations=state.num_gradient_evaluations + evaluations,
         )
-        return MFLDState(new_position, state.count + 1), info
+        new_state = MFLDState(
+            new_position, state.count + 1, gradient_state, info.num_gradient_evaluations
+        )
+        return new_state, info
 
     return kernel
 
@@ -147,6 +188,7 @@ def as_top_level_api(
     step_size: ScalarOrSchedule,
     temperature: ScalarOrSchedule,
     *,
+    gradient: GradientEstimator | None = None,
     divergence_threshold: float = 1e6,
 ) -> SamplingAlgorithm:
     """Mean-field Langevin dynamics over ``N`` particles.
@@ -161,6 +203,10 @@ def as_top_level_api(
         η > 0, or a schedule ``count -> η``.
     temperature
         λ > 0 (the entropy weight), or a schedule ``count -> λ`` for annealing.
+    gradient
+        How the drift is formed: :func:`~mflangevin.kernels.gradients.full` (default),
+        ``sgd``, ``svrg`` or ``sarah`` from :mod:`mflangevin.gradients`; the minibatch
+        estimators need a finite-sum :class:`~mflangevin.MeanFieldObjective`.
     divergence_threshold
         See :func:`build_kernel`.
 
@@ -184,11 +230,18 @@ def as_top_level_api(
     check_positive("step_size", step_size)
     check_positive("temperature", temperature)
     check_positive("divergence_threshold", divergence_threshold)
-    kernel = build_kernel(divergence_threshold)
+    gradient = full() if gradient is None else gradient
+    if not isinstance(gradient, GradientEstimator):
+        raise TypeError(
+            "gradient: expected an estimator from mflangevin.gradients (full, sgd, svrg, sarah), "
+            f"got {type(gradient).__name__}."
+        )
+    gradient.check(objective)
+    kernel = build_kernel(divergence_threshold, gradient)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MFLDState:
         check_particles(position, objective)
-        return init(position, rng_key)
+        return init(position, rng_key, objective=objective, gradient=gradient)
 
     def step_fn(rng_key: PRNGKey, state: MFLDState) -> tuple[MFLDState, MFLDInfo]:
         return kernel(
