@@ -267,8 +267,8 @@ def primal_objective(
     ...     reference=mflangevin.gaussian_reference(1.0),
     ... )
     >>> particles = jax.random.normal(jax.random.key(0), (2000, 2))  # μ = ν: KL(μ‖ν) = 0
-    >>> round(float(primal_objective(objective, particles, 1.0, num_neighbors=3)), 1)
-    0.0
+    >>> abs(float(primal_objective(objective, particles, 1.0, num_neighbors=3))) < 0.1
+    True
     """
     check_positive("temperature", temperature)
     _check_neighbors(num_particles(particles, "particles"), num_neighbors, block_size)

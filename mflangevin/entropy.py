@@ -140,8 +140,8 @@ def entropy(particles: ArrayTree, num_neighbors: int = 1, block_size: int = 1024
 
     >>> import jax
     >>> theta = jax.random.normal(jax.random.key(0), (4000, 2))
-    >>> round(float(entropy(theta, num_neighbors=3)), 1)
-    2.8
+    >>> abs(float(entropy(theta, num_neighbors=3)) - 2.84) < 0.1
+    True
     """
     distances = kth_neighbor_distance(particles, num_neighbors, block_size)
     n = distances.shape[0]

@@ -1,0 +1,164 @@
+"""Record convergence certificates during a run, every ``k`` steps, around any kernel.
+
+:func:`monitor` wraps a ``SamplingAlgorithm``: its step runs the inner step and then, under
+``jax.lax.cond`` on every ``k``-th step, the dual bound ``D(g_μ)`` (and optionally the primal and
+the duality gap) of :mod:`mflangevin.certificates`; on the other steps the certificate is NaN and
+costs nothing. The wrapped algorithm keeps the BlackJAX contract, so it runs in
+``blackjax.util.run_inference_algorithm`` and the certificates come back in the info history.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from blackjax.base import SamplingAlgorithm
+
+from mflangevin._checks import check_positive
+from mflangevin.certificates import (
+    Certificate,
+    _check_dual_arguments,
+    _dual_and_stderr,
+    duality_gap,
+)
+from mflangevin.entropy import _check_neighbors, flatten_particles
+from mflangevin.kernels.mfld import schedule_value
+from mflangevin.objectives import MeanFieldObjective
+from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
+
+__all__ = ["MonitorState", "MonitorInfo", "monitor"]
+
+# The certificate's draws of ν use a key folded from the step key, so the inner kernel sees the
+# very key it would see unmonitored and the trajectory is unchanged by monitoring.
+_CERTIFICATE_STREAM = 0x6D66
+
+
+class MonitorState(NamedTuple):
+    """The inner kernel's state and the number of steps taken."""
+
+    state: Any
+    count: Array
+
+    @property
+    def position(self) -> ArrayTree:
+        """The particles of the inner state."""
+        return self.state.position
+
+    @property
+    def particles(self) -> ArrayTree:
+        """Alias of ``position``."""
+        return self.state.position
+
+
+class MonitorInfo(NamedTuple):
+    """The inner kernel's info and the certificate after this step (NaN when not recorded)."""
+
+    info: Any
+    certificate: Certificate
+
+
+def monitor(
+    algorithm: SamplingAlgorithm,
+    objective: MeanFieldObjective,
+    temperature: ScalarOrSchedule,
+    every: int,
+    *,
+    gap: bool = False,
+    num_samples: int = 1024,
+    num_neighbors: int = 1,
+    block_size: int = 1024,
+) -> SamplingAlgorithm:
+    """Wrap ``algorithm`` so that every ``every``-th step also records the dual bound.
+
+    Parameters
+    ----------
+    algorithm
+        Any ``SamplingAlgorithm`` whose state has ``position`` (e.g. ``mflangevin.mfld(...)``).
+    objective
+        The :class:`~mflangevin.MeanFieldObjective` the algorithm optimises (with
+        ``risk_conjugate``).
+    temperature
+        λ, or the same schedule ``count -> λ`` as the algorithm's; the certificate after a step
+        uses the λ of that step.
+    every
+        ``k ≥ 1``: the certificate is computed after steps ``k, 2k, …`` and is NaN otherwise.
+    gap
+        Also estimate the primal (k-nearest-neighbour entropy, ``O(N² p)`` work, blockwise) and
+        the gap; otherwise only ``dual`` and ``dual_stderr`` are filled.
+    num_samples, num_neighbors, block_size
+        As in :func:`mflangevin.certificates.duality_gap`.
+
+    Returns
+    -------
+    A ``SamplingAlgorithm`` with state :class:`MonitorState` and info :class:`MonitorInfo`.
+    Under ``jax.vmap`` (several chains) ``lax.cond`` evaluates both branches, so there the
+    certificate costs its full price at every step: vectorise over chains outside, or use a
+    large ``every``.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import blackjax
+    >>> import mflangevin
+    >>> from mflangevin.models import MeanFieldNetwork
+    >>> X, y = jnp.ones((8, 2)), jnp.zeros(8)
+    >>> net = MeanFieldNetwork("tanh", loss="squared")
+    >>> objective = net.objective(X, y, reference=mflangevin.gaussian_reference(1.0))
+    >>> algorithm = mflangevin.monitor(
+    ...     mflangevin.mfld(objective, step_size=0.1, temperature=0.1),
+    ...     objective, temperature=0.1, every=5,
+    ... )
+    >>> particles = net.init_particles(jax.random.key(0), 64, input_dim=2)
+    >>> _, (states, infos) = blackjax.util.run_inference_algorithm(
+    ...     jax.random.key(1), algorithm, num_steps=10, initial_position=particles
+    ... )
+    >>> jnp.isfinite(infos.certificate.dual).tolist()
+    [False, False, False, False, True, False, False, False, False, True]
+    """
+    if not (hasattr(algorithm, "init") and hasattr(algorithm, "step")):
+        raise TypeError(f"algorithm: expected a SamplingAlgorithm, got {type(algorithm).__name__}.")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every: must be a positive integer, got {every!r}.")
+    check_positive("temperature", temperature)
+
+    def certificate(position: ArrayTree, lam: Array, rng_key: PRNGKey) -> Certificate:
+        if gap:
+            return duality_gap(
+                objective,
+                position,
+                lam,
+                rng_key,
+                num_samples=num_samples,
+                num_neighbors=num_neighbors,
+                block_size=block_size,
+            )
+        g = objective.risk_gradient(objective.mean_embedding(position))
+        dual, stderr = _dual_and_stderr(
+            objective, g, lam, rng_key, num_samples, position, block_size
+        )
+        nan = jnp.full_like(dual, jnp.nan)
+        return Certificate(nan, dual, nan, stderr)
+
+    def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MonitorState:
+        _check_dual_arguments(objective, temperature, num_samples, block_size, position)
+        if gap:
+            _check_neighbors(flatten_particles(position).shape[0], num_neighbors, block_size)
+        return MonitorState(algorithm.init(position, rng_key), jnp.zeros((), jnp.int32))
+
+    def step_fn(rng_key: PRNGKey, state: MonitorState) -> tuple[MonitorState, MonitorInfo]:
+        inner_state, info = algorithm.step(rng_key, state.state)
+        count = state.count + 1
+        position = inner_state.position
+        lam = schedule_value(temperature, state.count)
+        key = jax.random.fold_in(rng_key, _CERTIFICATE_STREAM)
+        dtype = flatten_particles(position).dtype
+        skipped = Certificate(*(jnp.full((), jnp.nan, dtype) for _ in Certificate._fields))
+        recorded = jax.lax.cond(
+            count % every == 0,
+            lambda: certificate(position, lam, key),
+            lambda: skipped,
+        )
+        return MonitorState(inner_state, count), MonitorInfo(info, recorded)
+
+    return SamplingAlgorithm(init_fn, step_fn)
