@@ -17,6 +17,7 @@ from mflangevin.kernels import asgd as _asgd
 from mflangevin.kernels import gradients as gradients
 from mflangevin.kernels import mfld as _mfld
 from mflangevin.kernels import pda as _pda
+from mflangevin.kernels import streaming as _streaming
 from mflangevin.monitoring import monitor as monitor
 from mflangevin.objectives import EnergyObjective as EnergyObjective
 from mflangevin.objectives import MeanFieldObjective as MeanFieldObjective
@@ -28,5 +29,8 @@ from mflangevin.references import gaussian_reference as gaussian_reference
 mfld = _GenerateSamplingAPI(_mfld.as_top_level_api, _mfld.init, _mfld.build_kernel)
 asgd = _GenerateSamplingAPI(_asgd.as_top_level_api, _asgd.init, _asgd.build_kernel)
 pda = _GenerateSamplingAPI(_pda.as_top_level_api, _pda.init, _pda.build_kernel)
+streaming_mfld = _GenerateSamplingAPI(
+    _streaming.as_top_level_api, _streaming.init, _streaming.build_kernel
+)
 
 __version__ = "0.1.0"
