@@ -1,0 +1,322 @@
+import blackjax
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from blackjax.util import generate_gaussian_noise
+
+import mflangevin
+from mflangevin import EnergyObjective, MeanFieldObjective, gaussian_reference
+from mflangevin.datasets import teacher_student
+from mflangevin.models import MeanFieldNetwork
+
+
+def quadratic_objective(m, l2, reference=None):
+    """F(μ) = ½‖E_μθ − m‖² + λ' E_μ‖θ‖² (math.md §2) in structured form: Φ(θ) = θ."""
+    return MeanFieldObjective(
+        feature_map=lambda theta, _: theta,
+        risk=lambda z, _: 0.5 * jnp.sum((z - m) ** 2),
+        penalty=lambda theta: l2 * jnp.sum(theta**2),
+        reference=reference,
+    )
+
+
+def network_problem(num_samples=40, num_particles=16):
+    net = MeanFieldNetwork("tanh", loss="squared")
+    X, y, _ = teacher_student(jax.random.key(0), num_samples, 3)
+    particles = net.init_particles(jax.random.key(1), num_particles, 3)
+    return net, X, y, particles
+
+
+def pool_sampler(X, y, batch):
+    """An online stream: a fresh draw (with replacement) from a large pool at every call."""
+
+    def sample(key):
+        idx = jax.random.randint(key, (batch,), 0, X.shape[0])
+        return X[idx], y[idx]
+
+    return sample
+
+
+def data_key(key):
+    """The data key of one outer step, as documented in ``pda.build_kernel``."""
+    return jax.random.split(key, 3)[0]
+
+
+def inner_key(key, k):
+    return jax.random.fold_in(jax.random.split(key, 3)[1], k)
+
+
+@pytest.mark.parametrize("count", [0, 4])
+@pytest.mark.parametrize("problem", ["network_l2", "quadratic_reference"])
+def test_one_inner_step_with_all_weight_on_the_last_term_is_a_noisy_gradient_step(problem, count):
+    """K_t = 1, normalisation="average" and an empty dual average (the first step, or a restart
+    at a later count): V_t = [⟨g_t, Φ⟩ + r]/λ − log ν, so with η_t = λη the PDA step is
+    θ − η[∇δF/δμ − λ∇log ν] + √(2λη) ξ, the MFLD step, with the same noise."""
+    lam, eta = 0.2, 0.05
+    if problem == "network_l2":
+        net, X, y, particles = network_problem()
+        objective = net.objective(X, y, l2=1e-2)
+    else:
+        objective = quadratic_objective(jnp.array([1.0, -1.0]), 0.0, gaussian_reference(1.5))
+        particles = jax.random.normal(jax.random.key(2), (16, 2))
+    algorithm = mflangevin.pda(
+        objective, step_size=lam * eta, temperature=lam, num_inner_steps=1, normalisation="average"
+    )
+    state = algorithm.init(particles)._replace(count=jnp.asarray(count, jnp.int32))
+    key = jax.random.key(3)
+    new_state, _ = jax.jit(algorithm.step)(key, state)
+
+    # Hand-written formula.
+    g = objective.risk_gradient(objective.mean_embedding(particles))
+    drift = objective.first_variation_grad(g, particles)
+    if objective.reference is not None:
+        score = objective.reference.score(particles)
+        drift = jax.tree.map(lambda d, s: d - lam * s, drift, score)
+    noise = generate_gaussian_noise(inner_key(key, 0), particles)
+    expected = jax.tree.map(
+        lambda p, d, n: p - eta * d + jnp.sqrt(2 * lam * eta) * n, particles, drift, noise
+    )
+    chex.assert_trees_all_close(new_state.position, expected, rtol=1e-5, atol=1e-6)
+
+    # The MFLD kernel with the same noise.
+    mfld = mflangevin.mfld(objective, step_size=eta, temperature=lam)
+    mfld_state, _ = jax.jit(mfld.step)(inner_key(key, 0), mfld.init(particles))
+    chex.assert_trees_all_close(new_state.position, mfld_state.position, rtol=1e-5, atol=1e-6)
+
+
+def _explicit_g(objective, position, key, mode, batch_size, sampler):
+    """g_s as the maths defines it, in the dual average's coordinates."""
+    if mode == "full":
+        return objective.risk_gradient(objective.mean_embedding(position))
+    if mode == "minibatch":
+        n = objective.data[0].shape[0]
+        idx = jax.random.choice(data_key(key), n, (batch_size,), replace=False)
+        batch = objective.subsample(idx)
+        g_batch = batch.risk_gradient(batch.mean_embedding(position))
+        return jnp.zeros(n).at[idx].set(g_batch)
+    sample_objective = MeanFieldObjective(
+        objective.feature_map, objective.risk, objective.penalty, data=sampler(data_key(key))
+    )
+    return sample_objective.risk_gradient(sample_objective.mean_embedding(position))
+
+
+@pytest.mark.parametrize(
+    "mode, capacity", [("full", None), ("minibatch", None), ("online", 8), ("online", 3)]
+)
+def test_accumulator_is_the_explicit_weighted_sum(mode, capacity):
+    """After T outer steps, state.weighted_sum = Σ_s s g_s and state.weight_sum = Σ_s s; online
+    with a store of C < T steps, slot j holds the latest s with (s − 1) mod C = j."""
+    net, X, y, particles = network_problem()
+    objective = net.objective(X, y, l2=1e-3)
+    batch_size, sampler, kwargs = 10, pool_sampler(X, y, 6), {}
+    if mode == "minibatch":
+        kwargs = {"batch_size": batch_size}
+    elif mode == "online":
+        kwargs = {"data_sampler": sampler, "num_outer_steps": capacity}
+    algorithm = mflangevin.pda(objective, 0.01, 0.05, 2, **kwargs)
+    state = algorithm.init(particles, jax.random.key(5))
+    step = jax.jit(algorithm.step)
+    num_steps = 5
+    terms = []
+    for s, key in enumerate(jax.random.split(jax.random.key(4), num_steps), start=1):
+        terms.append(s * _explicit_g(objective, state.position, key, mode, batch_size, sampler))
+        state, _ = step(key, state)
+
+    if mode != "online":
+        explicit, weights = sum(terms), sum(range(1, num_steps + 1))
+    else:
+        slots = {}
+        for s, term in enumerate(terms, start=1):
+            slots[(s - 1) % capacity] = (s, term)
+        explicit = jnp.concatenate(
+            [slots[j][1] if j in slots else jnp.zeros(6) for j in range(capacity)]
+        )
+        weights = sum(s for s, _ in slots.values())
+    np.testing.assert_allclose(state.weighted_sum, explicit, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(state.weight_sum, weights, rtol=1e-6)
+
+
+def test_minibatch_dual_gradient_is_unbiased():
+    """One step from an empty dual average leaves weighted_sum = ĝ_1. Over M keys its mean is g
+    per coordinate: ĝ_j = ℓ'_j / B with probability B/n and 0 otherwise, so
+    Var ĝ_j = (ℓ'_j/B)² (B/n)(1 − B/n) and the Monte-Carlo error is √(Var/M)."""
+    net, X, y, particles = network_problem(num_samples=20)
+    objective = net.objective(X, y)
+    n, batch_size, num_keys = 20, 5, 4000
+    algorithm = mflangevin.pda(objective, 0.01, 0.05, 1, batch_size=batch_size)
+    state = algorithm.init(particles)
+    keys = jax.random.split(jax.random.key(0), num_keys)
+    estimates = jax.jit(jax.vmap(lambda k: algorithm.step(k, state)[0].weighted_sum))(keys)
+    g = objective.risk_gradient(objective.mean_embedding(particles))
+    p = batch_size / n
+    se = jnp.abs(g * n / batch_size) * jnp.sqrt(p * (1 - p) / num_keys)
+    assert jnp.all(jnp.abs(jnp.mean(estimates, axis=0) - g) < 4 * se + 1e-7)
+
+
+@pytest.mark.parametrize("normalisation", ["paper", "average"])
+def test_quadratic_reaches_the_mfld_stationary_law(normalisation):
+    """On F(μ) = ½‖E_μθ − m‖² + λ'‖θ‖² the optimum of G is N(m/(1+2λ'), λ/(2λ') I).
+
+    V_T is the Gaussian potential c_T [⟨ḡ_T, θ⟩ + λ'‖θ‖²]/λ, curvature a = 2λ'c_T/λ, on which
+    the inner unadjusted Langevin chain (step η) has the exact stationary variance
+    v_T = 1 / (a (1 − ηa/2)); the spread of the particles does not depend on ḡ, and c_T moves
+    by O(1/T²) per outer step, so the particle variance is v_T up to sampling error: per
+    coordinate s² has standard error v_T √(2/(N−1)), pooled over p coordinates. The closed form
+    differs from v_T by the known O(η) and (paper normalisation) O(1/T) biases.
+
+    The particle mean is −ḡ_T/(2λ' c_T) plus the particles' own sampling error (sd √(v_T/N));
+    ḡ_T averages past particle means, whose errors have sd ≤ √(v_T/N) each, so it adds at most
+    √(v_T/N)/(2λ' c_T). The start's transient decays like 1/T² under the weights s.
+    """
+    m, l2, lam, eta = jnp.array([1.0, -2.0]), 0.5, 0.1, 0.002
+    num, p, num_outer, inner = 2000, 2, 150, 10
+    algorithm = mflangevin.pda(
+        quadratic_objective(m, l2), eta, lam, inner, normalisation=normalisation, output="last"
+    )
+    start = jax.random.normal(jax.random.key(1), (num, p))
+    state, _ = blackjax.util.run_inference_algorithm(
+        jax.random.key(0), algorithm, num_outer, initial_position=start
+    )
+    c = num_outer / (num_outer + 2) if normalisation == "paper" else 1.0
+    a = 2 * l2 * c / lam
+    v_T = 1 / (a * (1 - eta * a / 2))
+    final = state.position
+
+    variance = jnp.mean(jnp.var(final, axis=0, ddof=1))
+    se = v_T * np.sqrt(2 / (num - 1)) / np.sqrt(p)
+    assert abs(float(variance) - v_T) < 4 * se, (variance, v_T, se)
+    closed_form = lam / (2 * l2)
+    assert abs(float(variance) - closed_form) < abs(v_T - closed_form) + 4 * se
+
+    sd_mean = np.sqrt(v_T / num) * (1 + 1 / (2 * l2 * c))
+    transient = float(jnp.max(jnp.abs(m))) * 2 / num_outer**2
+    error = jnp.abs(jnp.mean(final, axis=0) - m / (1 + 2 * l2))
+    assert jnp.all(error < 4 * sd_mean + transient), (error, sd_mean)
+
+
+def test_random_output_rule():
+    """P[t̂ = s] ∝ s over s = 2…T+1; over M independent runs each frequency has binomial
+    standard error √(P(1−P)/M)."""
+    num_outer, num_runs = 4, 4000
+    algorithm = mflangevin.pda(quadratic_objective(jnp.array([1.0]), 0.5), 0.05, 0.5, 1)
+
+    def run(key):
+        def one(state, k):
+            state, _ = algorithm.step(k, state)
+            return state, state.position[0, 0]
+
+        state, path = jax.lax.scan(
+            one, algorithm.init(jnp.zeros((1, 1))), jax.random.split(key, num_outer)
+        )
+        return jnp.argmax(path == state.output[0, 0]) + 2
+
+    chosen = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(0), num_runs))
+    probs = np.arange(2, num_outer + 2) / np.sum(np.arange(2, num_outer + 2))
+    freq = np.array([np.mean(chosen == s) for s in range(2, num_outer + 2)])
+    assert np.all(np.abs(freq - probs) < 4 * np.sqrt(probs * (1 - probs) / num_runs)), freq
+
+
+@pytest.mark.parametrize("num_inner_steps", [3, lambda k: 1 + k // 2])
+def test_run_inference_algorithm_and_vmapped_chains(num_inner_steps):
+    net, X, y, particles = network_problem()
+    algorithm = mflangevin.pda(net.objective(X, y, l2=1e-3), 0.01, 1e-2, num_inner_steps)
+    chains, num_steps = 3, 6
+    starts = jax.tree.map(lambda x: jnp.stack([x] * chains), particles)
+
+    def run(key, position):
+        _, (history, energy) = blackjax.util.run_inference_algorithm(
+            key,
+            algorithm,
+            num_steps,
+            initial_position=position,
+            transform=lambda state, info: (state.position, info.energy),
+        )
+        return history, energy
+
+    history, energy = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(0), chains), starts)
+    assert history["w"].shape == (chains, num_steps, 16, 3)
+    assert energy.shape == (chains, num_steps)
+    assert bool(jnp.all(jnp.isfinite(energy)))
+    assert not np.allclose(history["w"][0], history["w"][1])
+
+
+@pytest.mark.parametrize("mode", ["full", "minibatch", "online"])
+def test_no_retracing_and_same_key_same_result(mode):
+    net, X, y, particles = network_problem()
+    kwargs = {
+        "full": {},
+        "minibatch": {"batch_size": 8},
+        "online": {"data_sampler": pool_sampler(X, y, 4), "num_outer_steps": 10},
+    }[mode]
+    chex.clear_trace_counter()
+    algorithm = mflangevin.pda(
+        net.objective(X, y), lambda k: 0.01 / (1.0 + k.astype(jnp.float32)), 1e-2, 2, **kwargs
+    )
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(key, state):
+        return algorithm.step(key, state)
+
+    state = algorithm.init(particles)
+    for key in jax.random.split(jax.random.key(0), 4):
+        state, info = step(key, state)
+    assert int(state.count) == 4
+    again = algorithm.init(particles)
+    for key in jax.random.split(jax.random.key(0), 4):
+        again, _ = step(key, again)
+    chex.assert_trees_all_equal(state, again)
+
+
+def test_divergence_is_reported():
+    objective = quadratic_objective(jnp.array([1.0]), 0.5)
+    algorithm = mflangevin.pda(objective, 1.0, 0.1, 2, divergence_threshold=5.0)
+    state = algorithm.init(jnp.full((4, 1), 4.0))
+    new_state, info = algorithm.step(jax.random.key(0), state)
+    assert bool(info.is_divergent)
+    assert bool(jnp.all(jnp.abs(new_state.position) < 5.0))
+
+
+def _objective():
+    return quadratic_objective(jnp.array([1.0, 1.0]), 0.5)
+
+
+@pytest.mark.parametrize(
+    "objective, kwargs, error, match",
+    [
+        (lambda p: jnp.sum(p), {}, TypeError, "objective"),
+        (EnergyObjective(lambda p: jnp.sum(p)), {}, TypeError, "objective"),
+        (_objective(), {"step_size": -0.1}, ValueError, "step_size"),
+        (_objective(), {"temperature": 0.0}, ValueError, "temperature"),
+        (_objective(), {"temperature": lambda k: 0.1}, TypeError, "temperature"),
+        (_objective(), {"num_inner_steps": 0}, ValueError, "num_inner_steps"),
+        (_objective(), {"num_inner_steps": 2.5}, TypeError, "num_inner_steps"),
+        (_objective(), {"normalisation": "other"}, ValueError, "normalisation"),
+        (_objective(), {"output": "best"}, ValueError, "output"),
+        (_objective(), {"batch_size": 4}, ValueError, "batch_size"),
+        (_objective(), {"data_sampler": lambda k: None}, ValueError, "num_outer_steps"),
+        (_objective(), {"data_sampler": 3, "num_outer_steps": 2}, TypeError, "data_sampler"),
+    ],
+)
+def test_bad_parameters(objective, kwargs, error, match):
+    args = {"step_size": 0.1, "temperature": 0.1, "num_inner_steps": 2} | kwargs
+    with pytest.raises(error, match=match):
+        mflangevin.pda(objective, **args)
+
+
+def test_bad_data_modes():
+    net, X, y, particles = network_problem()
+    objective = net.objective(X, y)
+    with pytest.raises(ValueError, match="batch_size"):
+        mflangevin.pda(objective, 0.1, 0.1, 2, batch_size=41)
+    with pytest.raises(ValueError, match="batch_size"):
+        mflangevin.pda(objective, 0.1, 0.1, 2, batch_size=4, data_sampler=pool_sampler(X, y, 4))
+    summed = MeanFieldObjective(
+        lambda theta, data: jnp.sum(net.unit(theta, data[0])), lambda z, _: z, data=(X, y)
+    )
+    with pytest.raises(ValueError, match="per-sample"):
+        mflangevin.pda(summed, 0.1, 0.1, 2, batch_size=4).init(particles)
+    with pytest.raises(ValueError, match="position"):
+        mflangevin.pda(objective, 0.1, 0.1, 2).init({"w": jnp.zeros((4, 5)), "b": jnp.zeros(4)})
