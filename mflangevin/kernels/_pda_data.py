@@ -88,6 +88,17 @@ def check_mode(objective, batch_size, data_sampler, num_outer_steps) -> None:
         raise ValueError("num_outer_steps: only the online mode (data_sampler) uses it.")
 
 
+def check_dual(objective, dual_samples) -> None:
+    """The dual bound needs ``K ≥ 1`` draws of ν and the conjugate ``R*``."""
+    if dual_samples is None:
+        return
+    _check_count("dual_samples", dual_samples)
+    if objective.risk_conjugate is None:
+        raise ValueError(
+            "dual_samples: the dual bound needs the objective's risk_conjugate R*, and it has none."
+        )
+
+
 def check_fit(position, objective, per_sample: bool) -> None:
     """The particles fit the objective; minibatch and online modes need per-sample features:
     ``Φ(θ, data)`` indexed by the data's leading axis."""

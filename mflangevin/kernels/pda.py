@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin._checks import check_positive
+from mflangevin.certificates import dual_objective
 from mflangevin.kernels import _pda_data
 from mflangevin.kernels.mfld import langevin_update, schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
@@ -37,6 +38,9 @@ from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 __all__ = ["PDAState", "PDAInfo", "init", "build_kernel", "as_top_level_api"]
 
 NORMALISATIONS = ("paper", "average")
+# The dual bound draws ν with a key folded from the step key, so requesting it leaves the
+# trajectory unchanged.
+_DUAL_STREAM = 0x706461
 OUTPUTS = ("random", "last")
 
 
@@ -138,12 +142,11 @@ def build_kernel(
     data_sampler: Callable[[PRNGKey], ArrayTree] | None = None,
     num_outer_steps: int | None = None,
     divergence_threshold: float = 1e6,
-    dual_bound: Callable | None = None,
+    dual_samples: int | None = None,
 ) -> Callable:
     """Build the low-level PDA kernel (one call = one outer step).
 
-    Parameters are those of :func:`as_top_level_api` that fix the algorithm's structure;
-    ``dual_bound`` is ``(objective, g, position, rng_key) -> D(g)`` or ``None``.
+    Parameters are those of :func:`as_top_level_api` that fix the algorithm's structure.
 
     The step key is split into a data key (minibatch indices or the online sample), an inner key
     (inner step ``k`` draws its noise from ``fold_in(inner_key, k)``) and an output key.
@@ -223,9 +226,15 @@ def build_kernel(
         else:
             new_output = new_position
 
+        dual = None
+        if dual_samples is not None:
+            key_dual = jax.random.fold_in(rng_key, _DUAL_STREAM)
+            dual = dual_objective(
+                step_objective, g, temperature, key_dual, dual_samples, particles=position
+            )
         info = PDAInfo(
             energy=energy,
-            dual_bound=None if dual_bound is None else dual_bound(step_objective, g, position),
+            dual_bound=dual,
             is_divergent=diverged,
             step_size=jnp.asarray(step_size),
             num_inner_steps=jnp.asarray(num_inner_steps),
@@ -248,6 +257,7 @@ def as_top_level_api(
     data_sampler: Callable[[PRNGKey], ArrayTree] | None = None,
     num_outer_steps: int | None = None,
     divergence_threshold: float = 1e6,
+    dual_samples: int | None = None,
 ) -> SamplingAlgorithm:
     """Particle dual averaging over ``N`` particles; one ``step`` is one outer iteration.
 
@@ -285,6 +295,11 @@ def as_top_level_api(
         Online mode: the number of outer steps whose samples the state keeps.
     divergence_threshold
         A proposed coordinate beyond this magnitude (or non-finite) refuses that inner step.
+    dual_samples
+        If given, ``info.dual_bound`` is the dual ``D(g_t)`` of
+        :func:`~mflangevin.certificates.dual_objective` at the step's ``g_t``, with this many
+        draws of ν (the objective needs ``risk_conjugate``). With the full data it is a lower
+        bound on ``min G``; in minibatch and online modes it is that of the step's sample.
 
     Minibatch and online modes need per-sample features: ``Φ(θ, data)`` indexed by the data's
     leading axis, as for :meth:`MeanFieldNetwork.objective <mflangevin.models.MeanFieldNetwork>`.
@@ -317,8 +332,15 @@ def as_top_level_api(
     check_positive("divergence_threshold", divergence_threshold)
     _pda_data.check_inner_steps(num_inner_steps)
     _pda_data.check_mode(objective, batch_size, data_sampler, num_outer_steps)
+    _pda_data.check_dual(objective, dual_samples)
     kernel = build_kernel(
-        normalisation, output, batch_size, data_sampler, num_outer_steps, divergence_threshold
+        normalisation,
+        output,
+        batch_size,
+        data_sampler,
+        num_outer_steps,
+        divergence_threshold,
+        dual_samples,
     )
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> PDAState:

@@ -320,3 +320,22 @@ def test_bad_data_modes():
         mflangevin.pda(summed, 0.1, 0.1, 2, batch_size=4).init(particles)
     with pytest.raises(ValueError, match="position"):
         mflangevin.pda(objective, 0.1, 0.1, 2).init({"w": jnp.zeros((4, 5)), "b": jnp.zeros(4)})
+
+
+def test_dual_bound_on_request_leaves_the_trajectory_unchanged():
+    net, X, y, particles = network_problem()
+    objective = net.objective(X, y, reference=gaussian_reference(1.0))
+    lam, key = 0.05, jax.random.key(3)
+    plain = mflangevin.pda(objective, 0.01, lam, 2)
+    with_dual = mflangevin.pda(objective, 0.01, lam, 2, dual_samples=256)
+    state, info = jax.jit(plain.step)(key, plain.init(particles))
+    dual_state, dual_info = jax.jit(with_dual.step)(key, with_dual.init(particles))
+    assert info.dual_bound is None
+    chex.assert_trees_all_equal(state, dual_state)
+    g = objective.risk_gradient(objective.mean_embedding(particles))
+    expected = mflangevin.dual_objective(
+        objective, g, lam, jax.random.fold_in(key, 0x706461), 256, particles=particles
+    )
+    np.testing.assert_allclose(dual_info.dual_bound, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="dual_samples"):
+        mflangevin.pda(quadratic_objective(jnp.ones(2), 0.5), 0.1, 0.1, 2, dual_samples=16)
