@@ -8,6 +8,7 @@ NumPyro inference and ArviZ diagnostics with convergence certificates.
 from blackjax import GenerateSamplingAPI as _GenerateSamplingAPI
 
 from mflangevin import certificates as certificates
+from mflangevin import diagnostics as diagnostics
 from mflangevin import entropy as entropy
 from mflangevin.certificates import dual_objective as dual_objective
 from mflangevin.certificates import duality_gap as duality_gap
@@ -34,3 +35,13 @@ streaming_mfld = _GenerateSamplingAPI(
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Integrations depend on the core, never the reverse: `mflangevin.arviz` is imported on
+    # first access only, so `import mflangevin` does not load ArviZ.
+    if name == "arviz":
+        import importlib
+
+        return importlib.import_module("mflangevin.arviz")
+    raise AttributeError(f"module 'mflangevin' has no attribute {name!r}")
