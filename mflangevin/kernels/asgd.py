@@ -38,7 +38,15 @@ __all__ = ["ASGDState", "ASGDInfo", "init", "build_kernel", "as_top_level_api"]
 
 
 class ASGDState(NamedTuple):
-    """State of ASGD: last iterate ``Θ_t``, average ``Θ̄_t``, anchor ``Θ_0`` and step count ``t``."""
+    """State of ASGD: last iterate ``Θ_t``, average ``Θ̄_t``, anchor ``Θ_0`` and step count ``t``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> state = init(jnp.ones(2))
+    >>> state.position is state.average is state.initial_position
+    True
+    """
 
     position: ArrayTree
     average: ArrayTree
@@ -54,6 +62,15 @@ class ASGDInfo(NamedTuple):
     validation). ``grad_norm`` is the Euclidean norm of the full gradient (L2 term included);
     ``is_divergent`` is true when the proposed iterate was non-finite or beyond the divergence
     threshold, in which case the step was refused: ``Θ_{t+1} = Θ_t`` (and so enters the average).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> kernel = build_kernel()
+    >>> batch = (jnp.ones((1, 2)), jnp.ones(1))
+    >>> _, info = kernel(init(jnp.zeros(2)), batch, lambda w, x: x @ w, 0.1, 0.0)
+    >>> float(info.loss), bool(info.is_divergent)
+    (0.5, False)
     """
 
     loss: Array
