@@ -18,6 +18,7 @@ Two kinds of model:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -178,9 +179,8 @@ class MFLD(MCMCKernel):
 
         def init_one(key: PRNGKey, params: dict | None) -> MFLDModelState:
             key, init_key = jax.random.split(key)
-            z = self._initial_particles(init_key, model_args, model_kwargs)
-            if params is not None:
-                z = self._check_init_params(params, z)
+            draw = partial(self._initial_particles, init_key, model_args, model_kwargs)
+            z = draw() if params is None else self._check_init_params(params, jax.eval_shape(draw))
             zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(z)))
             return MFLDModelState(jnp.zeros((), jnp.int32), z, zero, zero, jnp.array(False), key)
 

@@ -1,0 +1,248 @@
+"""MFLD on NumPyro models: Bayesian posteriors, mean-field plate models, the MCMC workflow."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.diagnostics import effective_sample_size
+from numpyro.infer import MCMC, NUTS, Predictive
+
+import mflangevin
+from mflangevin.models import MeanFieldNetwork
+from mflangevin.numpyro import MFLD
+
+
+def linear_regression(X, y=None, prior_scale=2.0, noise=1.0):
+    beta = numpyro.sample("beta", dist.Normal(0.0, prior_scale).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("data", X.shape[0]):
+        numpyro.sample("y", dist.Normal(X @ beta, noise), obs=y)
+
+
+def logistic_regression(X, y=None):
+    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("data", X.shape[0]):
+        numpyro.sample("y", dist.Bernoulli(logits=X @ beta), obs=y)
+
+
+def location_scale(y=None):
+    loc = numpyro.sample("loc", dist.Normal(0.0, 3.0))
+    scale = numpyro.sample("scale", dist.HalfNormal(2.0))
+    with numpyro.plate("data", 5):
+        numpyro.sample("y", dist.Normal(loc, scale), obs=y)
+
+
+NETWORK = MeanFieldNetwork(neuron="tanh", loss="squared")
+
+
+def mean_field_network(X, y=None, num_particles=16, prior_scale=1.0):
+    """Mean-field network with F(μ) = mean_j ½(y_j − f_μ(x_j))² + ½ log 2π."""
+    with numpyro.plate("particles", num_particles):
+        w = numpyro.sample("w", dist.Normal(0.0, prior_scale).expand([X.shape[1]]).to_event(1))
+        b = numpyro.sample("b", dist.Normal(0.0, prior_scale))
+    f = NETWORK.predict({"w": w, "b": b}, X)
+    with numpyro.handlers.scale(scale=1.0 / X.shape[0]), numpyro.plate("data", X.shape[0]):
+        numpyro.sample("y", dist.Normal(f, 1.0), obs=y)
+
+
+def data(key, n, d):
+    key_x, key_y = jax.random.split(key)
+    X = jax.random.normal(key_x, (n, d))
+    return X, X @ jnp.linspace(1.0, -1.0, d) + 0.5 * jax.random.normal(key_y, (n,))
+
+
+def run(kernel, *args, num_warmup=50, num_samples=5, seed=0, **kwargs):
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, progress_bar=False)
+    mcmc.run(jax.random.key(seed), *args, **kwargs)
+    return mcmc
+
+
+def test_conjugate_linear_regression_matches_ula_posterior():
+    X, y = data(jax.random.key(1), 20, 2)
+    prior_scale, noise, eta, n = 2.0, 1.0, 0.01, 2000
+    mcmc = run(MFLD(linear_regression, n, eta, 1.0), X, y, num_warmup=300, num_samples=1)
+    particles = np.asarray(mcmc.get_samples()["beta"][-1], np.float64)
+    # Gaussian posterior N(A⁻¹b, A⁻¹). Unadjusted Langevin with step η on it has the stationary law
+    # N(A⁻¹b, (A(I − ηA/2))⁻¹): the mean is exact, the covariance carries the O(η) bias. With
+    # ηλ_max(A) < 1 the chains contract by (1 − ηλ_min(A))³⁰⁰ ≈ 0 from the prior.
+    Xn, yn = np.asarray(X, np.float64), np.asarray(y, np.float64)
+    A = Xn.T @ Xn / noise**2 + np.eye(2) / prior_scale**2
+    mean = np.linalg.solve(A, Xn.T @ yn / noise**2)
+    cov = np.linalg.inv(A @ (np.eye(2) - eta * A / 2))
+    assert np.max(np.linalg.eigvalsh(eta * A)) < 1
+    # Monte-Carlo errors of N independent draws: sd(mean_j) = √(Σ_jj/N),
+    # sd(cov_jk) = √((Σ_jj Σ_kk + Σ_jk²)/N); four standard errors per entry.
+    mean_se = np.sqrt(np.diag(cov) / n)
+    cov_se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
+    np.testing.assert_array_less(np.abs(particles.mean(0) - mean), 4 * mean_se)
+    np.testing.assert_array_less(np.abs(np.cov(particles.T) - cov), 4 * cov_se)
+
+
+def test_logistic_regression_agrees_with_nuts():
+    key_x, key_y = jax.random.split(jax.random.key(2))
+    X = jax.random.normal(key_x, (40, 2))
+    y = jax.random.bernoulli(key_y, jax.nn.sigmoid(X @ jnp.array([1.5, -1.0]))).astype(jnp.float32)
+    eta, n = 0.005, 1000
+    # NumPyro's Bernoulli log-density mixes bool and float: it needs the standard promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        nuts = run(NUTS(logistic_regression), X, y, num_warmup=300, num_samples=1000)
+        mcmc = run(MFLD(logistic_regression, n, eta, 1.0), X, y, num_warmup=400, num_samples=1)
+    reference = np.asarray(nuts.get_samples()["beta"], np.float64)
+    ess = effective_sample_size(reference[None])
+    particles = np.asarray(mcmc.get_samples()["beta"][-1], np.float64)
+    sd = reference.std(0)
+    # Monte-Carlo: mean errors sd/√N (independent particles) and sd/√ESS (NUTS); standard
+    # deviation errors sd/√(2N) and sd/√(2 ESS). Discretisation: for a Gaussian with precision a,
+    # unadjusted Langevin inflates the sd by (1 − ηa/2)^(-1/2) − 1 ≈ ηa/4; we allow ηλ_max/4 · sd
+    # (λ_max of the posterior precision, estimated by NUTS) on both the mean and the sd.
+    bias = eta * np.max(1 / np.linalg.eigvalsh(np.cov(reference.T))) / 4 * sd
+    mean_tol = 4 * sd * np.sqrt(1 / n + 1 / ess) + bias
+    sd_tol = 4 * sd * np.sqrt(1 / (2 * n) + 1 / (2 * ess)) + bias
+    np.testing.assert_array_less(np.abs(particles.mean(0) - reference.mean(0)), mean_tol)
+    np.testing.assert_array_less(np.abs(particles.std(0) - sd), sd_tol)
+
+
+def test_mean_field_drift_equals_mfld_on_the_objective():
+    X, y = data(jax.random.key(3), 10, 3)
+    n, eta, lam = 16, 0.05, 0.1
+    particles = NETWORK.init_particles(jax.random.key(4), n, 3)
+    kernel = MFLD(mean_field_network, n, eta, lam)
+    state = kernel.init(jax.random.key(5), 0, particles, (X, y), {})
+    new_state = jax.jit(kernel.sample)(state, (X, y), {})
+
+    objective = NETWORK.objective(X, y, reference=mflangevin.gaussian_reference(1.0))
+    algorithm = mflangevin.mfld(objective, eta, lam)
+    _, step_key = jax.random.split(state.rng_key)
+    expected, info = jax.jit(algorithm.step)(step_key, algorithm.init(particles))
+    for name in particles:
+        np.testing.assert_allclose(new_state.z[name], expected.position[name], rtol=1e-5, atol=1e-6)
+    # The Gaussian likelihood carries the constant ½ log 2π per datum on top of the squared loss.
+    np.testing.assert_allclose(
+        new_state.objective, info.energy + 0.5 * math.log(2 * math.pi), rtol=1e-6
+    )
+    np.testing.assert_allclose(new_state.drift_norm, info.drift_norm, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chain_method", ["sequential", "vectorized", "parallel"])
+def test_chain_methods_shapes_and_support(chain_method):
+    y = jnp.array([0.5, 1.5, -0.3, 2.0, 1.0])
+    n, chains, draws = 16, 2, 5
+    mcmc = MCMC(
+        MFLD(location_scale, n, 0.01),
+        num_warmup=20,
+        num_samples=draws,
+        num_chains=chains,
+        chain_method=chain_method,
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(6), y)
+    grouped = mcmc.get_samples(group_by_chain=True)
+    assert grouped["loc"].shape == grouped["scale"].shape == (chains, draws, n)
+    assert mcmc.get_samples()["scale"].shape == (chains * draws, n)
+    assert not np.allclose(grouped["loc"][0], grouped["loc"][1])
+    assert np.all(grouped["scale"] > 0)
+    assert mcmc.get_extra_fields(group_by_chain=True)["diverging"].shape == (chains, draws)
+
+
+def test_positive_site_samples_its_prior_with_the_jacobian():
+    alpha, rate, eta, n = 3.0, 2.0, 0.01, 4000
+
+    def model():
+        numpyro.sample("s", dist.Gamma(alpha, rate))
+
+    mcmc = run(MFLD(model, n, eta), num_warmup=400, num_samples=1)
+    s = np.asarray(mcmc.get_samples()["s"][-1], np.float64)
+    assert np.all(s > 0)
+    # In u = log s the target is ∝ exp(αu − βe^u) (the Jacobian adds u), curvature α at the mode:
+    # contraction (1 − ηα)^400 ≈ 0, discretisation allowance ηα/4 · sd as for a Gaussian, and
+    # Monte-Carlo error sd/√N. Without the Jacobian the law would be Gamma(α − 1, β), mean 1.
+    sd = math.sqrt(alpha) / rate
+    assert abs(s.mean() - alpha / rate) < 4 * sd / math.sqrt(n) + eta * alpha / 4 * sd
+
+
+@pytest.mark.parametrize("mean_field", [True, False])
+def test_predictive(mean_field):
+    X, y = data(jax.random.key(7), 12, 2)
+    model, draws, n = (mean_field_network, 3, 16) if mean_field else (linear_regression, 3, 8)
+    mcmc = run(MFLD(model, n, 0.01, 0.1), X, y, num_warmup=10, num_samples=draws)
+    samples = mcmc.get_samples()
+    assert samples["w" if mean_field else "beta"].shape == (draws, n, 2)
+    predictive = Predictive(model, samples, batch_ndims=1 if mean_field else 2)
+    predictions = predictive(jax.random.key(8), X)["y"]
+    assert predictions.shape == ((draws, 12) if mean_field else (draws, n, 12))
+    assert mcmc.sampler.is_mean_field == mean_field
+
+
+def test_post_warmup_state_resumes():
+    def model():
+        numpyro.sample("x", dist.Normal(0.0, 1.0))
+
+    n, eta = 32, 0.01
+    kernel = MFLD(model, n, eta)
+    mcmc = MCMC(kernel, num_warmup=50, num_samples=5, progress_bar=False)
+    mcmc.warmup(jax.random.key(9), init_params={"x": jnp.full(n, 20.0)})
+    warm = mcmc.post_warmup_state
+    mcmc.run(jax.random.key(10))
+    first = mcmc.get_samples()["x"][0]
+    # One step moves a particle by η|x| + √(2η)·ξ: far below the distance to a fresh prior draw.
+    assert int(mcmc.last_state.i) == 55
+    np.testing.assert_array_less(np.abs(first - warm.z["x"]), eta * 20 + 5 * math.sqrt(2 * eta))
+    assert np.all(warm.z["x"] > 10)
+    assert "F(μ)" in kernel.get_diagnostics_str(mcmc.last_state)
+
+
+def test_no_retracing_across_steps():
+    traces = []
+
+    def model():
+        traces.append(None)
+        numpyro.sample("x", dist.Normal(0.0, 1.0))
+
+    counts = []
+    for num_samples in (3, 30):
+        traces.clear()
+        run(MFLD(model, 4, 0.1), num_warmup=num_samples, num_samples=num_samples)
+        counts.append(len(traces))
+    assert counts[0] == counts[1]
+
+
+def test_latent_outside_the_plate_is_an_error():
+    def model(X, y):
+        noise = numpyro.sample("noise", dist.HalfNormal(1.0))
+        with numpyro.plate("particles", 8):
+            w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        with numpyro.plate("data", X.shape[0]):
+            numpyro.sample("y", dist.Normal(jnp.mean(X @ w.T, axis=1), noise), obs=y)
+
+    X, y = data(jax.random.key(11), 6, 2)
+    mcmc = MCMC(MFLD(model, 8, 0.01), num_warmup=1, num_samples=1, progress_bar=False)
+    with pytest.raises(ValueError, match=r"\['noise'\] sit outside the particle plate"):
+        mcmc.run(jax.random.key(0), X, y)
+
+
+def discrete_model():
+    numpyro.sample("k", dist.Poisson(3.0))
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs", "error", "match"),
+    [
+        (mean_field_network, {"num_particles": 8}, ValueError, "particle_plate"),
+        (discrete_model, {}, ValueError, r"\['k'\] are discrete"),
+        (location_scale, {"step_size": -1.0}, ValueError, "step_size"),
+        (location_scale, {"temperature": 0.0}, ValueError, "temperature"),
+        (location_scale, {"num_particles": 0}, ValueError, "num_particles"),
+        (location_scale, {"num_particles": 2.5}, TypeError, "num_particles"),
+        ("not a model", {}, TypeError, "model"),
+    ],
+)
+def test_bad_input(model, kwargs, error, match):
+    X, y = data(jax.random.key(12), 6, 2)
+    options = {"num_particles": 16, "step_size": 0.01, "temperature": 1.0} | kwargs
+    with pytest.raises(error, match=match):
+        kernel = MFLD(model, **options)
+        args = (X, y) if model is mean_field_network else ()
+        kernel.init(jax.random.key(0), 0, None, args, {})
