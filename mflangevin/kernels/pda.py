@@ -301,13 +301,15 @@ def as_top_level_api(
         draws of ν (the objective needs ``risk_conjugate``). With the full data it is a lower
         bound on ``min G``; in minibatch and online modes it is that of the step's sample.
 
-    Minibatch and online modes need per-sample features: ``Φ(θ, data)`` indexed by the data's
-    leading axis, as for :meth:`MeanFieldNetwork.objective <mflangevin.models.MeanFieldNetwork>`.
-
     Returns
     -------
     A ``blackjax.base.SamplingAlgorithm``: ``init(position, rng_key=None)`` and
     ``step(rng_key, state) -> (state, info)``.
+
+    Notes
+    -----
+    Minibatch and online modes need per-sample features: ``Φ(θ, data)`` indexed by the data's
+    leading axis, as for the objectives of ``MeanFieldNetwork``.
 
     Examples
     --------
