@@ -82,16 +82,12 @@ def test_bad_input(call, match):
         call()
 
 
-def test_invariant_diagnostics_on_a_pytree_history():
-    key_w, key_b = jax.random.split(jax.random.key(0))
-    positions = {
-        "w": jax.random.normal(key_w, (2, 40, 16, 3)),
-        "b": jax.random.normal(key_b, (2, 40, 16)),
-    }
+def test_invariant_diagnostics_of_a_history():
+    positions = jax.random.normal(jax.random.key(0), (2, 40, 16, 3))
     out = jax.jit(diagnostics.invariant_diagnostics)(positions)
     assert set(out) == {"ess_bulk", "ess_tail", "rhat"}
-    assert out["rhat"]["w_mean"].shape == (3,)
-    assert out["ess_bulk"]["b_sd"].shape == ()
+    assert set(out["rhat"]) == {"theta_mean", "theta_sd"}
+    assert out["ess_bulk"]["theta_mean"].shape == (3,)
 
 
 def _gaussian_kernel(a, b, h):
