@@ -1,0 +1,174 @@
+"""Tests of mflangevin.arviz: DataTree conversion of BlackJAX histories and NumPyro runs, plots."""
+
+import arviz as az
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer import MCMC
+
+import mflangevin
+from mflangevin import arviz as mf_arviz
+from mflangevin import diagnostics
+from mflangevin.models import MeanFieldNetwork
+from mflangevin.numpyro import MFLD
+
+N, CHAINS, DRAWS = 16, 3, 30
+
+
+@pytest.fixture(scope="module")
+def problem():
+    X = jax.random.normal(jax.random.key(1), (12, 2))
+    y = jnp.tanh(X[:, 0])
+    net = MeanFieldNetwork("tanh", loss="squared")
+    objective = net.objective(X, y, reference=mflangevin.gaussian_reference(1.0))
+    algorithm = mflangevin.mfld(objective, step_size=0.05, temperature=0.01)
+    start = net.init_particles(jax.random.key(0), N, input_dim=2)
+    return net, X, objective, algorithm, start
+
+
+@pytest.fixture(scope="module")
+def chains_history(problem):
+    _, _, _, algorithm, start = problem
+
+    def run(key):
+        return blackjax.util.run_inference_algorithm(key, algorithm, DRAWS, initial_position=start)[
+            1
+        ]
+
+    return jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(2), CHAINS))
+
+
+def test_blackjax_history_with_chains(problem, chains_history):
+    net, X, objective, _, _ = problem
+
+    def observables(particles):
+        return {**diagnostics.particle_moments(particles), "prediction": net.predict(particles, X)}
+
+    gap = np.abs(np.random.default_rng(0).normal(size=(CHAINS, DRAWS)))
+    tree = mf_arviz.to_datatree(
+        chains_history,
+        observables=observables,
+        sample_stats={"dual_bound": -gap, "gap": gap},
+        reference=objective.reference,
+        rng_key=jax.random.key(3),
+        dims={"w": ["input"], "prediction": ["datum"]},
+    )
+    assert set(tree.children) == {"posterior", "sample_stats", "particle_measure", "prior"}
+    posterior = tree["posterior"]
+    assert posterior["w"].dims == ("chain", "draw", "particle", "input")
+    assert posterior["w"].shape == (CHAINS, DRAWS, N, 2)
+    assert posterior["w_mean"].dims == ("chain", "draw", "input")
+    assert posterior["prediction"].shape == (CHAINS, DRAWS, X.shape[0])
+    np.testing.assert_array_equal(posterior["draw"].values, np.arange(1, DRAWS + 1))
+    stats = tree["sample_stats"]
+    assert {"energy", "diverging", "step_size", "temperature", "dual_bound", "gap"} <= set(stats)
+    assert stats["diverging"].dtype == bool
+    assert tree["particle_measure"]["w"].shape == (CHAINS, N, 2)
+    np.testing.assert_array_equal(
+        tree["particle_measure"]["b"].values, np.asarray(chains_history[0].position["b"][:, -1])
+    )
+    assert tree["prior"]["w"].shape == (1, N, 2)
+
+    summary = az.summary(tree, var_names=["w_mean", "prediction"])
+    assert len(summary) == 2 + X.shape[0]
+    assert az.ess(tree, var_names=["energy"], group="sample_stats")["energy"].shape == ()
+    az.plot_dist(tree, group="particle_measure", backend="none")
+    mf_arviz.plot_certificates(tree, backend="none")
+    mf_arviz.plot_particle_marginals(tree, backend="none")
+    mf_arviz.plot_neurons(tree, backend="none")
+
+
+def test_on_device_ess_rhat_agree_with_arviz_on_the_tree(chains_history):
+    tree = mf_arviz.to_datatree(chains_history, include_trajectories=False)
+    values = tree["posterior"]["w_mean"].values
+    on_device = jax.jit(lambda x: (diagnostics.ess(x), diagnostics.rhat(x)))(values)
+    np.testing.assert_allclose(
+        np.asarray(on_device[0]), az.ess(tree, var_names=["w_mean"])["w_mean"].values, rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        np.asarray(on_device[1]), az.rhat(tree, var_names=["w_mean"])["w_mean"].values, rtol=1e-5
+    )
+    assert "w" not in tree["posterior"]
+
+
+def test_history_without_chain_axis_thinned(problem):
+    _, _, _, algorithm, start = problem
+    thinned = blackjax.util.thin_algorithm(algorithm, thinning=4)
+    _, history = blackjax.util.run_inference_algorithm(
+        jax.random.key(4), thinned, 6, initial_position=start
+    )
+    tree = mf_arviz.to_datatree(history, thinning=4, observables=None)
+    assert tree["posterior"]["w"].shape == (1, 6, N, 2)
+    assert tree["sample_stats"]["energy"].shape == (1, 6)
+    np.testing.assert_array_equal(tree["posterior"]["draw"].values, 4 * np.arange(1, 7))
+    assert "prior" not in tree.children
+
+
+def test_monitored_history_gives_certificate_stats(problem):
+    _, _, objective, algorithm, start = problem
+    monitored = mflangevin.monitor(algorithm, objective, temperature=0.01, every=5)
+    _, history = blackjax.util.run_inference_algorithm(
+        jax.random.key(5), monitored, 20, initial_position=start
+    )
+    tree = mf_arviz.to_datatree(history)
+    dual = tree["sample_stats"]["dual_bound"].values
+    assert np.isfinite(dual[0, 4::5]).all() and np.isnan(dual[0, 0]).all()
+    mf_arviz.plot_certificates(tree, backend="none")
+
+
+def test_numpyro_mcmc_run():
+    def model(y):
+        with numpyro.plate("particles", N):
+            theta = numpyro.sample("theta", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        numpyro.sample("y", dist.Normal(jnp.mean(theta, axis=0), 1.0).to_event(1), obs=y)
+
+    kernel = MFLD(model, num_particles=N, step_size=0.05, temperature=0.1)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=5,
+        num_samples=12,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(0), jnp.array([1.0, -1.0]), extra_fields=("objective", "drift_norm"))
+    tree = mf_arviz.to_datatree(mcmc, rng_key=jax.random.key(1))
+    assert set(tree.children) == {"posterior", "sample_stats", "particle_measure", "prior"}
+    assert tree["posterior"]["theta"].dims == ("chain", "draw", "particle", "theta_dim_0")
+    assert tree["posterior"]["theta"].shape == (2, 12, N, 2)
+    assert tree["posterior"]["theta_mean"].shape == (2, 12, 2)
+    assert {"energy", "drift_norm", "diverging"} <= set(tree["sample_stats"])
+    assert tree["particle_measure"]["theta"].shape == (2, N, 2)
+    assert tree["prior"]["theta"].shape == (1, N, 2)
+    assert az.rhat(tree, var_names=["theta_mean"])["theta_mean"].shape == (2,)
+    az.summary(tree, var_names=["theta_mean"])
+    az.plot_dist(tree, group="particle_measure", backend="none")
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda h: mf_arviz.to_datatree(h[0]), "source"),
+        (lambda h: mf_arviz.to_datatree(h, thinning=0), "thinning"),
+        (lambda h: mf_arviz.to_datatree(h, observables=3), "observables"),
+        (lambda h: mf_arviz.to_datatree(h, sample_stats={"gap": np.zeros(2)}), "sample_stats"),
+        (lambda h: mf_arviz.to_datatree(h, dims={"w": ["a", "b"]}), "dims"),
+        (
+            lambda h: mf_arviz.to_datatree(h, reference=mflangevin.gaussian_reference(1.0)),
+            "rng_key",
+        ),
+    ],
+)
+def test_bad_input(chains_history, call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(chains_history)
+
+
+def test_neuron_scatter_needs_two_dimensional_inputs(chains_history):
+    tree = mf_arviz.to_datatree(chains_history, observables=None)
+    with pytest.raises(ValueError, match="var_name"):
+        mf_arviz.plot_neurons(tree, var_name="b", backend="none")
