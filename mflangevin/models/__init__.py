@@ -1,5 +1,9 @@
 """Models: mean-field, NTK-regime and residual networks. Models know nothing of kernels."""
 
 from mflangevin.models import losses as losses
+from mflangevin.models import resnet as resnet
 from mflangevin.models.ntk import NTKNetwork as NTKNetwork
+from mflangevin.models.resnet import MLPBlock as MLPBlock
+from mflangevin.models.resnet import ResFGB as ResFGB
+from mflangevin.models.resnet import ResidualNetwork as ResidualNetwork
 from mflangevin.models.two_layer import MeanFieldNetwork as MeanFieldNetwork
