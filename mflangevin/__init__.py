@@ -38,10 +38,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # Integrations depend on the core, never the reverse: `mflangevin.arviz` is imported on
-    # first access only, so `import mflangevin` does not load ArviZ.
-    if name == "arviz":
+    # Integrations depend on the core, never the reverse: `mflangevin.arviz` and
+    # `mflangevin.numpyro` are imported on first access only, so `import mflangevin` does not
+    # load ArviZ or NumPyro.
+    if name in ("arviz", "numpyro"):
         import importlib
 
-        return importlib.import_module("mflangevin.arviz")
+        return importlib.import_module(f"mflangevin.{name}")
     raise AttributeError(f"module 'mflangevin' has no attribute {name!r}")
