@@ -53,7 +53,7 @@ def xla_cost(run, state):
     return cost.get("flops", float("nan")), cost.get("bytes accessed", float("nan"))
 
 
-def build(n, d, num):
+def build(n, d, num, svgd_max_particles):
     X, y, _ = teacher_student(jax.random.key(0), n, d)
     net = MeanFieldNetwork("tanh")
     particles = net.init_particles(jax.random.key(1), num, d)
@@ -89,6 +89,8 @@ def build(n, d, num):
     sgld = blackjax.sgld(jax.grad(scaled_log_gibbs))
     runners["blackjax.sgld"] = (scan_steps(lambda k, s: sgld.step(k, s, None, ETA, LAM)), particles)
 
+    if num > svgd_max_particles:
+        return runners
     g0 = objective.risk_gradient(objective.mean_embedding(particles))
     svgd = blackjax.svgd(
         jax.grad(lambda theta: -objective.first_variation(g0, theta) / LAM), optax.sgd(ETA)
@@ -125,6 +127,12 @@ def main(argv=None):
     )
     parser.add_argument("--steps", type=int, default=20, help="steps per timed scan")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--svgd-max-particles",
+        type=int,
+        default=8192,
+        help="skip SVGD (O(N²) per step) above this N",
+    )
     args = parser.parse_args(argv)
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}; "
@@ -132,7 +140,7 @@ def main(argv=None):
     )
     for size in args.sizes:
         n, d, num = (int(v) for v in size.split(","))
-        runners = build(n, d, num)
+        runners = build(n, d, num, args.svgd_max_particles)
         timings = time_runners(runners, args.steps, args.repeats)
         costs = {name: xla_cost(run, state) for name, (run, state) in runners.items()}
         print(f"\n(n, d, N) = ({n}, {d}, {num})")
