@@ -96,6 +96,8 @@ class MeanFieldObjective:
         axis of every leaf of ``data`` (an empirical risk), :meth:`subsample` gives the
         unbiased minibatch objective.
 
+    Notes
+    -----
     The objective is a pytree whose only leaves are ``data``: it can be passed through
     ``jax.jit`` and ``jax.vmap`` as an argument.
 
