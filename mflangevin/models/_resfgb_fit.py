@@ -42,34 +42,30 @@ def sgd_fit(
     data: Any,
     rng_key: PRNGKey,
     *,
-    epochs: int,
+    num_steps: int,
     batch_size: int,
     learning_rate: float,
     momentum: float,
 ) -> ArrayTree:
     """Minimise ``loss_fn(params, batch)`` by minibatch SGD with Nesterov momentum.
 
-    Each epoch visits ``⌊n / b⌋`` disjoint minibatches of a fresh permutation, so the leftover
-    samples differ from epoch to epoch instead of being dropped for good.
+    Counted in steps, not epochs, so that a fit costs the same on small and large data sets;
+    each step draws its minibatch without replacement.
     """
     n = jax.tree.leaves(data)[0].shape[0]
     size = min(batch_size, n)
-    num_batches = n // size
     optimizer = optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
-    def step(carry, indices):
+    def step(carry, key):
         params, opt_state = carry
+        indices = jax.random.choice(key, n, (size,), replace=False)
         batch = jax.tree.map(lambda a: a[indices], data)
         grads = jax.grad(loss_fn)(params, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), None
 
-    def epoch(carry, key):
-        order = jax.random.permutation(key, n)[: num_batches * size]
-        return jax.lax.scan(step, carry, jnp.reshape(order, (num_batches, size)))
-
     (params, _), _ = jax.lax.scan(
-        epoch, (params, optimizer.init(params)), jax.random.split(rng_key, epochs)
+        step, (params, optimizer.init(params)), jax.random.split(rng_key, num_steps)
     )
     return params
 
@@ -110,8 +106,8 @@ class MLPBlock:
     ----------
     hidden_sizes
         Widths of the hidden layers (reference: four layers of 100).
-    epochs
-        Passes over the data per block fit **(param)**: the reference fits to convergence.
+    num_steps
+        Minibatch steps per block fit **(param)**: the reference fits to convergence.
     learning_rate
         Learning rate of the block fit **(param)**.
 
@@ -125,8 +121,8 @@ class MLPBlock:
     """
 
     hidden_sizes: tuple[int, ...] = (100, 100, 100, 100)
-    epochs: int = 20
-    learning_rate: float = 0.01
+    num_steps: int = 500
+    learning_rate: float = 0.003
 
     output_activation = "relu"
 
@@ -147,7 +143,7 @@ class MLPBlock:
             return jnp.mean(jnp.sum((mlp(layers, u, "relu") - t) ** 2, axis=1))
 
         return sgd_fit(
-            loss, state, (U, targets), rng_key, epochs=self.epochs, batch_size=batch_size,
+            loss, state, (U, targets), rng_key, num_steps=self.num_steps, batch_size=batch_size,
             learning_rate=self.learning_rate, momentum=momentum,
         )  # fmt: skip
 
@@ -163,7 +159,7 @@ class BoostingConfig:
     block: Any
     step_size: float
     l2: float
-    classifier_epochs: int
+    classifier_steps: int
     classifier_learning_rate: float
     batch_size: int
     momentum: float
@@ -180,7 +176,7 @@ def fit_classifier(
         return cross_entropy(params, *batch) + 0.5 * config.l2 * jnp.sum(params.weight**2)
 
     return sgd_fit(
-        loss, classifier, (Z, Y), rng_key, epochs=config.classifier_epochs,
+        loss, classifier, (Z, Y), rng_key, num_steps=config.classifier_steps,
         batch_size=config.batch_size, learning_rate=config.classifier_learning_rate,
         momentum=config.momentum,
     )  # fmt: skip

@@ -113,8 +113,8 @@ class ResFGB:
         inputs.
     l2
         ``wr``, the L2 weight of the classifier, ``(wr/2)‖A‖²``; ``None`` means ``1/n``.
-    classifier_epochs, classifier_learning_rate
-        Inner fit of the classifier (epochs per iteration, warm-started) **(param)**.
+    classifier_steps, classifier_learning_rate
+        Inner fit of the classifier (minibatch steps per iteration, warm-started) **(param)**.
     batch_size, momentum
         Minibatch size and Nesterov momentum of every inner fit (reference: 100 and 0.9).
     seed
@@ -154,7 +154,7 @@ class ResFGB:
         variant: str = "standard",
         fw_radius: float | None = None,
         l2: float | None = None,
-        classifier_epochs: int = 20,
+        classifier_steps: int = 200,
         classifier_learning_rate: float = 0.1,
         batch_size: int = 100,
         momentum: float = 0.9,
@@ -163,7 +163,7 @@ class ResFGB:
     ):
         for name, value in (
             ("num_iterations", num_iterations),
-            ("classifier_epochs", classifier_epochs),
+            ("classifier_steps", classifier_steps),
             ("batch_size", batch_size),
         ):
             if not isinstance(value, int | np.integer) or value < 1:
@@ -190,7 +190,7 @@ class ResFGB:
         self.variant = variant
         self.fw_radius = fw_radius
         self.l2 = l2
-        self.classifier_epochs = int(classifier_epochs)
+        self.classifier_steps = int(classifier_steps)
         self.classifier_learning_rate = float(classifier_learning_rate)
         self.batch_size = int(batch_size)
         self.momentum = float(momentum)
@@ -224,7 +224,7 @@ class ResFGB:
             block=self.block,
             step_size=self.step_size,
             l2=1.0 / n if self.l2 is None else float(self.l2),
-            classifier_epochs=self.classifier_epochs,
+            classifier_steps=self.classifier_steps,
             classifier_learning_rate=self.classifier_learning_rate,
             batch_size=self.batch_size,
             momentum=self.momentum,

@@ -14,7 +14,7 @@ from mflangevin.models._resfgb_fit import BoostingConfig, Classifier, functional
 from mflangevin.models._resfgb_network import mlp
 from mflangevin.models.resnet import MLPBlock, ResFGB, ResidualBlock
 
-BLOCK = MLPBlock(hidden_sizes=(32, 32), epochs=100, learning_rate=0.01)
+BLOCK = MLPBlock(hidden_sizes=(32, 32), num_steps=300, learning_rate=0.01)
 # Every fit on the moons below shares these settings and shapes, hence one compilation.
 SETTINGS = dict(num_iterations=12, step_size=1.0, block=BLOCK, batch_size=50)
 
@@ -39,7 +39,7 @@ def test_layer_map_is_the_kernel_smoothed_functional_gradient(moons):
     Y, Y_val = jax.nn.one_hot(y, 2), jax.nn.one_hot(y_val, 2)
     key_c, key_b, key_s, key_q = jax.random.split(jax.random.key(0), 4)
     config = BoostingConfig(
-        block=BLOCK, step_size=1.0, l2=1.0 / n, classifier_epochs=20, classifier_learning_rate=0.1,
+        block=BLOCK, step_size=1.0, l2=1.0 / n, classifier_steps=200, classifier_learning_rate=0.1,
         batch_size=50, momentum=0.9, frank_wolfe=False, fw_radius=float(np.sqrt(d)),
     )  # fmt: skip
     classifier = Classifier(jax.random.normal(key_c, (d, 2)), jnp.zeros(2))
@@ -117,8 +117,8 @@ def test_apply_reproduces_predict_after_save_and_load(tmp_path, moons, variant):
 
 
 def test_digits_beats_logistic_regression_with_one_compilation():
-    """Measured on this split: ResFGB 0.989 against 0.972 for logistic regression (seeds 0, 1, 2
-    of ResFGB: 0.989, 0.983, 0.974), so strict improvement holds with a margin for seed noise.
+    """Measured on this split: logistic regression 0.972; ResFGB 0.976, 0.987, 0.980 with seeds
+    0, 1, 2, so a strict improvement holds for every seed measured (this one is seed 0).
     """
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
