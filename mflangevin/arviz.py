@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import arviz as az
 import jax
 import numpy as np
 import xarray as xr
 
+from mflangevin._arviz_plots import plot_certificates as plot_certificates
+from mflangevin._arviz_plots import plot_neurons as plot_neurons
+from mflangevin._arviz_plots import plot_particle_marginals as plot_particle_marginals
 from mflangevin._naming import leaf_names
 from mflangevin.diagnostics import particle_moments
 from mflangevin.types import ArrayTree, PRNGKey
@@ -39,7 +41,6 @@ _STAT_NAMES = {
     "certificate.gap": "gap",
     "certificate.dual_stderr": "dual_bound_stderr",
 }
-CERTIFICATE_STATS = ("energy", "objective", "dual_bound", "gap")
 
 
 def _event_dims(name: str, shape: tuple, dims: Mapping[str, list[str]] | None) -> list[str]:
@@ -274,84 +275,3 @@ def _is_mcmc(source) -> bool:
     from numpyro.infer import MCMC
 
     return isinstance(source, MCMC)
-
-
-def plot_certificates(tree: xr.DataTree, var_names=None, backend: str | None = None, **kwargs):
-    """Traces of the energy ``F(μ)``, the primal ``Ĝ``, the dual bound ``D`` and the gap.
-
-    Draws where every certificate is NaN (steps :func:`mflangevin.monitor` skipped) are dropped.
-    Extra keyword arguments go to ``arviz.plot_trace``.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> stats = xr.Dataset({"energy": (("chain", "draw"), np.ones((1, 5)))})
-    >>> tree = xr.DataTree.from_dict({"sample_stats": stats})
-    >>> type(plot_certificates(tree, backend="none")).__name__
-    'PlotCollection'
-    """
-    stats = tree["sample_stats"].to_dataset()
-    if var_names is None:
-        var_names = [
-            name for name in CERTIFICATE_STATS if name in stats and stats[name].notnull().any()
-        ]
-    if not var_names:
-        raise ValueError(f"tree: sample_stats has none of {CERTIFICATE_STATS}.")
-    certificates = [name for name in var_names if name != "energy"]
-    if certificates:
-        stats = stats.dropna("draw", how="all", subset=certificates)
-    subset = xr.DataTree.from_dict({"sample_stats": stats[list(var_names)]})
-    return az.plot_trace(subset, group="sample_stats", backend=backend, **kwargs)
-
-
-def plot_particle_marginals(
-    tree: xr.DataTree, var_names=None, backend: str | None = None, **kwargs
-):
-    """Marginal densities of the final particles (the ``particle_measure`` group), pooled over
-    chains. Extra keyword arguments go to ``arviz.plot_dist``.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> w = np.random.default_rng(0).normal(size=(1, 50))
-    >>> measure = xr.Dataset({"w": (("chain", "draw"), w)})
-    >>> tree = xr.DataTree.from_dict({"particle_measure": measure})
-    >>> type(plot_particle_marginals(tree, backend="none")).__name__
-    'PlotCollection'
-    """
-    return az.plot_dist(
-        tree, group="particle_measure", var_names=var_names, backend=backend, **kwargs
-    )
-
-
-def plot_neurons(tree: xr.DataTree, var_name: str = "w", backend: str | None = None, **kwargs):
-    """Scatter of the final input weights ``w ∈ R²`` of the neurons (one point per particle).
-
-    For two-layer networks on two-dimensional inputs: the directions the neurons learned.
-    Extra keyword arguments go to ``arviz.plot_pair``.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> w = np.random.default_rng(0).normal(size=(1, 50, 2))
-    >>> measure = xr.Dataset({"w": (("chain", "draw", "w_dim_0"), w)})
-    >>> tree = xr.DataTree.from_dict({"particle_measure": measure})
-    >>> type(plot_neurons(tree, backend="none")).__name__
-    'PlotMatrix'
-    """
-    measure = tree["particle_measure"].to_dataset()
-    if var_name not in measure:
-        raise ValueError(f"var_name: no {var_name!r} in particle_measure.")
-    event = [dim for dim in measure[var_name].dims if dim not in ("chain", "draw")]
-    if len(event) != 1 or measure[var_name].sizes[event[0]] != 2:
-        raise ValueError(
-            f"var_name: {var_name!r} must have one event axis of size 2 (two-dimensional inputs)."
-        )
-    return az.plot_pair(
-        tree,
-        group="particle_measure",
-        var_names=[var_name],
-        marginal=False,
-        backend=backend,
-        **kwargs,
-    )
