@@ -3,6 +3,7 @@
 from mflangevin.models import losses as losses
 from mflangevin.models import resnet as resnet
 from mflangevin.models.ntk import NTKNetwork as NTKNetwork
+from mflangevin.models.resnet import MFLDBlock as MFLDBlock
 from mflangevin.models.resnet import MLPBlock as MLPBlock
 from mflangevin.models.resnet import ResFGB as ResFGB
 from mflangevin.models.resnet import ResidualNetwork as ResidualNetwork

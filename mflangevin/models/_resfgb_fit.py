@@ -126,6 +126,18 @@ class MLPBlock:
 
     output_activation = "relu"
 
+    def __post_init__(self):
+        sizes = tuple(self.hidden_sizes)
+        if not sizes or not all(isinstance(h, int) and h > 0 for h in sizes):
+            raise ValueError(
+                f"hidden_sizes: expected positive integers, got {self.hidden_sizes!r}."
+            )
+        object.__setattr__(self, "hidden_sizes", sizes)  # a tuple, so the block stays hashable
+        if not isinstance(self.num_steps, int) or self.num_steps < 1:
+            raise ValueError(f"num_steps: expected a positive integer, got {self.num_steps!r}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate: must be positive, got {self.learning_rate}.")
+
     def init(self, rng_key: PRNGKey, input_dim: int, output_dim: int) -> ArrayTree:
         """He-initialised layers, biases zero."""
         sizes = (input_dim, *self.hidden_sizes, output_dim)

@@ -29,6 +29,7 @@ from mflangevin.models._resfgb_fit import (
     evaluate,
     fit_classifier,
 )
+from mflangevin.models._resfgb_mfld import MFLDBlock
 from mflangevin.models._resfgb_network import (
     ResidualBlock,
     ResidualNetwork,
@@ -42,6 +43,7 @@ from mflangevin.types import Array, ArrayLike
 __all__ = [
     "ResFGB",
     "MLPBlock",
+    "MFLDBlock",
     "ResidualBlock",
     "ResidualNetwork",
     "apply",
@@ -101,7 +103,8 @@ class ResFGB:
     step_size
         ``η`` of the standard variant (reference: 0.1).
     block
-        How ``ι_l`` is fitted: :class:`MLPBlock` (the reference block, default).
+        How ``ι_l`` is fitted: :class:`MLPBlock` (the reference block, default) or
+        :class:`MFLDBlock` (a mean-field two-layer network fitted by MFLD; our extension).
     variant
         ``"standard"`` (ICML 2018) or ``"frank_wolfe"`` (AISTATS 2020 type): the block also reads
         the standardised raw input, ``ι_l([z, x])``, and the step is
@@ -150,7 +153,7 @@ class ResFGB:
         num_iterations: int = 30,
         step_size: float = 0.1,
         *,
-        block: MLPBlock | None = None,
+        block: MLPBlock | MFLDBlock | None = None,
         variant: str = "standard",
         fw_radius: float | None = None,
         l2: float | None = None,
@@ -182,8 +185,8 @@ class ResFGB:
         if variant not in _VARIANTS:
             raise ValueError(f"variant: expected one of {_VARIANTS}, got {variant!r}.")
         block = MLPBlock() if block is None else block
-        if not isinstance(block, MLPBlock):
-            raise TypeError(f"block: expected an MLPBlock, got {block!r}.")
+        if not isinstance(block, MLPBlock | MFLDBlock):
+            raise TypeError(f"block: expected an MLPBlock or an MFLDBlock, got {block!r}.")
         self.num_iterations = int(num_iterations)
         self.step_size = float(step_size)
         self.block = block
@@ -245,6 +248,11 @@ class ResFGB:
             blocks.append(block)
             metrics.append(jax.device_get(step_metrics))
             times.append(time.perf_counter() - start)
+            if not np.isfinite(metrics[-1][0].loss):
+                raise FloatingPointError(
+                    f"ResFGB diverged at iteration {depth} (non-finite training loss): lower the "
+                    "step sizes (step_size, the block's learning_rate or step_size)."
+                )
         classifier, step_metrics = _final_fit(keys[-1], classifier, data, validation, config)
         classifiers.append(classifier)
         metrics.append(jax.device_get(step_metrics))

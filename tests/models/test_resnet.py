@@ -11,11 +11,13 @@ from sklearn.preprocessing import StandardScaler
 
 from mflangevin.models import resnet
 from mflangevin.models._resfgb_fit import BoostingConfig, Classifier, functional_gradient
+from mflangevin.models._resfgb_mfld import _neuron
 from mflangevin.models._resfgb_network import mlp
-from mflangevin.models.resnet import MLPBlock, ResFGB, ResidualBlock
+from mflangevin.models.resnet import MFLDBlock, MLPBlock, ResFGB, ResidualBlock
 
 BLOCK = MLPBlock(hidden_sizes=(32, 32), num_steps=300, learning_rate=0.01)
-# Every fit on the moons below shares these settings and shapes, hence one compilation.
+MEAN_FIELD_BLOCK = MFLDBlock(num_particles=64, num_steps=100, step_size=0.5)
+# Every fit on the moons below shares these settings and shapes, hence one compilation per block.
 SETTINGS = dict(num_iterations=12, step_size=1.0, block=BLOCK, batch_size=50)
 
 
@@ -98,11 +100,15 @@ def test_same_seed_same_result_without_recompiling(fitted, moons):
     np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
 
 
-@pytest.mark.parametrize("variant", ["standard", "frank_wolfe"])
-def test_apply_reproduces_predict_after_save_and_load(tmp_path, moons, variant):
+@pytest.mark.parametrize(
+    ("variant", "block"),
+    [("standard", BLOCK), ("frank_wolfe", BLOCK), ("standard", MEAN_FIELD_BLOCK)],
+    ids=["standard", "frank-wolfe", "mfld-block"],
+)
+def test_apply_reproduces_predict_after_save_and_load(tmp_path, moons, variant, block):
     X, y, X_val, y_val = moons
     labels, labels_val = np.array(["left", "right"])[y], np.array(["left", "right"])[y_val]
-    model = ResFGB(**{**SETTINGS, "num_iterations": 3}, variant=variant).fit(
+    model = ResFGB(**{**SETTINGS, "num_iterations": 3, "block": block}, variant=variant).fit(
         X, labels, X_val, labels_val
     )
     path = tmp_path / "network.npz"
@@ -114,6 +120,28 @@ def test_apply_reproduces_predict_after_save_and_load(tmp_path, moons, variant):
     np.testing.assert_allclose(
         jax.nn.softmax(logits, axis=1), model.predict_proba(X_val), atol=1e-6
     )
+
+
+def test_mean_field_block_is_the_particle_average_and_separates(moons):
+    """Our extension: ``ι(u) = (1/N) Σ_r a_r relu(w_rᵀu/√d + b_r)``, fitted by MFLD."""
+    X, y, X_val, y_val = moons
+    particles = MEAN_FIELD_BLOCK.init(jax.random.key(0), 2, 2)
+    U = jnp.asarray(X, jnp.float32)
+    average = jnp.mean(jax.vmap(_neuron, in_axes=(0, None))(particles, (U, None)), axis=0)
+    embedding = mlp(MEAN_FIELD_BLOCK.layers(particles), U, MEAN_FIELD_BLOCK.output_activation)
+    np.testing.assert_allclose(embedding, average, rtol=1e-5, atol=1e-6)
+
+    model = ResFGB(**{**SETTINGS, "block": MEAN_FIELD_BLOCK}).fit(X, y, X_val, y_val)
+    loss = model.history_["train_loss"]
+    assert np.all(loss[1:] <= 1.01 * loss[:-1]), loss
+    assert model.history_["train_accuracy"][-1] == 1.0
+
+
+def test_divergence_is_a_clear_error(moons):
+    X, y, _, _ = moons
+    block = MFLDBlock(num_particles=8, num_steps=20, step_size=50.0)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        ResFGB(num_iterations=3, step_size=1.0, block=block, batch_size=50).fit(X, y)
 
 
 def test_digits_beats_logistic_regression_with_one_compilation():
@@ -172,6 +200,21 @@ def test_bad_validation_and_prediction_data(fitted, moons):
 def test_bad_hyperparameters(kwargs, error, match):
     with pytest.raises(error, match=match):
         ResFGB(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: MLPBlock(hidden_sizes=(0,)), "hidden_sizes"),
+        (lambda: MLPBlock(num_steps=0), "num_steps"),
+        (lambda: MLPBlock(learning_rate=-1.0), "learning_rate"),
+        (lambda: MFLDBlock(num_particles=0), "num_particles"),
+        (lambda: MFLDBlock(temperature=0.0), "temperature"),
+    ],
+)
+def test_bad_block_settings(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
 
 
 def test_load_rejects_other_archives(tmp_path):
