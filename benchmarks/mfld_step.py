@@ -20,7 +20,6 @@ load). Run:
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import blackjax
@@ -100,24 +99,25 @@ def build(n, d, num, svgd_max_particles):
 
 
 def time_runners(runners, steps, repeats):
-    """Median seconds per step of each runner; the runners take turns within each repeat so
-    that a change in machine load hits all of them alike. SVGD, whose step is O(N²), runs
-    fewer steps per scan."""
+    """Best seconds per step of each runner; the runners take turns within each repeat so
+    that a change in machine load hits all of them alike, and each timed scan follows an
+    untimed one of the same runner, so that no runner pays for the caches and memory another
+    left behind. SVGD, whose step is O(N²), runs fewer steps per scan."""
     keys = {
         name: jax.random.split(
             jax.random.key(2), steps if name != "blackjax.svgd" else max(1, steps // 10)
         )
         for name in runners
     }
-    for name, (run, state) in runners.items():
-        jax.block_until_ready(run(state, keys[name]))  # compile
     times = {name: [] for name in runners}
     for _ in range(repeats):
         for name, (run, state) in runners.items():
+            jax.block_until_ready(run(state, keys[name]))
             start = time.perf_counter()
             jax.block_until_ready(run(state, keys[name]))
             times[name].append((time.perf_counter() - start) / len(keys[name]))
-    return {name: statistics.median(t) for name, t in times.items()}
+    # The minimum is the time least disturbed by other work on the machine (as timeit advises).
+    return {name: min(t) for name, t in times.items()}
 
 
 def main(argv=None):
@@ -126,7 +126,7 @@ def main(argv=None):
         "--sizes", nargs="+", default=["2000,32,2048", "8000,64,4096"], help="n,d,N triples"
     )
     parser.add_argument("--steps", type=int, default=20, help="steps per timed scan")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
         "--svgd-max-particles",
         type=int,
@@ -136,7 +136,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}; "
-        f"median of {args.repeats} scans of {args.steps} steps"
+        f"best of {args.repeats} scans of {args.steps} steps"
     )
     for size in args.sizes:
         n, d, num = (int(v) for v in size.split(","))
