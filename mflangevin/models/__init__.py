@@ -1,4 +1,7 @@
-"""Models: mean-field, NTK-regime and residual networks. Models know nothing of kernels."""
+"""Models: mean-field, NTK-regime and residual networks.
+
+Models build objectives and know nothing of kernels, except the optional MFLD block of ResFGB.
+"""
 
 from mflangevin.models import losses as losses
 from mflangevin.models import resnet as resnet
