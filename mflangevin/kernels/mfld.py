@@ -35,6 +35,13 @@ class MFLDState(NamedTuple):
     ``gradient_state`` is the state of the drift estimator (``()`` for the full drift; the
     snapshot of SVRG, the previous estimate of SARAH) and ``num_gradient_evaluations`` the number
     of per-sample gradients evaluated so far (see :mod:`mflangevin.kernels.gradients`).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> state = init(jnp.zeros((16, 2)))
+    >>> state.position.shape, int(state.count), state.gradient_state
+    ((16, 2), 0, ())
     """
 
     position: ArrayTree
@@ -44,7 +51,15 @@ class MFLDState(NamedTuple):
 
     @property
     def particles(self) -> ArrayTree:
-        """Alias of ``position``: the particle pytree, leading axis ``N``."""
+        """Alias of ``position``: the particle pytree, leading axis ``N``.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> state = init(jnp.zeros((16, 2)))
+        >>> state.particles is state.position
+        True
+        """
         return self.position
 
 
@@ -58,6 +73,15 @@ class MFLDInfo(NamedTuple):
     this step (the cost axis on which estimators compare); ``is_divergent`` is true when the
     proposed particles were non-finite or beyond
     ``divergence_threshold``, in which case the step was not taken and the particles were kept.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import mflangevin
+    >>> algorithm = mflangevin.mfld(lambda p: 0.5 * jnp.mean(p**2), step_size=0.1, temperature=0.1)
+    >>> _, info = algorithm.step(jax.random.key(0), algorithm.init(jnp.ones((16, 2))))
+    >>> bool(info.is_divergent), info.step_size, int(info.num_gradient_evaluations)  # n = 1
+    (False, Array(0.1, dtype=float32, weak_type=True), 1)
     """
 
     energy: Array
@@ -78,6 +102,13 @@ def init(
     """Start MFLD from the particles ``position`` (every leaf with leading axis ``N``).
 
     A drift estimator other than the full drift needs the ``objective`` to set up its state.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> state = init({"w": jnp.zeros((16, 3)), "b": jnp.zeros(16)})
+    >>> state.particles["w"].shape, int(state.count)
+    ((16, 3), 0)
     """
     del rng_key
     check_particles(position)
@@ -108,6 +139,17 @@ def langevin_update(
 
     Shared by every Langevin-type kernel of the package; returns the new position and the
     divergence flag. The noise is drawn as in ``blackjax.sgld``, which makes the two agree.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> position, drift = jnp.zeros((4, 2)), jnp.ones((4, 2))
+    >>> new, is_divergent = langevin_update(jax.random.key(0), position, drift, 0.1, 0.0, 1e6)
+    >>> new[0], bool(is_divergent)  # λ = 0: a plain gradient step
+    (Array([-0.1, -0.1], dtype=float32), False)
+    >>> new, is_divergent = langevin_update(jax.random.key(0), position, drift, 0.1, 0.0, 0.05)
+    >>> bool(jnp.all(new == position)), bool(is_divergent)  # beyond the threshold: refused
+    (True, True)
     """
     noise = generate_gaussian_noise(rng_key, position)
     scale = jnp.sqrt(2 * temperature * step_size)
@@ -142,6 +184,16 @@ def build_kernel(
     -------
     ``kernel(rng_key, state, objective, step_size, temperature) -> (state, info)``, where
     ``step_size`` and ``temperature`` are the values for this step.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from mflangevin import EnergyObjective
+    >>> objective = EnergyObjective(lambda p: 0.5 * jnp.mean(p**2))
+    >>> kernel = build_kernel()
+    >>> state, info = kernel(jax.random.key(0), init(jnp.ones((16, 2))), objective, 0.1, 0.1)
+    >>> state.position.shape, int(state.count), bool(info.is_divergent)
+    ((16, 2), 1, False)
     """
     estimator = full() if gradient is None else gradient
 
@@ -179,7 +231,17 @@ def build_kernel(
 
 
 def schedule_value(value: ScalarOrSchedule, count: Array) -> Array:
-    """A constant, or a schedule evaluated at the step counter."""
+    """A constant, or a schedule evaluated at the step counter.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> count = jnp.asarray(3)
+    >>> schedule_value(0.5, count)
+    Array(0.5, dtype=float32, weak_type=True)
+    >>> schedule_value(lambda t: 1.0 / (1 + t), count)
+    Array(0.25, dtype=float32, weak_type=True)
+    """
     return value(count) if callable(value) else jnp.asarray(value)
 
 
