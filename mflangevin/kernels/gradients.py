@@ -72,14 +72,40 @@ class GradientEstimator(NamedTuple):
 
 
 class SVRGState(NamedTuple):
-    """SVRG snapshot: the particles ``Θ̃`` and their full drift ``G̃`` (penalty included)."""
+    """SVRG snapshot: the particles ``Θ̃`` and their full drift ``G̃`` (penalty included).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> objective = MeanFieldObjective(
+    ...     feature_map=lambda theta, x: jnp.broadcast_to(theta, x.shape),
+    ...     risk=lambda z, x: 0.5 * jnp.mean(jnp.sum((z - x) ** 2, axis=-1)),
+    ...     data=jnp.ones((10, 2)),
+    ... )
+    >>> state = svrg(batch_size=4, snapshot_every=5).init(objective, jnp.zeros((8, 2)))
+    >>> isinstance(state, SVRGState), state.snapshot_drift.shape
+    (True, (8, 2))
+    """
 
     snapshot: ArrayTree
     snapshot_drift: ArrayTree
 
 
 class SARAHState(NamedTuple):
-    """SARAH recursion: the previous particles ``Θ_{k−1}`` and the previous estimate ``v_{k−1}``."""
+    """SARAH recursion: the previous particles ``Θ_{k−1}`` and the previous estimate ``v_{k−1}``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> objective = MeanFieldObjective(
+    ...     feature_map=lambda theta, x: jnp.broadcast_to(theta, x.shape),
+    ...     risk=lambda z, x: 0.5 * jnp.mean(jnp.sum((z - x) ** 2, axis=-1)),
+    ...     data=jnp.ones((10, 2)),
+    ... )
+    >>> state = sarah(batch_size=4, refresh_every=5).init(objective, jnp.zeros((8, 2)))
+    >>> isinstance(state, SARAHState), state.previous_drift.shape
+    (True, (8, 2))
+    """
 
     previous: ArrayTree
     previous_drift: ArrayTree

@@ -51,6 +51,15 @@ class PDAState(NamedTuple):
     ``output`` the iterate the output rule selects among ``Θ̃_2 … Θ̃_{t+1}``; ``weighted_sum``
     is ``Σ_{s≤t} s g_s`` and ``weight_sum`` is ``Σ_{s≤t} s``. In online mode ``samples`` holds the
     data the ``g_s`` were computed on (``None`` otherwise).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
+    >>> objective = MeanFieldObjective(lambda theta, _: theta, lambda z, _: 0.5 * jnp.sum(z**2))
+    >>> state = init(jnp.ones((8, 2)), objective)
+    >>> state.output is state.position, state.weighted_sum.shape, state.samples is None
+    (True, (2,), True)
     """
 
     position: ArrayTree
@@ -62,7 +71,17 @@ class PDAState(NamedTuple):
 
     @property
     def particles(self) -> ArrayTree:
-        """Alias of ``position``: the particle pytree, leading axis ``N``."""
+        """Alias of ``position``: the particle pytree, leading axis ``N``.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> from mflangevin import MeanFieldObjective
+        >>> objective = MeanFieldObjective(lambda theta, _: theta, lambda z, _: jnp.sum(z))
+        >>> state = init(jnp.ones((8, 2)), objective)
+        >>> state.particles is state.position
+        True
+        """
         return self.position
 
 
@@ -73,6 +92,18 @@ class PDAInfo(NamedTuple):
     data, the minibatch or the fresh sample); ``dual_bound`` is ``D(g_t)``, a lower bound on
     ``min G`` (``None`` unless requested); ``is_divergent`` is true when an inner proposal was
     non-finite or beyond the divergence threshold (that inner step was refused).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import mflangevin
+    >>> objective = mflangevin.MeanFieldObjective(
+    ...     lambda theta, _: theta, lambda z, _: 0.5 * jnp.sum(z**2)
+    ... )
+    >>> algorithm = mflangevin.pda(objective, step_size=0.01, temperature=0.1, num_inner_steps=5)
+    >>> _, info = algorithm.step(jax.random.key(0), algorithm.init(jnp.zeros((16, 2))))
+    >>> info.dual_bound is None, bool(info.is_divergent), int(info.num_inner_steps)
+    (True, False, 5)
     """
 
     energy: Array
