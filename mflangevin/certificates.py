@@ -47,7 +47,26 @@ __all__ = [
 
 class Certificate(NamedTuple):
     """Primal ``Ĝ(μ)``, dual ``D(g_μ)``, gap ``Ĝ − D`` and the Monte-Carlo standard error of
-    ``D`` (delta method on the ``K`` importance weights)."""
+    ``D`` (delta method on the ``K`` importance weights).
+
+    Returned by :func:`duality_gap`.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import mflangevin
+    >>> from mflangevin.models import MeanFieldNetwork
+    >>> net = MeanFieldNetwork("tanh", loss="squared")
+    >>> objective = net.objective(
+    ...     jnp.ones((8, 2)), jnp.zeros(8), reference=mflangevin.gaussian_reference(1.0)
+    ... )
+    >>> particles = net.init_particles(jax.random.key(0), 64, input_dim=2)
+    >>> certificate = duality_gap(objective, particles, 0.1, jax.random.key(1))
+    >>> certificate._fields
+    ('primal', 'dual', 'gap', 'dual_stderr')
+    >>> bool(jnp.allclose(certificate.gap, certificate.primal - certificate.dual))
+    True
+    """
 
     primal: Array
     dual: Array

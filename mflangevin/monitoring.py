@@ -35,24 +35,75 @@ _CERTIFICATE_STREAM = 0x6D66
 
 
 class MonitorState(NamedTuple):
-    """The inner kernel's state and the number of steps taken."""
+    """The inner kernel's state and the number of steps taken.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import mflangevin
+    >>> from mflangevin.models import MeanFieldNetwork
+    >>> net = MeanFieldNetwork("tanh", loss="squared")
+    >>> objective = net.objective(jnp.ones((8, 2)), jnp.zeros(8))
+    >>> algorithm = monitor(mflangevin.mfld(objective, 0.1, 0.1), objective, 0.1, every=5)
+    >>> state = algorithm.init(net.init_particles(jax.random.key(0), 16, input_dim=2))
+    >>> type(state.state).__name__, int(state.count)
+    ('MFLDState', 0)
+    """
 
     state: Any
     count: Array
 
     @property
     def position(self) -> ArrayTree:
-        """The particles of the inner state."""
+        """The particles of the inner state.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> from mflangevin.kernels import mfld
+        >>> state = MonitorState(mfld.init(jnp.zeros((16, 2))), jnp.zeros((), jnp.int32))
+        >>> state.position is state.state.position
+        True
+        """
         return self.state.position
 
     @property
     def particles(self) -> ArrayTree:
-        """Alias of ``position``."""
+        """Alias of ``position``.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> from mflangevin.kernels import mfld
+        >>> state = MonitorState(mfld.init(jnp.zeros((16, 2))), jnp.zeros((), jnp.int32))
+        >>> state.particles.shape
+        (16, 2)
+        """
         return self.state.position
 
 
 class MonitorInfo(NamedTuple):
-    """The inner kernel's info and the certificate after this step (NaN when not recorded)."""
+    """The inner kernel's info and the certificate after this step (NaN when not recorded).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import mflangevin
+    >>> from mflangevin.models import MeanFieldNetwork
+    >>> net = MeanFieldNetwork("tanh", loss="squared")
+    >>> objective = net.objective(
+    ...     jnp.ones((8, 2)), jnp.zeros(8), reference=mflangevin.gaussian_reference(1.0)
+    ... )
+    >>> algorithm = monitor(
+    ...     mflangevin.mfld(objective, 0.1, 0.1), objective, 0.1, every=1, num_samples=64
+    ... )
+    >>> state = algorithm.init(net.init_particles(jax.random.key(0), 16, input_dim=2))
+    >>> _, info = algorithm.step(jax.random.key(1), state)
+    >>> type(info.info).__name__, bool(jnp.isfinite(info.certificate.dual))
+    ('MFLDInfo', True)
+    >>> bool(jnp.isnan(info.certificate.gap))  # the gap only with ``gap=True``
+    True
+    """
 
     info: Any
     certificate: Certificate

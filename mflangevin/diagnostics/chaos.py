@@ -25,6 +25,17 @@ class SweepResult(NamedTuple):
 
     ``slope_standard_error`` is the least-squares standard error of the slope, propagated from
     the per-``N`` standard errors (delta method: ``se(log v) = se(v)/v``).
+
+    Returned by :func:`particle_count_sweep`.
+
+    Examples
+    --------
+    >>> import jax
+    >>> def measure(key, n):  # a quantity with mean 1/N and 100 replicates
+    ...     return (1 + 0.01 * jax.random.normal(key, (100,))) / n
+    >>> result = particle_count_sweep(measure, [10, 100], jax.random.key(0), progress=False)
+    >>> result.particle_counts.tolist(), result.values.shape, result.standard_errors.shape
+    ([10, 100], (2,), (2,))
     """
 
     particle_counts: np.ndarray

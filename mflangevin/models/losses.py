@@ -21,7 +21,17 @@ __all__ = ["Loss", "squared", "logistic", "smoothed_hinge", "cross_entropy", "ge
 
 
 class Loss(NamedTuple):
-    """A convex loss: ``value(z, y)``, ``derivative(z, y) = ∂ℓ/∂z`` and ``conjugate(g, y)``."""
+    """A convex loss: ``value(z, y)``, ``derivative(z, y) = ∂ℓ/∂z`` and ``conjugate(g, y)``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> z, y = jnp.array([1.0, 3.0]), jnp.array([0.0, 1.0])
+    >>> squared.name, squared.value(z, y), squared.derivative(z, y)
+    ('squared', Array([0.5, 2. ], dtype=float32), Array([1., 2.], dtype=float32))
+    >>> squared.conjugate(jnp.array([1.0, 2.0]), y)  # ½g² + gy
+    Array([0.5, 4. ], dtype=float32)
+    """
 
     name: str
     value: Callable[[Array, Array], Array]
