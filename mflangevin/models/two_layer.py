@@ -40,7 +40,16 @@ NEURONS = ("tanh", "bounded", "output_weight")
 
 @dataclasses.dataclass(frozen=True)
 class L2Penalty:
-    """The per-particle penalty ``r(θ) = weight · ‖θ‖²`` (summed over all leaves)."""
+    """The per-particle penalty ``r(θ) = weight · ‖θ‖²`` (summed over all leaves).
+
+    :meth:`MeanFieldNetwork.objective` uses it for ``l2 > 0``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> L2Penalty(0.5)({"w": jnp.array([1.0, 2.0]), "b": jnp.array(1.0)})
+    Array(3., dtype=float32)
+    """
 
     weight: float
 
@@ -110,7 +119,19 @@ class MeanFieldNetwork:
             raise ValueError(f"output_scale: must be positive, got {self.output_scale}.")
 
     def unit(self, theta: ArrayTree, X: Array) -> Array:
-        """``h(θ, x_j)`` of one neuron on all inputs: shape ``(n,)``, or ``(n, k)``."""
+        """``h(θ, x_j)`` of one neuron on all inputs: shape ``(n,)``, or ``(n, k)``.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> X = jnp.ones((5, 3))
+        >>> theta = {"w": jnp.zeros(3), "b": jnp.array(0.0)}
+        >>> MeanFieldNetwork("tanh").unit(theta, X)
+        Array([0., 0., 0., 0., 0.], dtype=float32)
+        >>> net = MeanFieldNetwork("output_weight", loss="cross_entropy", num_outputs=4)
+        >>> net.unit({**theta, "a": jnp.ones(4)}, X).shape
+        (5, 4)
+        """
         pre = X @ theta["w"] + theta["b"]
         if self.neuron == "tanh":
             return jnp.tanh(pre)
@@ -129,7 +150,15 @@ class MeanFieldNetwork:
         scale: float = 1.0,
         dtype=jnp.float32,
     ) -> dict[str, Array]:
-        """``N`` particles drawn from ``N(0, scale² I)`` (the Gaussian reference), as a dict."""
+        """``N`` particles drawn from ``N(0, scale² I)`` (the Gaussian reference), as a dict.
+
+        Examples
+        --------
+        >>> import jax
+        >>> particles = MeanFieldNetwork("bounded").init_particles(jax.random.key(0), 16, 3)
+        >>> {name: leaf.shape for name, leaf in particles.items()}
+        {'a': (16,), 'b': (16,), 'w': (16, 3)}
+        """
         if int(num_particles) < 1:
             raise ValueError(f"num_particles: must be >= 1, got {num_particles}.")
         if int(input_dim) < 1:
@@ -147,7 +176,16 @@ class MeanFieldNetwork:
         }
 
     def predict(self, particles: ArrayTree, X: Array) -> Array:
-        """``f_Θ(X) = (1/N) Σ_i h(θ_i, X)``: shape ``(n,)`` (``(n, k)`` for vector outputs)."""
+        """``f_Θ(X) = (1/N) Σ_i h(θ_i, X)``: shape ``(n,)`` (``(n, k)`` for vector outputs).
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp
+        >>> net = MeanFieldNetwork("output_weight", loss="cross_entropy", num_outputs=4)
+        >>> particles = net.init_particles(jax.random.key(0), 16, input_dim=3)
+        >>> net.predict(particles, jnp.ones((5, 3))).shape
+        (5, 4)
+        """
         return jnp.mean(jax.vmap(self.unit, in_axes=(0, None))(particles, X), axis=0)
 
     def objective(
@@ -163,6 +201,19 @@ class MeanFieldNetwork:
         Give the regulariser either as ``l2`` or as a Gaussian ``reference`` (at temperature λ
         they are the same thing when ``scale² = λ / (2 l2)``), never both. The objective carries
         ``(X, y)`` as its data, so minibatch estimators can subsample it.
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp
+        >>> net = MeanFieldNetwork("tanh", loss="logistic")
+        >>> X, y = jnp.ones((6, 3)), jnp.array([1, -1, 1, 1, -1, 1])
+        >>> objective = net.objective(X, y, l2=1e-3)
+        >>> objective.penalty, objective.data[1].dtype  # ±1 labels cast to the inputs' dtype
+        (L2Penalty(weight=0.001), dtype('float32'))
+        >>> particles = net.init_particles(jax.random.key(0), 16, input_dim=3)
+        >>> energy, drift = objective.energy_and_drift(particles)
+        >>> drift["w"].shape
+        (16, 3)
         """
         X = jnp.asarray(X)
         y = jnp.asarray(y)
