@@ -42,6 +42,15 @@ class MFLDModelState(NamedTuple):
     site; ``objective`` is ``F(μ_Θ)`` and ``drift_norm`` the root-mean-square drift at the particles
     the last step started from; ``diverging`` flags a refused step. Each step splits ``rng_key``
     into the next state's key and the step key.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model():
+    ...     numpyro.sample("scale", dist.HalfNormal(1.0))
+    >>> state = MFLD(model, num_particles=8, step_size=0.01).init(jax.random.key(0), 0)
+    >>> state.z["scale"].shape, int(state.i), bool(state.diverging)
+    ((8,), 0, False)
     """
 
     i: Array
@@ -147,12 +156,35 @@ class MFLD(MCMCKernel):
 
     @property
     def model(self) -> Callable:
-        """The NumPyro model (read by ArviZ's NumPyro converter)."""
+        """The NumPyro model (read by ArviZ's NumPyro converter).
+
+        Examples
+        --------
+        >>> import numpyro, numpyro.distributions as dist
+        >>> def model():
+        ...     numpyro.sample("loc", dist.Normal(0.0, 1.0))
+        >>> MFLD(model, num_particles=8, step_size=0.01).model is model
+        True
+        """
         return self._model
 
     @property
     def is_mean_field(self) -> bool | None:
-        """Whether the model declares the particle plate (known after ``init``)."""
+        """Whether the model declares the particle plate (known after ``init``).
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> def model():
+        ...     with numpyro.plate("particles", 8):
+        ...         numpyro.sample("theta", dist.Normal(0.0, 1.0))
+        >>> kernel = MFLD(model, num_particles=8, step_size=0.01)
+        >>> print(kernel.is_mean_field)
+        None
+        >>> _ = kernel.init(jax.random.key(0), 0)
+        >>> kernel.is_mean_field
+        True
+        """
         return self._mean_field
 
     def init(
@@ -163,7 +195,18 @@ class MFLD(MCMCKernel):
         model_args: tuple = (),
         model_kwargs: dict | None = None,
     ) -> MFLDModelState:
-        """Check the model and draw the initial particles (from ν unless ``init_params``)."""
+        """Check the model and draw the initial particles (from ν unless ``init_params``).
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> def model():
+        ...     numpyro.sample("loc", dist.Normal(0.0, 1.0))
+        >>> kernel = MFLD(model, num_particles=8, step_size=0.01)
+        >>> state = kernel.init(jax.random.key(0), 0, init_params={"loc": jnp.zeros(8)})
+        >>> state.z["loc"]
+        Array([0., 0., 0., 0., 0., 0., 0., 0.], dtype=float32)
+        """
         del num_warmup
         model_kwargs = {} if model_kwargs is None else model_kwargs
         self._vectorized = not is_prng_key(rng_key)
@@ -191,17 +234,52 @@ class MFLD(MCMCKernel):
     def sample(
         self, state: MFLDModelState, model_args: tuple, model_kwargs: dict
     ) -> MFLDModelState:
-        """One MFLD step of all particles."""
+        """One MFLD step of all particles.
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> def model():
+        ...     numpyro.sample("loc", dist.Normal(0.0, 1.0))
+        >>> kernel = MFLD(model, num_particles=8, step_size=0.01)
+        >>> state = kernel.sample(kernel.init(jax.random.key(0), 0), (), {})
+        >>> int(state.i), state.z["loc"].shape, bool(state.diverging)
+        (1, (8,), False)
+        """
         if self._vectorized:
             return jax.vmap(self._step, in_axes=(0, None, None))(state, model_args, model_kwargs)
         return self._step(state, model_args, model_kwargs)
 
     def postprocess_fn(self, model_args: tuple, model_kwargs: dict) -> Callable:
-        """Map unconstrained particles to constrained values, deterministic sites included."""
+        """Map unconstrained particles to constrained values, deterministic sites included.
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> def model():
+        ...     scale = numpyro.sample("scale", dist.HalfNormal(1.0))
+        ...     numpyro.deterministic("variance", scale**2)
+        >>> kernel = MFLD(model, num_particles=8, step_size=0.01)
+        >>> state = kernel.init(jax.random.key(0), 0, init_params={"scale": jnp.zeros(8)})
+        >>> values = kernel.postprocess_fn((), {})(state.z)
+        >>> values["scale"][0], values["variance"][0]  # exp(0) = 1
+        (Array(1., dtype=float32), Array(1., dtype=float32))
+        """
         return _numpyro_model.constrain(self._model, model_args, model_kwargs, self._mean_field)
 
     def get_diagnostics_str(self, state: MFLDModelState) -> str:
-        """Progress-bar text: ``F(μ)`` and the drift size at the last step."""
+        """Progress-bar text: ``F(μ)`` and the drift size at the last step.
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> def model():
+        ...     numpyro.sample("loc", dist.Normal(0.0, 1.0))
+        >>> kernel = MFLD(model, num_particles=8, step_size=0.01)
+        >>> state = kernel.sample(kernel.init(jax.random.key(0), 0), (), {})
+        >>> kernel.get_diagnostics_str(state)  # doctest: +ELLIPSIS
+        'F(μ) ..., |drift| ...'
+        """
         return f"F(μ) {float(state.objective):.4g}, |drift| {float(state.drift_norm):.3g}"
 
     def _initial_particles(self, key: PRNGKey, model_args: tuple, model_kwargs: dict) -> dict:
