@@ -139,7 +139,15 @@ class MLPBlock:
             raise ValueError(f"learning_rate: must be positive, got {self.learning_rate}.")
 
     def init(self, rng_key: PRNGKey, input_dim: int, output_dim: int) -> ArrayTree:
-        """He-initialised layers, biases zero."""
+        """He-initialised layers, biases zero.
+
+        Examples
+        --------
+        >>> import jax
+        >>> layers = MLPBlock(hidden_sizes=(16,)).init(jax.random.key(0), 3, 2)
+        >>> [(w.shape, b.shape) for w, b in layers]
+        [((3, 16), (16,)), ((16, 2), (2,))]
+        """
         sizes = (input_dim, *self.hidden_sizes, output_dim)
         keys = jax.random.split(rng_key, len(sizes) - 1)
         return tuple(
@@ -148,7 +156,18 @@ class MLPBlock:
         )
 
     def fit(self, state, U, targets, rng_key, batch_size, momentum) -> ArrayTree:
-        """Least squares ``mean_i ‖ι(u_i) − t_i‖²`` from the warm start ``state``."""
+        """Least squares ``mean_i ‖ι(u_i) − t_i‖²`` from the warm start ``state``.
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp
+        >>> block = MLPBlock(hidden_sizes=(8,), num_steps=5)
+        >>> state = block.init(jax.random.key(0), 3, 2)
+        >>> U, targets = jnp.ones((16, 3)), jnp.ones((16, 2))
+        >>> fitted = block.fit(state, U, targets, jax.random.key(1), batch_size=8, momentum=0.9)
+        >>> [w.shape for w, _ in fitted]
+        [(3, 8), (8, 2)]
+        """
 
         def loss(layers, batch):
             u, t = batch
@@ -160,7 +179,16 @@ class MLPBlock:
         )  # fmt: skip
 
     def layers(self, state) -> tuple[tuple[Array, Array], ...]:
-        """The block's layers (the state is the layers themselves)."""
+        """The block's layers (the state is the layers themselves).
+
+        Examples
+        --------
+        >>> import jax
+        >>> block = MLPBlock(hidden_sizes=(8,))
+        >>> state = block.init(jax.random.key(0), 3, 2)
+        >>> block.layers(state) is state
+        True
+        """
         return state
 
 

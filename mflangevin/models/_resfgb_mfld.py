@@ -88,7 +88,15 @@ class MFLDBlock:
                 raise ValueError(f"{name}: must be positive, got {value}.")
 
     def init(self, rng_key: PRNGKey, input_dim: int, output_dim: int) -> ArrayTree:
-        """Particles drawn from the reference ν."""
+        """Particles drawn from the reference ν.
+
+        Examples
+        --------
+        >>> import jax
+        >>> particles = MFLDBlock(num_particles=32).init(jax.random.key(0), 3, 2)
+        >>> {name: leaf.shape for name, leaf in particles.items()}
+        {'w': (32, 3), 'b': (32,), 'a': (32, 2)}
+        """
         key_w, key_b, key_a = jax.random.split(rng_key, 3)
         n, s = self.num_particles, self.reference_scale
         return {
@@ -101,6 +109,16 @@ class MFLDBlock:
         """``num_steps`` MFLD steps on minibatches of ``(U, targets)`` from the particles ``state``.
 
         ``momentum`` belongs to the SGD-fitted blocks; Langevin dynamics has none.
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp
+        >>> block = MFLDBlock(num_particles=32, num_steps=5)
+        >>> state = block.init(jax.random.key(0), 3, 2)
+        >>> U, targets = jnp.ones((16, 3)), jnp.ones((16, 2))
+        >>> fitted = block.fit(state, U, targets, jax.random.key(1), batch_size=8, momentum=0.9)
+        >>> fitted["a"].shape, bool(jnp.all(jnp.isfinite(fitted["w"])))
+        ((32, 2), True)
         """
         del momentum
         objective = MeanFieldObjective(
@@ -125,7 +143,16 @@ class MFLDBlock:
         return final.position
 
     def layers(self, state: ArrayTree) -> tuple[tuple[Array, Array], ...]:
-        """The particles as an MLP: hidden layer ``(w_r / √d_in, b_r)``, output ``a_r / N``."""
+        """The particles as an MLP: hidden layer ``(w_r / √d_in, b_r)``, output ``a_r / N``.
+
+        Examples
+        --------
+        >>> import jax
+        >>> block = MFLDBlock(num_particles=32)
+        >>> layers = block.layers(block.init(jax.random.key(0), 3, 2))
+        >>> [(w.shape, b.shape) for w, b in layers]
+        [((3, 32), (32,)), ((32, 2), (2,))]
+        """
         n, input_dim = state["w"].shape
         output_bias = jnp.zeros(state["a"].shape[1], state["a"].dtype)
         hidden = (state["w"].T / jnp.sqrt(input_dim), state["b"])

@@ -82,11 +82,32 @@ class ResidualBlock:
 
     @property
     def uses_input(self) -> bool:
-        """Whether the block reads the raw input ``x`` as well as ``z``."""
+        """Whether the block reads the raw input ``x`` as well as ``z``.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> one, weight = jnp.array(1.0), jnp.ones((3, 2))  # ι has D = 3 outputs, z has d = 2
+        >>> ResidualBlock(((jnp.ones((2, 3)), jnp.zeros(3)),), weight, one, one).uses_input
+        False
+        >>> ResidualBlock(((jnp.ones((4, 3)), jnp.zeros(3)),), weight, one, one).uses_input
+        True
+        """
         return self.layers[0][0].shape[0] != self.weight.shape[1]
 
     def embedding(self, z: Array, x: Array | None) -> Array:
-        """``ι(u)`` for a batch, shape ``(n, D)``."""
+        """``ι(u)`` for a batch, shape ``(n, D)``.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> block = ResidualBlock(
+        ...     layers=((jnp.eye(2), jnp.zeros(2)),), weight=jnp.eye(2),
+        ...     decay=jnp.array(1.0), step=jnp.array(0.5),
+        ... )
+        >>> block.embedding(jnp.array([[1.0, -1.0]]), None)  # ReLU output
+        Array([[1., 0.]], dtype=float32)
+        """
         u = jnp.concatenate([z, x], axis=1) if self.uses_input else z
         return mlp(self.layers, u, self.output_activation)
 
@@ -137,7 +158,17 @@ class ResidualNetwork:
 
     @property
     def depth(self) -> int:
-        """The number of residual blocks."""
+        """The number of residual blocks.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> block = ResidualBlock(
+        ...     ((jnp.eye(2), jnp.zeros(2)),), jnp.eye(2), jnp.array(1.0), jnp.array(0.5)
+        ... )
+        >>> ResidualNetwork(jnp.zeros(2), jnp.ones(2), (block,), jnp.eye(2), jnp.zeros(2)).depth
+        1
+        """
         return len(self.blocks)
 
 
