@@ -124,7 +124,22 @@ def _plot(history: dict[str, list[float]], path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m mflangevin`` and the ``mflangevin`` command."""
+    """Entry point of ``python -m mflangevin`` and the ``mflangevin`` command.
+
+    Runs :func:`teacher_student_demo` with the command-line options ``argv`` (``sys.argv`` when
+    ``None``), saves the figure to ``--out`` and returns the exit status.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> args = ["--samples", "20", "--particles", "8", "--steps", "10", "--report-every", "10"]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     main([*args, "--out", f"{tmp}/demo.png"])  # doctest: +ELLIPSIS
+    step      0  objective ...
+    step     10  objective ...
+    objective ... -> ..., teacher similarity ... figure saved to .../demo.png
+    0
+    """
     parser = argparse.ArgumentParser(
         prog="mflangevin",
         description="Teacher–student regression by mean-field Langevin dynamics "
