@@ -16,11 +16,11 @@ import argparse
 from pathlib import Path
 
 import arviz as az
-import blackjax
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+from tqdm import tqdm
 
 import mflangevin
 from mflangevin import arviz as mf_arviz
@@ -34,11 +34,42 @@ import matplotlib.pyplot as plt  # noqa: E402
 TEMPERATURE = 0.1
 
 
+def run_chains(algorithm, key, starts, num_chains, num_steps, num_chunks):
+    """Independent chains from ``starts``, in ``num_chunks`` compiled pieces so that long runs show
+    progress; the same keys as ``blackjax.util.run_inference_algorithm`` on each chain."""
+    chain_keys = jax.random.split(key, num_chains)
+    keys_step, keys_init = jax.vmap(jax.random.split, out_axes=1)(chain_keys)
+    states = jax.vmap(algorithm.init)(starts, keys_init)
+    keys_step = jax.vmap(lambda k: jax.random.split(k, num_steps))(keys_step)
+
+    @jax.jit
+    def advance(states, keys):
+        def one(state, keys):
+            def step(state, key):
+                state, info = algorithm.step(key, state)
+                return state, (state, info)
+
+            return jax.lax.scan(step, state, keys)
+
+        return jax.vmap(one)(states, keys)
+
+    pieces = []
+    for keys in tqdm(jnp.split(keys_step, num_chunks, axis=1), desc="MFLD chains"):
+        states, piece = advance(states, keys)
+        pieces.append(piece)
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *pieces)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="more particles and steps")
-    parser.add_argument("--out-dir", default="figures")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out",
+        default="figures/arviz.png",
+        help="base path of the figures: <stem>_certificates.png, <stem>_marginals.png, "
+        "<stem>_neurons.png",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the chains")
     args = parser.parse_args()
     n, num_steps, num_chains = (512, 8000, 4) if args.full else (64, 2000, 4)
 
@@ -55,17 +86,7 @@ def main():
     starts = jax.vmap(lambda k: net.init_particles(k, n, input_dim=2))(
         jax.random.split(key_init, num_chains)
     )
-
-    @jax.jit
-    def run(keys, starts):
-        def one(key, start):
-            return blackjax.util.run_inference_algorithm(
-                key, algorithm, num_steps, initial_position=start
-            )[1]
-
-        return jax.vmap(one)(keys, starts)
-
-    history = run(jax.random.split(key_run, num_chains), starts)
+    history = run_chains(algorithm, key_run, starts, num_chains, num_steps, num_chunks=10)
     X_grid = jnp.linspace(-2.0, 2.0, 5)[:, None] * jnp.array([[1.0, 0.0]])
 
     def observables(particles):
@@ -96,19 +117,20 @@ def main():
         f"sliced W2 {float(diagnostics.sliced_wasserstein(final[0], prior, key_sw)):.3f}"
     )
 
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     figures = {
-        "arviz_certificates.png": (mf_arviz.plot_certificates(tree, backend="matplotlib"), 7),
-        "arviz_marginals.png": (mf_arviz.plot_particle_marginals(tree, backend="matplotlib"), 7),
-        "arviz_neurons.png": (mf_arviz.plot_neurons(tree, backend="matplotlib"), 4.5),
+        "certificates": (mf_arviz.plot_certificates(tree, backend="matplotlib"), 7),
+        "marginals": (mf_arviz.plot_particle_marginals(tree, backend="matplotlib"), 7),
+        "neurons": (mf_arviz.plot_neurons(tree, backend="matplotlib"), 4.5),
     }
     for name, (collection, width) in figures.items():
         figure = collection.viz["figure"].item()
         figure.set_size_inches(width, 3.5 if width > 5 else width)
-        figure.savefig(out_dir / name, dpi=70)
+        path = out.with_name(f"{out.stem}_{name}{out.suffix}")
+        figure.savefig(path, dpi=70)
         plt.close(figure)
-        print(f"saved {out_dir / name}")
+        print(f"saved {path}")
 
 
 if __name__ == "__main__":
