@@ -75,7 +75,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="larger problem, longer run")
     parser.add_argument("--out", default="figures/duality_gap.png", help="where to save the figure")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args()
     num_samples, num_particles, time_horizon = (
         (1000, 4000, 300.0) if args.full else (100, 1000, 120.0)

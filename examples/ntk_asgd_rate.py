@@ -60,11 +60,15 @@ def make_teacher(key, net, source, num_frequencies=256):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="T up to 2^17 and 16 seeds")
-    parser.add_argument("--out", default="figures/ntk_asgd_rate.png")
+    parser.add_argument(
+        "--out", default="figures/ntk_asgd_rate.png", help="where to save the figure"
+    )
     parser.add_argument("--width", type=int, default=1024, help="M, number of neurons")
     parser.add_argument("--source", type=float, default=0.5, help="r, the source condition")
-    parser.add_argument("--noise", type=float, default=0.5)
-    parser.add_argument("--step-sizes", type=float, nargs="+", default=[1.0, 0.05])
+    parser.add_argument("--noise", type=float, default=0.5, help="label noise standard deviation")
+    parser.add_argument(
+        "--step-sizes", type=float, nargs="+", default=[1.0, 0.05], help="constant step sizes η"
+    )
     args = parser.parse_args()
     max_log_T, seeds = (17, 16) if args.full else (14, 8)
     horizons = [2**p for p in range(7, max_log_T + 1)]

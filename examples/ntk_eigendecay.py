@@ -52,7 +52,9 @@ def fitted_decay(eigenvalues, low=10, high_fraction=0.1):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="n up to 4000")
-    parser.add_argument("--out", default="figures/ntk_eigendecay.png")
+    parser.add_argument(
+        "--out", default="figures/ntk_eigendecay.png", help="where to save the figure"
+    )
     parser.add_argument("--dim", type=int, default=3, help="d, inputs on the sphere S^{d-1}")
     parser.add_argument("--width", type=int, default=4096, help="M of the empirical NTK")
     args = parser.parse_args()

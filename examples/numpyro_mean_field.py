@@ -89,7 +89,9 @@ def fit_svgd(key, train, X_eval, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="wider network, more data and steps")
-    parser.add_argument("--out", default="figures/numpyro_mean_field.png")
+    parser.add_argument(
+        "--out", default="figures/numpyro_mean_field.png", help="where to save the figure"
+    )
     parser.add_argument("--temperature", type=float, default=1.0, help="λ of the sharp MFLD fit")
     parser.add_argument("--step-size", type=float, default=2e-3, help="η of MFLD")
     parser.add_argument("--svgd-step-size", type=float, default=0.05, help="Adagrad step of SVGD")

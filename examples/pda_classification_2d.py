@@ -42,9 +42,11 @@ def accuracy(net, particles, X, y):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--full", action="store_true", help="T = 1200 outer steps, N = 1024")
-    parser.add_argument("--out", default="figures/pda_classification_2d.png")
+    parser.add_argument(
+        "--out", default="figures/pda_classification_2d.png", help="where to save the figure"
+    )
     parser.add_argument("--temperature", type=float, default=1e-3, help="λ")
     parser.add_argument("--inner-steps", type=int, default=10, help="K_t (constant)")
     parser.add_argument("--mfld-step", type=float, default=0.5, help="η; PDA uses η_t = λη")

@@ -29,7 +29,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="T = 20000 outer steps, N = 1024")
-    parser.add_argument("--out", default="figures/pda_regression.png")
+    parser.add_argument(
+        "--out", default="figures/pda_regression.png", help="where to save the figure"
+    )
     parser.add_argument("--temperature", type=float, default=1e-3, help="λ")
     parser.add_argument("--inner-steps", type=int, default=5, help="K_t (constant)")
     parser.add_argument(

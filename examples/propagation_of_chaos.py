@@ -83,8 +83,10 @@ def make_measure(dim: int, num_chains: int, burn_in: int, num_steps: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="more particles, chains and steps")
-    parser.add_argument("--out", default="figures/propagation_of_chaos.png")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out", default="figures/propagation_of_chaos.png", help="where to save the figure"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     args = parser.parse_args()
 
     if args.full:

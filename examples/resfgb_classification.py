@@ -7,7 +7,7 @@ train and test accuracy, the depth chosen and the fitting time, for ResFGB with 
 block and with a block fitted as a mean-field network by MFLD (our extension); saves a figure of
 accuracy against the number of boosting iterations (reference block).
 
-    python examples/resfgb_classification.py            # about a minute on a laptop CPU
+    python examples/resfgb_classification.py            # a minute or two on a laptop CPU
     python examples/resfgb_classification.py --full     # reference-sized: 30 iterations, η = 0.1
 """
 
@@ -71,8 +71,13 @@ def test_accuracy_by_depth(model: ResFGB, X: np.ndarray, y: np.ndarray) -> np.nd
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="reference-sized run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("figures/resfgb_classification.png"))
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("figures/resfgb_classification.png"),
+        help="where to save the figure",
+    )
     args = parser.parse_args()
     if args.full:
         settings = dict(num_iterations=30, step_size=0.1)

@@ -65,7 +65,9 @@ def run(algorithm, particles, num_steps, num_records, seed, primal, dual, dual_e
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="10x the budget, N = 512")
-    parser.add_argument("--out", default="figures/variance_reduction.png")
+    parser.add_argument(
+        "--out", default="figures/variance_reduction.png", help="where to save the figure"
+    )
     parser.add_argument("--samples", type=int, default=10_000, help="n")
     parser.add_argument("--dim", type=int, default=10, help="input dimension d")
     parser.add_argument("--temperature", type=float, default=1e-3, help="λ")
