@@ -12,7 +12,7 @@ Gaussian prior (the reference ν) and classifies two moons through the particle 
 
 Printed: test error of each fit and wall-clock times (compilation included) with their ratio.
 
-Run ``python examples/numpyro_mean_field.py`` (well under a minute), or ``--full`` for a wider
+Run ``python examples/numpyro_mean_field.py`` (under a minute), or ``--full`` for a wider
 network, more data and more steps.
 """
 
