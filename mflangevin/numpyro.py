@@ -47,9 +47,9 @@ class MFLDModelState(NamedTuple):
     --------
     >>> import jax, numpyro, numpyro.distributions as dist
     >>> def model():
-    ...     numpyro.sample("scale", dist.HalfNormal(1.0))
+    ...     numpyro.sample("loc", dist.Normal(0.0, 1.0))
     >>> state = MFLD(model, num_particles=8, step_size=0.01).init(jax.random.key(0), 0)
-    >>> state.z["scale"].shape, int(state.i), bool(state.diverging)
+    >>> state.z["loc"].shape, int(state.i), bool(state.diverging)
     ((8,), 0, False)
     """
 
@@ -257,13 +257,13 @@ class MFLD(MCMCKernel):
         --------
         >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
         >>> def model():
-        ...     scale = numpyro.sample("scale", dist.HalfNormal(1.0))
-        ...     numpyro.deterministic("variance", scale**2)
+        ...     loc = numpyro.sample("loc", dist.Normal(0.0, 1.0))
+        ...     numpyro.deterministic("shifted", loc + 1.0)
         >>> kernel = MFLD(model, num_particles=8, step_size=0.01)
-        >>> state = kernel.init(jax.random.key(0), 0, init_params={"scale": jnp.zeros(8)})
+        >>> state = kernel.init(jax.random.key(0), 0, init_params={"loc": jnp.zeros(8)})
         >>> values = kernel.postprocess_fn((), {})(state.z)
-        >>> values["scale"][0], values["variance"][0]  # exp(0) = 1
-        (Array(1., dtype=float32), Array(1., dtype=float32))
+        >>> values["loc"].shape, values["shifted"][0]
+        ((8,), Array(1., dtype=float32))
         """
         return _numpyro_model.constrain(self._model, model_args, model_kwargs, self._mean_field)
 
