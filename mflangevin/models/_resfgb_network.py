@@ -254,7 +254,13 @@ def load(file: str | os.PathLike) -> ResidualNetwork:
 
     Examples
     --------
-    See :func:`save`.
+    >>> import tempfile, jax.numpy as jnp
+    >>> network = ResidualNetwork(jnp.ones(2), 2 * jnp.ones(2), (), jnp.eye(2), jnp.zeros(2))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     save(f"{tmp}/net.npz", network)
+    ...     loaded = load(f"{tmp}/net.npz")
+    >>> bool(jnp.all(loaded.scale == network.scale)), loaded.depth
+    (True, 0)
     """
     with np.load(file) as archive:
         if "format" not in archive or str(archive["format"]) != _FORMAT:

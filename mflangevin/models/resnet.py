@@ -205,7 +205,12 @@ class ResFGB:
 
         Examples
         --------
-        See :class:`ResFGB`.
+        >>> from sklearn.datasets import make_moons
+        >>> X, y = make_moons(100, random_state=0)
+        >>> model = ResFGB(num_iterations=2, block=MLPBlock(hidden_sizes=(8,)))
+        >>> model = model.fit(X[:80], y[:80], X_val=X[80:], y_val=y[80:])
+        >>> sorted(model.history_), model.depth_ in (0, 1, 2)
+        (['depth', 'time', 'train_accuracy', 'train_loss', 'val_accuracy', 'val_loss'], True)
         """
         X = _check_X("X", X)
         y = _check_y("y", y, X.shape[0])
@@ -304,7 +309,13 @@ class ResFGB:
 
         Examples
         --------
-        See :class:`ResFGB`.
+        >>> import numpy as np
+        >>> from sklearn.datasets import make_moons
+        >>> X, y = make_moons(100, random_state=0)
+        >>> model = ResFGB(num_iterations=2, block=MLPBlock(hidden_sizes=(8,))).fit(X, y)
+        >>> proba = model.predict_proba(X[:5])
+        >>> proba.shape, bool(np.allclose(proba.sum(axis=1), 1.0, atol=1e-6))
+        ((5, 2), True)
         """
         self._check_fitted()
         X = _check_X("X", X, self._shift.shape[0])
@@ -315,7 +326,15 @@ class ResFGB:
 
         Examples
         --------
-        See :class:`ResFGB`.
+        Labels of any type come back as given:
+
+        >>> import numpy as np
+        >>> from sklearn.datasets import make_moons
+        >>> X, y = make_moons(100, random_state=0)
+        >>> labels = np.array(["left", "right"])[y]
+        >>> model = ResFGB(num_iterations=2, block=MLPBlock(hidden_sizes=(8,))).fit(X, labels)
+        >>> model.classes_.tolist(), set(model.predict(X[:5])) <= {"left", "right"}
+        (['left', 'right'], True)
         """
         probabilities = self.predict_proba(X)
         return self.classes_[np.argmax(probabilities, axis=1)]
@@ -325,7 +344,12 @@ class ResFGB:
 
         Examples
         --------
-        See :class:`ResFGB`.
+        >>> from sklearn.datasets import make_moons
+        >>> X, y = make_moons(100, random_state=0)
+        >>> model = ResFGB(num_iterations=2, block=MLPBlock(hidden_sizes=(8,))).fit(X, y)
+        >>> accuracy = model.score(X, y)
+        >>> type(accuracy).__name__, 0.0 <= accuracy <= 1.0
+        ('float', True)
         """
         predictions = self.predict(X)
         return float(np.mean(predictions == _check_y("y", y, predictions.shape[0])))
