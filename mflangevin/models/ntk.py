@@ -29,7 +29,9 @@ from mflangevin.types import Array, PRNGKey
 __all__ = ["NTKNetwork", "NTK_ACTIVATIONS", "CLOSED_FORM_NTK"]
 
 NTK_ACTIVATIONS = {**_MEAN_FIELD_ACTIVATIONS, "erf": jax.lax.erf}
+"""The activations ``σ`` of :class:`NTKNetwork` by name: the mean-field ones and erf."""
 CLOSED_FORM_NTK = ("erf", "relu")
+"""The activations whose infinite-width NTK :meth:`NTKNetwork.ntk` computes in closed form."""
 
 
 def _check_inputs(name: str, X, input_dim: int | None = None) -> Array:

@@ -35,7 +35,9 @@ ACTIVATIONS = {
     "gelu": jax.nn.gelu,
     "silu": jax.nn.silu,
 }
+"""The activations ``σ`` of ``output_weight`` neurons, by name."""
 NEURONS = ("tanh", "bounded", "output_weight")
+"""The neuron types of :class:`MeanFieldNetwork` (see the module docstring)."""
 
 
 @dataclasses.dataclass(frozen=True)
