@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import jax
 import jax.numpy as jnp
 
@@ -42,3 +44,22 @@ def check_particles(position: ArrayTree, objective=None, name: str = "position")
         if out.shape != ():
             raise ValueError(f"objective: the energy must be a scalar, got shape {out.shape}.")
     return n
+
+
+def check_count(name: str, value) -> int:
+    """A positive integer (``bool`` excluded); returns it as an ``int``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an integer, got {value!r}.")
+    try:
+        value = operator.index(value)
+    except TypeError as err:
+        raise TypeError(f"{name}: expected an integer, got {value!r}.") from err
+    if value < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {value}.")
+    return value
+
+
+def check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    """One of the allowed strings."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {choices}, got {value!r}.")

@@ -23,8 +23,8 @@ from mflangevin.certificates import (
     duality_gap,
 )
 from mflangevin.entropy import _check_neighbors, flatten_particles
-from mflangevin.kernels.mfld import schedule_value
 from mflangevin.objectives import MeanFieldObjective
+from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["MonitorState", "MonitorInfo", "monitor"]

@@ -1,4 +1,4 @@
-"""Mean-field Langevin dynamics on NumPyro models: an ``MCMCKernel`` (``math.md`` §2).
+"""Mean-field Langevin dynamics on NumPyro models: an ``MCMCKernel`` (docs/theory/mfld.md).
 
 Swap ``NUTS(model)`` for ``MFLD(model, num_particles, step_size, temperature)`` and keep the rest
 of a NumPyro workflow: ``MCMC``, its chain methods, ``get_samples``, ``Predictive``.
@@ -30,6 +30,7 @@ from numpyro.util import is_prng_key
 from mflangevin import _numpyro_model
 from mflangevin._checks import check_positive
 from mflangevin.kernels import mfld
+from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, PRNGKey, ScalarOrSchedule
 
 __all__ = ["MFLD", "MFLDModelState"]
@@ -308,8 +309,8 @@ class MFLD(MCMCKernel):
 
     def _step(self, state: MFLDModelState, model_args: tuple, model_kwargs: dict) -> MFLDModelState:
         rng_key, step_key = jax.random.split(state.rng_key)
-        step_size = mfld.schedule_value(self.step_size, state.i)
-        temperature = mfld.schedule_value(self.temperature, state.i)
+        step_size = schedule_value(self.step_size, state.i)
+        temperature = schedule_value(self.temperature, state.i)
         energy_and_drift = _numpyro_model.energy_and_drift_fn(
             self._model,
             model_args,

@@ -17,6 +17,7 @@ Particles are pytrees whose leaves share a leading axis of size ``N``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +32,20 @@ __all__ = [
     "EnergyObjective",
     "as_objective",
     "num_particles",
+    "num_samples",
+    "BLOCK_ELEMENTS",
 ]
 
 Reference = GaussianReference | DensityReference | None
+
+BLOCK_ELEMENTS = 1 << 22
+"""Default bound on the elements of one block of features (16 MiB in float32).
+
+A finite-sum :class:`MeanFieldObjective` without ``chunk_size`` walks its data in blocks of
+``B = max(1, BLOCK_ELEMENTS // (N · k))`` samples, for ``N`` particles and ``k`` feature entries per
+sample, so that a step's working set is a few such blocks whatever ``n`` is; when the whole
+``(N, n, k)`` array fits (``n ≤ B``) there is one block and no loop.
+"""
 
 
 def num_particles(particles: ArrayTree, name: str = "position") -> int:
@@ -66,6 +78,28 @@ def num_particles(particles: ArrayTree, name: str = "position") -> int:
     return int(n)
 
 
+def num_samples(data: Any, name: str = "objective") -> int:
+    """``n``, the common leading axis of every leaf of ``data``; 1 for ``data=None``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> num_samples((jnp.ones((7, 3)), jnp.zeros(7)))
+    7
+    """
+    leaves = jax.tree.leaves(data)
+    if not leaves:
+        return 1
+    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(
+            f"{name}: every data leaf needs the same leading sample axis, got leading "
+            f"sizes {sorted(sizes, key=str)}."
+        )
+    (n,) = sizes
+    return int(n)
+
+
 def _scale(tree: ArrayTree, factor: float | Array) -> ArrayTree:
     return jax.tree.map(lambda x: factor * x, tree)
 
@@ -92,9 +126,19 @@ class MeanFieldObjective:
     risk_conjugate
         Optional convex conjugate ``R*(g, data)``, needed by the dual bound.
     data
-        A pytree passed to ``feature_map`` and ``risk``. When ``R`` is an average over the leading
-        axis of every leaf of ``data`` (an empirical risk), :meth:`subsample` gives the
-        unbiased minibatch objective.
+        A pytree passed to ``feature_map`` and ``risk``.
+    finite_sum
+        Declares an empirical risk: every leaf of ``data`` and the features ``Φ(θ, data)`` have
+        the sample axis ``n`` first, and ``R(z, data) = (1/n) Σ_j ℓ(z_j, data_j)`` is an average
+        over it. Then :meth:`subsample` is the unbiased minibatch objective, the minibatch drift
+        estimators apply, and the energy, the drift and the first variation are computed over
+        blocks of samples in one pass, in bounded memory (see ``chunk_size``).
+        :meth:`MeanFieldNetwork.objective <mflangevin.models.MeanFieldNetwork.objective>` sets it.
+    chunk_size
+        Samples per block of a finite-sum objective; ``None`` (default) chooses
+        ``max(1, BLOCK_ELEMENTS // (N · k))`` for ``N`` particles and ``k`` feature entries per
+        sample (see :data:`BLOCK_ELEMENTS`). Results equal the unblocked computation up to float
+        round-off. Ignored unless ``finite_sum``.
 
     Notes
     -----
@@ -103,7 +147,7 @@ class MeanFieldObjective:
 
     Examples
     --------
-    The quadratic objective ``½‖E_μθ − m‖² + λ' E_μ‖θ‖²`` of ``math.md`` §2:
+    The quadratic objective ``½‖E_μθ − m‖² + λ' E_μ‖θ‖²`` of the MFLD theory page:
 
     >>> import jax.numpy as jnp
     >>> m = jnp.array([1.0, -1.0])
@@ -122,6 +166,8 @@ class MeanFieldObjective:
     reference: Reference = None
     risk_conjugate: Callable[[Array, Any], Array] | None = None
     data: Any = None
+    finite_sum: bool = False
+    chunk_size: int | None = None
 
     def __post_init__(self):
         for name in ("feature_map", "risk"):
@@ -131,9 +177,14 @@ class MeanFieldObjective:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise TypeError(f"{name}: expected a callable or None, got {value!r}.")
+        if not isinstance(self.finite_sum, bool):
+            raise TypeError(f"finite_sum: expected True or False, got {self.finite_sum!r}.")
+        size = self.chunk_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"chunk_size: expected a positive integer or None, got {size!r}.")
 
     def features(self, particles: ArrayTree) -> Array:
-        """``Φ(θ_i)`` for every particle, shape ``(N, *feature_shape)``.
+        """``Φ(θ_i)`` for every particle, shape ``(N, *feature_shape)`` (never blocked).
 
         Examples
         --------
@@ -148,6 +199,53 @@ class MeanFieldObjective:
         """
         return jax.vmap(self.feature_map, in_axes=(0, None))(particles, self.data)
 
+    def block_size(self, particles: ArrayTree) -> int:
+        """Samples per block for these particles: ``n`` when the objective is not blocked.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> objective = MeanFieldObjective(
+        ...     feature_map=lambda theta, X: X @ theta,
+        ...     risk=lambda z, _: 0.5 * jnp.mean(z**2),
+        ...     data=jnp.ones((10, 2)),
+        ...     finite_sum=True,
+        ...     chunk_size=4,
+        ... )
+        >>> objective.block_size(jnp.ones((3, 2)))
+        4
+        """
+        n = num_samples(self.data)
+        if not self.finite_sum:
+            return n
+        if self.chunk_size is not None:
+            return min(self.chunk_size, n)
+        theta = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:], x.dtype), particles)
+        shape = jax.eval_shape(self.feature_map, theta, self.data).shape
+        per_sample = math.prod(shape[1:])
+        return max(1, min(n, BLOCK_ELEMENTS // (num_particles(particles) * per_sample)))
+
+    def _fold_blocks(self, particles: ArrayTree, fn: Callable, init):
+        """``fn(block_objective, start, size, carry)`` over the sample blocks, in order.
+
+        The full blocks run in a ``fori_loop`` (one trace); a last, shorter block runs after it.
+        """
+        n, size = num_samples(self.data), self.block_size(particles)
+        if size >= n:
+            return fn(self, 0, n, init)
+        num_full, rest = divmod(n, size)
+
+        def block(start, length):
+            data = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, length), self.data)
+            return dataclasses.replace(self, data=data)
+
+        carry = jax.lax.fori_loop(
+            0, num_full, lambda i, c: fn(block(i * size, size), i * size, size, c), init
+        )
+        if rest:
+            carry = fn(block(num_full * size, rest), num_full * size, rest, carry)
+        return carry
+
     def mean_embedding(self, particles: ArrayTree) -> Array:
         """``E_μ Φ = (1/N) Σ_i Φ(θ_i)``.
 
@@ -158,7 +256,17 @@ class MeanFieldObjective:
         >>> objective.mean_embedding(jnp.array([[1.0, 0.0], [3.0, 2.0]]))
         Array([2., 1.], dtype=float32)
         """
-        return jnp.mean(self.features(particles), axis=0)
+
+        def fn(block, start, size, z):
+            z_block = jnp.mean(block.features(particles), axis=0)
+            if z is None:
+                return z_block
+            return jax.lax.dynamic_update_slice_in_dim(z, z_block, start, axis=0)
+
+        if self.block_size(particles) >= num_samples(self.data):
+            return fn(self, 0, None, None)
+        shape = jax.eval_shape(lambda p: jnp.mean(self.features(p), axis=0), particles)
+        return self._fold_blocks(particles, fn, jnp.zeros(shape.shape, shape.dtype))
 
     def mean_penalty(self, particles: ArrayTree) -> Array:
         """``E_μ r``; zero without a penalty.
@@ -190,7 +298,14 @@ class MeanFieldObjective:
         >>> objective.energy(jnp.array([[1.0, 0.0], [3.0, 2.0]]))  # ½‖(2, 1)‖²
         Array(2.5, dtype=float32)
         """
-        return self.risk(self.mean_embedding(particles), self.data) + self.mean_penalty(particles)
+        n = num_samples(self.data)
+
+        def fn(block, start, size, risk):
+            z = jnp.mean(block.features(particles), axis=0)
+            return risk + (size / n) * block.risk(z, block.data)
+
+        risk = self._fold_blocks(particles, fn, self._zero(particles))
+        return risk + self.mean_penalty(particles)
 
     def risk_gradient(self, embedding: Array) -> Array:
         """``g = ∇R(z)`` at a mean embedding ``z``; ``g_μ = risk_gradient(mean_embedding(Θ))``.
@@ -223,11 +338,37 @@ class MeanFieldObjective:
             value = value + self.penalty(theta)
         return value
 
+    def pairing(self, g: Array, particles: ArrayTree) -> Array:
+        """``⟨g, Φ(θ_i)⟩`` at every particle, shape ``(N,)``, over blocks of samples.
+
+        The first variation without the penalty, for many particles at once (the dual bound
+        evaluates it at draws of ν).
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> objective = MeanFieldObjective(
+        ...     lambda theta, _: theta, lambda z, _: 0.5 * jnp.sum(z**2)
+        ... )
+        >>> objective.pairing(jnp.array([2.0, 1.0]), jnp.array([[1.0, 3.0], [0.0, 1.0]]))
+        Array([5., 1.], dtype=float32)
+        """
+
+        def fn(block, start, size, total):
+            g_block = jax.lax.dynamic_slice_in_dim(g, start, size) if block is not self else g
+            features = block.features(particles)
+            axes = tuple(range(1, features.ndim))
+            return total + jnp.sum(g_block * features, axis=axes)
+
+        n = num_particles(particles)
+        return self._fold_blocks(particles, fn, jnp.zeros((n,), jnp.result_type(g)))
+
     def first_variation_grad(self, g: Array, particles: ArrayTree) -> ArrayTree:
         """``∇_θ δF/δμ(θ_i)`` at every particle for a given ``g``, as one pullback.
 
         The pullback of the mean embedding at ``g`` is ``(1/N) ∇⟨g, Φ(θ_i)⟩``; under ``vmap`` it
         is a matrix product (for a network: ``O(n·d·N)``), never a per-(datum, particle) loop.
+        A finite-sum objective pulls back each block of samples in turn.
 
         Examples
         --------
@@ -241,14 +382,27 @@ class MeanFieldObjective:
         >>> grad.shape, grad[0]
         ((3, 2), Array([2., 1.], dtype=float32))
         """
-        _, pullback = self._linearize(particles)
-        return pullback(g)
+        n = num_particles(particles)
+
+        def fn(block, start, size, drift):
+            g_block = jax.lax.dynamic_slice_in_dim(g, start, size) if block is not self else g
+            _, pullback = jax.vjp(block._block_embedding, particles)
+            (grad,) = pullback(n * g_block)
+            return grad if drift is None else _tree_add(drift, grad)
+
+        if self.block_size(particles) >= num_samples(self.data):
+            drift = fn(self, 0, None, None)
+        else:
+            drift = self._fold_blocks(particles, fn, jax.tree.map(jnp.zeros_like, particles))
+        return self._add_penalty_grad(drift, particles)
 
     def energy_and_drift(self, particles: ArrayTree) -> tuple[Array, ArrayTree]:
         """``F(μ_Θ)`` and the drift ``∇_θ δF/δμ(μ_Θ)(θ_i)`` at every particle.
 
         One forward pass of the features and one pullback: ``g = ∇R(E_μΦ)`` is formed explicitly,
-        then pulled back through the mean embedding.
+        then pulled back through the mean embedding. A finite-sum objective does both block by
+        block: each block's ``g`` only needs that block's embedding, so the working set is one
+        block, never the ``(N, n)`` features.
 
         Examples
         --------
@@ -260,9 +414,24 @@ class MeanFieldObjective:
         >>> energy, drift[0]  # drift = g = E_μθ at every particle
         (Array(2.5, dtype=float32), Array([2., 1.], dtype=float32))
         """
-        embedding, pullback = self._linearize(particles)
-        energy = self.risk(embedding, self.data) + self.mean_penalty(particles)
-        return energy, pullback(self.risk_gradient(embedding))
+        n, num = num_samples(self.data), num_particles(particles)
+
+        def fn(block, start, size, carry):
+            risk, drift = carry
+            weight = size / n
+            z, pullback = jax.vjp(block._block_embedding, particles)
+            block_risk, g = jax.value_and_grad(block.risk)(z, block.data)
+            (grad,) = pullback((weight * num) * g)
+            drift = grad if drift is None else _tree_add(drift, grad)
+            return risk + weight * block_risk, drift
+
+        if self.block_size(particles) >= n:
+            risk, drift = fn(self, 0, n, (self._zero(particles), None))
+        else:
+            zeros = jax.tree.map(jnp.zeros_like, particles)
+            risk, drift = self._fold_blocks(particles, fn, (self._zero(particles), zeros))
+        energy = risk + self.mean_penalty(particles)
+        return energy, self._add_penalty_grad(drift, particles)
 
     def subsample(self, indices: Array) -> MeanFieldObjective:
         """The objective on ``data[indices]`` (every leaf indexed on its leading axis).
@@ -286,24 +455,30 @@ class MeanFieldObjective:
             raise ValueError("indices: this objective has no data to subsample.")
         return dataclasses.replace(self, data=jax.tree.map(lambda a: a[indices], self.data))
 
-    def _linearize(self, particles: ArrayTree):
-        n = num_particles(particles)
-        embedding, vjp = jax.vjp(self.mean_embedding, particles)
+    def _block_embedding(self, particles: ArrayTree) -> Array:
+        return jnp.mean(self.features(particles), axis=0)
 
-        def pullback(g: Array) -> ArrayTree:
-            (grad,) = vjp(g)
-            drift = _scale(grad, n)
-            if self.penalty is not None:
-                drift = _tree_add(drift, jax.vmap(jax.grad(self.penalty))(particles))
+    def _zero(self, particles: ArrayTree) -> Array:
+        return jnp.zeros((), jnp.result_type(*jax.tree.leaves(particles)))
+
+    def _add_penalty_grad(self, drift: ArrayTree, particles: ArrayTree) -> ArrayTree:
+        if self.penalty is None:
             return drift
-
-        return embedding, pullback
+        return _tree_add(drift, jax.vmap(jax.grad(self.penalty))(particles))
 
 
 jax.tree_util.register_dataclass(
     MeanFieldObjective,
     data_fields=["data"],
-    meta_fields=["feature_map", "risk", "penalty", "reference", "risk_conjugate"],
+    meta_fields=[
+        "feature_map",
+        "risk",
+        "penalty",
+        "reference",
+        "risk_conjugate",
+        "finite_sum",
+        "chunk_size",
+    ],
 )
 
 

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin._checks import check_positive
-from mflangevin.kernels.mfld import schedule_value
+from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["ASGDState", "ASGDInfo", "init", "build_kernel", "as_top_level_api"]

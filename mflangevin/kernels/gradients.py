@@ -12,9 +12,11 @@ forms the drift of one step from a minibatch ``I_k`` of ``B`` samples drawn on d
   full drift every ``m`` steps. SARAH/SPIDER for MFLD is an extension of this library, not a
   method of the papers.
 
-Finite sum means: every leaf of ``objective.data`` has the sample axis ``n`` first, the features
-``Φ(θ)`` too, and the risk averages over it, so that :meth:`MeanFieldObjective.subsample` is the
-unbiased minibatch objective (true of :meth:`MeanFieldNetwork.objective`).
+The minibatch estimators need a finite-sum objective (``MeanFieldObjective(...,
+finite_sum=True)``, as :meth:`MeanFieldNetwork.objective` builds): every leaf of its data has the
+sample axis ``n`` first, the features ``Φ(θ)`` too, and the risk averages over it, so that
+:meth:`MeanFieldObjective.subsample` is the unbiased minibatch objective. Minibatches cost
+``O(B)`` whatever ``n`` is; their law is that of :func:`mflangevin.kernels.data.minibatch`.
 
 References: Suzuki, Wu, Nitanda, *Convergence of mean-field Langevin dynamics: time and space
 discretization, stochastic gradient, and variance reduction*, NeurIPS 2023 (SGD and SVRG).
@@ -28,8 +30,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mflangevin.objectives import MeanFieldObjective
-from mflangevin.types import Array, ArrayTree, PRNGKey
+from mflangevin._checks import check_count
+from mflangevin.kernels import data
+from mflangevin.kernels.data import MinibatchState
+from mflangevin.objectives import MeanFieldObjective, num_samples
+from mflangevin.types import Array, ArrayTree
 
 __all__ = [
     "GradientEstimator",
@@ -39,8 +44,6 @@ __all__ = [
     "sgd",
     "svrg",
     "sarah",
-    "minibatch_indices",
-    "num_samples",
 ]
 
 
@@ -52,7 +55,8 @@ class GradientEstimator(NamedTuple):
     ``(energy, drift, state, evaluations)`` for step ``count``: the energy ``F(μ_Θ)`` estimated on
     the samples used, the drift without the reference term, the new state and the number of
     per-sample gradients ``v_j(Θ)`` the step evaluated; ``check(objective)`` raises on an
-    objective the estimator cannot use, before anything is compiled.
+    objective the estimator cannot use, before anything is compiled. Minibatches come from
+    :func:`mflangevin.kernels.data.minibatch`.
 
     Examples
     --------
@@ -62,6 +66,7 @@ class GradientEstimator(NamedTuple):
     ...     feature_map=lambda theta, x: jnp.broadcast_to(theta, x.shape),
     ...     risk=lambda z, x: 0.5 * jnp.mean(jnp.sum((z - x) ** 2, axis=-1)),
     ...     data=jnp.ones((10, 2)),
+    ...     finite_sum=True,
     ... )
     >>> estimator.check(objective)
     """
@@ -72,7 +77,8 @@ class GradientEstimator(NamedTuple):
 
 
 class SVRGState(NamedTuple):
-    """SVRG snapshot: the particles ``Θ̃`` and their full drift ``G̃`` (penalty included).
+    """SVRG snapshot: the particles ``Θ̃``, their full drift ``G̃`` (penalty included) and the
+    minibatch stream.
 
     Examples
     --------
@@ -81,6 +87,7 @@ class SVRGState(NamedTuple):
     ...     feature_map=lambda theta, x: jnp.broadcast_to(theta, x.shape),
     ...     risk=lambda z, x: 0.5 * jnp.mean(jnp.sum((z - x) ** 2, axis=-1)),
     ...     data=jnp.ones((10, 2)),
+    ...     finite_sum=True,
     ... )
     >>> state = svrg(batch_size=4, snapshot_every=5).init(objective, jnp.zeros((8, 2)))
     >>> isinstance(state, SVRGState), state.snapshot_drift.shape
@@ -89,10 +96,12 @@ class SVRGState(NamedTuple):
 
     snapshot: ArrayTree
     snapshot_drift: ArrayTree
+    batches: MinibatchState
 
 
 class SARAHState(NamedTuple):
-    """SARAH recursion: the previous particles ``Θ_{k−1}`` and the previous estimate ``v_{k−1}``.
+    """SARAH recursion: the previous particles ``Θ_{k−1}``, the previous estimate ``v_{k−1}`` and
+    the minibatch stream.
 
     Examples
     --------
@@ -101,6 +110,7 @@ class SARAHState(NamedTuple):
     ...     feature_map=lambda theta, x: jnp.broadcast_to(theta, x.shape),
     ...     risk=lambda z, x: 0.5 * jnp.mean(jnp.sum((z - x) ** 2, axis=-1)),
     ...     data=jnp.ones((10, 2)),
+    ...     finite_sum=True,
     ... )
     >>> state = sarah(batch_size=4, refresh_every=5).init(objective, jnp.zeros((8, 2)))
     >>> isinstance(state, SARAHState), state.previous_drift.shape
@@ -109,77 +119,11 @@ class SARAHState(NamedTuple):
 
     previous: ArrayTree
     previous_drift: ArrayTree
-
-
-def num_samples(objective) -> int:
-    """``n``, the common leading axis of the objective's data; 1 for an objective without data.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> num_samples(MeanFieldObjective(lambda t, d: t, lambda z, d: jnp.sum(z), data=jnp.ones(7)))
-    7
-    """
-    leaves = jax.tree.leaves(getattr(objective, "data", None))
-    if not leaves:
-        return 1
-    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
-    if len(sizes) != 1 or None in sizes:
-        raise ValueError(
-            "objective: every data leaf needs the same leading sample axis, got leading "
-            f"sizes {sorted(sizes, key=str)}."
-        )
-    (n,) = sizes
-    return int(n)
-
-
-def minibatch_indices(
-    rng_key: PRNGKey, num_samples: int, batch_size: int, replace: bool = False
-) -> Array:
-    """``B`` sample indices in ``[0, n)``, drawn uniformly with or without replacement.
-
-    Examples
-    --------
-    >>> import jax
-    >>> minibatch_indices(jax.random.key(0), 10, 4).shape
-    (4,)
-    """
-    if replace:
-        return jax.random.randint(rng_key, (batch_size,), 0, num_samples)
-    return jax.random.choice(rng_key, num_samples, (batch_size,), replace=False)
+    batches: MinibatchState
 
 
 def _count(value: int) -> Array:
     return jnp.asarray(value, jnp.int32)
-
-
-def _check_period(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | jnp.integer):
-        raise TypeError(f"{name}: expected an integer, got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{name}: must be a positive integer, got {value}.")
-    return int(value)
-
-
-def _finite_sum_check(batch_size: int) -> Callable[[MeanFieldObjective], None]:
-    def check(objective) -> None:
-        if not isinstance(objective, MeanFieldObjective) or objective.data is None:
-            raise TypeError(
-                "gradient: minibatch estimators need a MeanFieldObjective whose data is a finite "
-                f"sum over samples, got {type(objective).__name__} without data."
-            )
-        n = num_samples(objective)
-        if batch_size > n:
-            raise ValueError(
-                f"batch_size: must be at most the number of samples n = {n}, got {batch_size}."
-            )
-
-    return check
-
-
-def _subsample(rng_key, objective, batch_size, replace):
-    indices = minibatch_indices(rng_key, num_samples(objective), batch_size, replace)
-    return objective.subsample(indices)
 
 
 def full() -> GradientEstimator:
@@ -198,15 +142,17 @@ def full() -> GradientEstimator:
     1
     """
 
+    source = data.full()
+
     def estimate(rng_key, objective, position, count, state):
-        del rng_key, count
+        del count
+        draw, state = source.draw(rng_key, objective, state)
         energy, drift = objective.energy_and_drift(position)
-        return energy, drift, state, _count(num_samples(objective))
+        return energy, drift, state, draw.num_samples
 
-    def check(objective) -> None:
-        num_samples(objective)
-
-    return GradientEstimator(lambda objective, position: (), estimate, check)
+    return GradientEstimator(
+        lambda objective, position: source.init(objective), estimate, source.check
+    )
 
 
 def sgd(batch_size: int, replace: bool = False) -> GradientEstimator:
@@ -217,7 +163,8 @@ def sgd(batch_size: int, replace: bool = False) -> GradientEstimator:
     batch_size
         ``B``, with ``1 ≤ B ≤ n``.
     replace
-        Draw the minibatch with replacement (default: without).
+        Draw the minibatch with replacement (default: without, in epochs; see
+        :func:`mflangevin.kernels.data.minibatch`).
 
     Examples
     --------
@@ -232,17 +179,16 @@ def sgd(batch_size: int, replace: bool = False) -> GradientEstimator:
     >>> int(info.num_gradient_evaluations)
     10
     """
-    batch_size = _check_period("batch_size", batch_size)
+    source = data.minibatch(batch_size, replace)
 
     def estimate(rng_key, objective, position, count, state):
         del count
-        energy, drift = _subsample(rng_key, objective, batch_size, replace).energy_and_drift(
-            position
-        )
-        return energy, drift, state, _count(batch_size)
+        draw, state = source.draw(rng_key, objective, state)
+        energy, drift = draw.objective.energy_and_drift(position)
+        return energy, drift, state, draw.num_samples
 
     return GradientEstimator(
-        lambda objective, position: (), estimate, _finite_sum_check(batch_size)
+        lambda objective, position: source.init(objective), estimate, source.check
     )
 
 
@@ -286,27 +232,28 @@ def svrg(batch_size: int, snapshot_every: int, replace: bool = False) -> Gradien
     >>> int(info.num_gradient_evaluations)  # a snapshot (n) and one corrected step (2B)
     120
     """
-    batch_size = _check_period("batch_size", batch_size)
-    snapshot_every = _check_period("snapshot_every", snapshot_every)
+    source = data.minibatch(batch_size, replace)
+    snapshot_every = check_count("snapshot_every", snapshot_every)
 
     def init(objective, position):
-        return SVRGState(position, _zeros_like(position))
+        return SVRGState(position, _zeros_like(position), source.init(objective))
 
     def estimate(rng_key, objective, position, count, state):
         def snapshot(_):
             energy, drift = objective.energy_and_drift(position)
-            return energy, drift, SVRGState(position, drift), _count(num_samples(objective))
+            n = _count(num_samples(objective.data))
+            return energy, drift, state._replace(snapshot=position, snapshot_drift=drift), n
 
         def corrected(_):
-            batch = _subsample(rng_key, objective, batch_size, replace)
-            energy, drift = batch.energy_and_drift(position)
-            _, control = batch.energy_and_drift(state.snapshot)
+            draw, batches = source.draw(rng_key, objective, state.batches)
+            energy, drift = draw.objective.energy_and_drift(position)
+            _, control = draw.objective.energy_and_drift(state.snapshot)
             drift = jax.tree.map(lambda d, c, g: d - c + g, drift, control, state.snapshot_drift)
-            return energy, drift, state, _count(2 * batch_size)
+            return energy, drift, state._replace(batches=batches), 2 * draw.num_samples
 
         return jax.lax.cond(count % snapshot_every == 0, snapshot, corrected, None)
 
-    return GradientEstimator(init, estimate, _finite_sum_check(batch_size))
+    return GradientEstimator(init, estimate, source.check)
 
 
 def sarah(batch_size: int, refresh_every: int, replace: bool = False) -> GradientEstimator:
@@ -344,24 +291,25 @@ def sarah(batch_size: int, refresh_every: int, replace: bool = False) -> Gradien
     >>> int(info.num_gradient_evaluations)
     100
     """
-    batch_size = _check_period("batch_size", batch_size)
-    refresh_every = _check_period("refresh_every", refresh_every)
+    source = data.minibatch(batch_size, replace)
+    refresh_every = check_count("refresh_every", refresh_every)
 
     def init(objective, position):
-        return SARAHState(position, _zeros_like(position))
+        return SARAHState(position, _zeros_like(position), source.init(objective))
 
     def estimate(rng_key, objective, position, count, state):
         def refresh(_):
             energy, drift = objective.energy_and_drift(position)
-            return energy, drift, SARAHState(position, drift), _count(num_samples(objective))
+            n = _count(num_samples(objective.data))
+            return energy, drift, SARAHState(position, drift, state.batches), n
 
         def recursive(_):
-            batch = _subsample(rng_key, objective, batch_size, replace)
-            energy, drift = batch.energy_and_drift(position)
-            _, previous = batch.energy_and_drift(state.previous)
+            draw, batches = source.draw(rng_key, objective, state.batches)
+            energy, drift = draw.objective.energy_and_drift(position)
+            _, previous = draw.objective.energy_and_drift(state.previous)
             drift = jax.tree.map(lambda d, p, v: v + (d - p), drift, previous, state.previous_drift)
-            return energy, drift, SARAHState(position, drift), _count(2 * batch_size)
+            return energy, drift, SARAHState(position, drift, batches), 2 * draw.num_samples
 
         return jax.lax.cond(count % refresh_every == 0, refresh, recursive, None)
 
-    return GradientEstimator(init, estimate, _finite_sum_check(batch_size))
+    return GradientEstimator(init, estimate, source.check)

@@ -1,4 +1,4 @@
-"""Mean-field Langevin dynamics (MFLD), ``math.md`` §2.
+"""Mean-field Langevin dynamics (MFLD), ``docs/theory/mfld.md``.
 
 For every particle, in parallel (noisy gradient descent on the free energy
 ``G(μ) = F(μ) + λ KL(μ ‖ ν)``)::
@@ -19,11 +19,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
-from blackjax.util import generate_gaussian_noise
 
 from mflangevin._checks import check_particles, check_positive
+from mflangevin.kernels import data
+from mflangevin.kernels.diffusions import (
+    add_reference_score,
+    langevin_update,
+    per_particle_sq_norm,
+)
 from mflangevin.kernels.gradients import GradientEstimator, full
 from mflangevin.objectives import as_objective
+from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["MFLDState", "MFLDInfo", "init", "build_kernel", "as_top_level_api"]
@@ -121,50 +127,6 @@ def init(
     return MFLDState(position, zero, gradient_state, zero)
 
 
-def _sq_norm(tree: ArrayTree) -> Array:
-    """Per-particle squared norm of a particle pytree, shape ``(N,)``."""
-    leaves = jax.tree.leaves(tree)
-    return sum(jnp.sum(jnp.reshape(x, (x.shape[0], -1)) ** 2, axis=1) for x in leaves)
-
-
-def langevin_update(
-    rng_key: PRNGKey,
-    position: ArrayTree,
-    drift: ArrayTree,
-    step_size: Array,
-    temperature: Array,
-    divergence_threshold: float,
-) -> tuple[ArrayTree, Array]:
-    """``θ − η·drift + √(2λη) ξ``, refused (particles kept) if it is non-finite or explodes.
-
-    Shared by every Langevin-type kernel of the package; returns the new position and the
-    divergence flag. The noise is drawn as in ``blackjax.sgld``, which makes the two agree.
-
-    Examples
-    --------
-    >>> import jax, jax.numpy as jnp
-    >>> position, drift = jnp.zeros((4, 2)), jnp.ones((4, 2))
-    >>> new, is_divergent = langevin_update(jax.random.key(0), position, drift, 0.1, 0.0, 1e6)
-    >>> new[0], bool(is_divergent)  # λ = 0: a plain gradient step
-    (Array([-0.1, -0.1], dtype=float32), False)
-    >>> new, is_divergent = langevin_update(jax.random.key(0), position, drift, 0.1, 0.0, 0.05)
-    >>> bool(jnp.all(new == position)), bool(is_divergent)  # beyond the threshold: refused
-    (True, True)
-    """
-    noise = generate_gaussian_noise(rng_key, position)
-    scale = jnp.sqrt(2 * temperature * step_size)
-    proposal = jax.tree.map(
-        lambda p, d, n: p + step_size * (-d) + scale * n, position, drift, noise
-    )
-    bound = jnp.asarray(divergence_threshold)
-    leaves = jax.tree.leaves(proposal)
-    is_divergent = ~jnp.all(jnp.stack([jnp.all(jnp.abs(x) < bound) for x in leaves]))
-    new_position = jax.tree.map(
-        lambda new, old: jnp.where(is_divergent, old, new), proposal, position
-    )
-    return new_position, is_divergent
-
-
 def build_kernel(
     divergence_threshold: float = 1e6, gradient: GradientEstimator | None = None
 ) -> Callable:
@@ -208,15 +170,13 @@ def build_kernel(
         energy, drift, gradient_state, evaluations = estimator.estimate(
             jax.random.fold_in(rng_key, 1), objective, position, state.count, state.gradient_state
         )
-        if objective.reference is not None:
-            score = objective.reference.score(position)
-            drift = jax.tree.map(lambda d, s: d - temperature * s, drift, score)
+        drift = add_reference_score(drift, objective.reference, temperature, position)
         new_position, is_divergent = langevin_update(
             rng_key, position, drift, step_size, temperature, divergence_threshold
         )
         info = MFLDInfo(
             energy=energy,
-            drift_norm=jnp.sqrt(jnp.mean(_sq_norm(drift))),
+            drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
             is_divergent=is_divergent,
             step_size=jnp.asarray(step_size),
             temperature=jnp.asarray(temperature),
@@ -228,21 +188,6 @@ def build_kernel(
         return new_state, info
 
     return kernel
-
-
-def schedule_value(value: ScalarOrSchedule, count: Array) -> Array:
-    """A constant, or a schedule evaluated at the step counter.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> count = jnp.asarray(3)
-    >>> schedule_value(0.5, count)
-    Array(0.5, dtype=float32, weak_type=True)
-    >>> schedule_value(lambda t: 1.0 / (1 + t), count)
-    Array(0.25, dtype=float32, weak_type=True)
-    """
-    return value(count) if callable(value) else jnp.asarray(value)
 
 
 def as_top_level_api(
@@ -275,7 +220,10 @@ def as_top_level_api(
     Returns
     -------
     A ``blackjax.base.SamplingAlgorithm``: ``init(position, rng_key=None)`` and
-    ``step(rng_key, state) -> (state, info)``.
+    ``step(rng_key, state) -> (state, info)``. The step is compiled on first use; the
+    objective's data are inputs of the compiled program (see :func:`mflangevin.kernels.data.hold`),
+    so its size and compile time do not depend on ``n``, also under ``jax.jit`` and
+    ``blackjax.util.run_inference_algorithm``.
 
     Examples
     --------
@@ -300,16 +248,18 @@ def as_top_level_api(
         )
     gradient.check(objective)
     kernel = build_kernel(divergence_threshold, gradient)
+    held = data.hold(objective)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MFLDState:
         check_particles(position, objective)
         return init(position, rng_key, objective=objective, gradient=gradient)
 
+    @jax.jit
     def step_fn(rng_key: PRNGKey, state: MFLDState) -> tuple[MFLDState, MFLDInfo]:
         return kernel(
             rng_key,
             state,
-            objective,
+            data.read(held),
             schedule_value(step_size, state.count),
             schedule_value(temperature, state.count),
         )

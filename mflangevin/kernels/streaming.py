@@ -1,4 +1,4 @@
-"""MFLD on minibatches handed in by the caller, for streamed data (``math.md`` §5).
+"""MFLD on minibatches handed in by the caller, for streamed data (``docs/theory/variance-reduction.md``).
 
 The SGLD-style counterpart of :func:`mflangevin.gradients.sgd`: instead of drawing indices into
 a data set held by the objective, each step takes the minibatch itself, so the data can come
@@ -15,34 +15,19 @@ over stacked minibatches.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
-import jax
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin._checks import check_particles, check_positive
-from mflangevin.kernels import mfld
-from mflangevin.kernels.gradients import num_samples
+from mflangevin.kernels import data, mfld
 from mflangevin.objectives import MeanFieldObjective
+from mflangevin.schedules import schedule_value
 from mflangevin.types import ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["init", "build_kernel", "as_top_level_api"]
 
 init = mfld.init
-
-
-def _on_minibatch(objective: MeanFieldObjective, minibatch) -> MeanFieldObjective:
-    if objective.data is not None and (
-        jax.tree.structure(minibatch) != jax.tree.structure(objective.data)
-    ):
-        raise ValueError(
-            "minibatch: must have the structure of the objective's data, "
-            f"{jax.tree.structure(objective.data)}; got {jax.tree.structure(minibatch)}."
-        )
-    batch_objective = dataclasses.replace(objective, data=minibatch)
-    num_samples(batch_objective)  # leaves must share the sample axis
-    return batch_objective
 
 
 def build_kernel(divergence_threshold: float = 1e6) -> Callable:
@@ -73,10 +58,11 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
     8
     """
     mfld_kernel = mfld.build_kernel(divergence_threshold)
+    source = data.stream()
 
     def kernel(rng_key, state, objective, minibatch, step_size, temperature):
-        batch_objective = _on_minibatch(objective, minibatch)
-        return mfld_kernel(rng_key, state, batch_objective, step_size, temperature)
+        draw, _ = source.draw(rng_key, objective, (), batch=minibatch)
+        return mfld_kernel(rng_key, state, draw.objective, step_size, temperature)
 
     return kernel
 
@@ -124,11 +110,7 @@ def as_top_level_api(
     >>> int(info.num_gradient_evaluations)
     64
     """
-    if not isinstance(objective, MeanFieldObjective):
-        raise TypeError(
-            "objective: streaming MFLD needs a MeanFieldObjective (an empirical risk over "
-            f"data), got {type(objective).__name__}."
-        )
+    data.stream().check(objective)
     check_positive("step_size", step_size)
     check_positive("temperature", temperature)
     check_positive("divergence_threshold", divergence_threshold)
@@ -144,8 +126,8 @@ def as_top_level_api(
             state,
             objective,
             minibatch,
-            mfld.schedule_value(step_size, state.count),
-            mfld.schedule_value(temperature, state.count),
+            schedule_value(step_size, state.count),
+            schedule_value(temperature, state.count),
         )
 
     return SamplingAlgorithm(init_fn, step_fn)

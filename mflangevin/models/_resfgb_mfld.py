@@ -126,6 +126,7 @@ class MFLDBlock:
             risk=_squared_risk,
             reference=gaussian_reference(self.reference_scale),
             data=(U, targets),
+            finite_sum=True,
         )
         kernel = mfld.build_kernel()
         n = U.shape[0]

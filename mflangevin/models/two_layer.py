@@ -197,12 +197,16 @@ class MeanFieldNetwork:
         *,
         l2: float = 0.0,
         reference: GaussianReference | DensityReference | None = None,
+        chunk_size: int | None = None,
     ) -> MeanFieldObjective:
         """The empirical risk ``F(μ) = (1/n) Σ_j ℓ(f_μ(x_j), y_j) + l2 · E_μ‖θ‖²``.
 
         Give the regulariser either as ``l2`` or as a Gaussian ``reference`` (at temperature λ
         they are the same thing when ``scale² = λ / (2 l2)``), never both. The objective carries
-        ``(X, y)`` as its data, so minibatch estimators can subsample it.
+        ``(X, y)`` as its data and is a finite sum over its rows, so minibatch estimators can
+        subsample it and its energy and drift walk the data in blocks of ``chunk_size`` rows
+        (default: chosen from :data:`~mflangevin.objectives.BLOCK_ELEMENTS`), so that memory
+        stays bounded whatever ``n`` is.
 
         Examples
         --------
@@ -244,6 +248,8 @@ class MeanFieldNetwork:
             reference=reference,
             risk_conjugate=self._risk_conjugate,
             data=(X, y),
+            finite_sum=True,
+            chunk_size=chunk_size,
         )
 
     def _check_labels(self, y: Array) -> None:

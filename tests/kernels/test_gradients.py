@@ -1,3 +1,5 @@
+import dataclasses
+
 import blackjax
 import chex
 import jax
@@ -8,6 +10,7 @@ import pytest
 import mflangevin
 from mflangevin import EnergyObjective, MeanFieldObjective, gradients
 from mflangevin.datasets import teacher_student
+from mflangevin.kernels import data
 from mflangevin.kernels.mfld import MFLDState, build_kernel
 from mflangevin.models import MeanFieldNetwork
 
@@ -74,9 +77,13 @@ def test_unbiased(name, estimator):
 
     Tolerance: K independent minibatches give a per-coordinate standard error s/√K; 5 standard
     errors over the 32 coordinates leaves a false-alarm probability of about 32 · 6e-7.
+    The expectation is over the step key at the start of an epoch (a fresh permutation); within
+    an epoch the minibatches are fixed by the epoch's key.
     """
     X, y, objective, particles = network_problem()
     state = snapshot_state(estimator, objective, perturb(particles, 0.3, 2))
+    if name.startswith("sgd"):
+        state = estimator.init(objective, particles)
     num_keys = 4000
     draws = many_estimates(estimator, objective, particles, 1, state, num_keys)
     full = per_sample_drifts(X, y, particles).mean(axis=0)
@@ -101,7 +108,9 @@ def test_svrg_variance_far_below_sgd_near_the_snapshot():
     assert int(evaluations) == N_DATA
     nearby = perturb(particles, 1e-2, 3)
     var_svrg = many_estimates(svrg, objective, nearby, 1, state, 500).var(axis=0).sum()
-    var_sgd = many_estimates(gradients.sgd(5), objective, nearby, 1, (), 500).var(axis=0).sum()
+    sgd = gradients.sgd(5)
+    var_sgd = many_estimates(sgd, objective, nearby, 1, sgd.init(objective, nearby), 500)
+    var_sgd = var_sgd.var(axis=0).sum()
     assert var_svrg < 1e-2 * var_sgd, (var_svrg, var_sgd)
 
 
@@ -148,7 +157,15 @@ def test_recursion_matches_definition(estimator, reference):
         _, drift, state, evaluations = estimate(key, objective, position, k, state)
         estimates.append(flat(drift))
         counts.append(int(evaluations))
-    indices = [np.asarray(gradients.minibatch_indices(key, N_DATA, 6)) for key in keys]
+    # The minibatches the estimator drew: its data source walked with the same keys, drawing on
+    # the steps between snapshots only.
+    source, batches, indices = data.minibatch(6), data.minibatch(6).init(objective), []
+    for k, key in enumerate(keys):
+        if k % 3:
+            idx, batches = source.indices(key, N_DATA, batches)
+            indices.append(np.asarray(idx))
+        else:
+            indices.append(None)
     expected = reference([per_sample_drifts(X, y, p) for p in path], indices, 3)
     for k, (got, want) in enumerate(zip(estimates, expected, strict=True)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"step {k}")
@@ -172,7 +189,11 @@ def finite_sum_quadratic(num_data=32, p=2, l2=0.5):
         return 0.5 * jnp.mean(weights * jnp.sum((z - targets) ** 2, axis=1))
 
     objective = MeanFieldObjective(
-        feature_map, risk, penalty=lambda theta: l2 * jnp.sum(theta**2), data=(a, M)
+        feature_map,
+        risk,
+        penalty=lambda theta: l2 * jnp.sum(theta**2),
+        data=(a, M),
+        finite_sum=True,
     )
     return objective, jnp.mean(a[:, None] * M, axis=0)
 
@@ -272,7 +293,10 @@ def _counting_objective(num_data=10):
         return x @ theta
 
     objective = MeanFieldObjective(
-        feature_map, lambda z, x: 0.5 * jnp.mean(z**2), data=jnp.ones((num_data, 2))
+        feature_map,
+        lambda z, x: 0.5 * jnp.mean(z**2),
+        data=jnp.ones((num_data, 2)),
+        finite_sum=True,
     )
     return objective, traces
 
@@ -300,7 +324,8 @@ def test_bad_estimator_parameters(make, error, match):
         (gradients.sgd(11), "finite_sum", ValueError, "batch_size"),
         (gradients.svrg(11, 3), "finite_sum", ValueError, "batch_size"),
         (gradients.sarah(11, 3), "finite_sum", ValueError, "batch_size"),
-        (gradients.sgd(2), "energy", TypeError, "gradient"),
+        (gradients.sgd(2), "energy", TypeError, "finite-sum"),
+        (gradients.sgd(2), "not_finite_sum", TypeError, "finite_sum=False"),
         ("svrg", "finite_sum", TypeError, "gradient"),
     ],
 )
@@ -308,6 +333,8 @@ def test_bad_pairings_raise_before_tracing(gradient, objective_kind, error, matc
     objective, traces = _counting_objective()
     if objective_kind == "energy":
         objective = EnergyObjective(lambda p: jnp.sum(jnp.mean(p, axis=0) ** 2))
+    if objective_kind == "not_finite_sum":
+        objective = dataclasses.replace(objective, finite_sum=False)
     with pytest.raises(error, match=match):
         mflangevin.mfld(objective, step_size=0.1, temperature=0.1, gradient=gradient)
     assert not traces
@@ -315,7 +342,7 @@ def test_bad_pairings_raise_before_tracing(gradient, objective_kind, error, matc
 
 def test_inconsistent_sample_axes():
     objective = MeanFieldObjective(
-        lambda t, d: t, lambda z, d: jnp.sum(z), data=(jnp.ones(5), jnp.ones(6))
+        lambda t, d: t, lambda z, d: jnp.sum(z), data=(jnp.ones(5), jnp.ones(6)), finite_sum=True
     )
     with pytest.raises(ValueError, match="sample axis"):
         mflangevin.mfld(objective, 0.1, 0.1, gradient=gradients.sgd(2))

@@ -7,6 +7,7 @@ import pytest
 import mflangevin
 from mflangevin import EnergyObjective, gradients
 from mflangevin.datasets import teacher_student
+from mflangevin.kernels import data
 from mflangevin.models import MeanFieldNetwork
 
 
@@ -17,13 +18,14 @@ def problem():
 
 
 def test_equals_the_sgd_estimator_on_the_same_minibatch():
-    """The SGD estimator draws its indices from the step key folded with 1; handing the same
+    """The SGD estimator draws its first epoch from the step key folded with 1; handing the same
     rows to the streaming step gives the same step, bit for bit up to round-off."""
     X, y, objective, particles = problem()
     sgd = mflangevin.mfld(objective, 0.1, 1e-2, gradient=gradients.sgd(8))
     streaming = mflangevin.streaming_mfld(objective, 0.1, 1e-2)
     key = jax.random.key(3)
-    idx = gradients.minibatch_indices(jax.random.fold_in(key, 1), 40, 8)
+    source = data.minibatch(8)
+    idx, _ = source.indices(jax.random.fold_in(key, 1), 40, source.init(objective))
     expected, expected_info = sgd.step(key, sgd.init(particles))
     got, info = streaming.step(key, streaming.init(particles), (X[idx], y[idx]))
     for name in particles:

@@ -1,0 +1,334 @@
+"""Where a step's samples come from: the one data path of every kernel.
+
+A kernel step evaluates its objective on the samples of a :class:`DataSource`:
+
+* :func:`full` — all ``n`` samples of ``objective.data``;
+* :func:`minibatch` — ``B`` of them, drawn on device at a cost of ``O(B)`` whatever ``n`` is.
+  Without replacement (the default), epochs walk pseudo-random permutations of ``[0, n)`` in
+  slices of ``B``: within an epoch the minibatches are disjoint, every minibatch is marginally a
+  uniform ``B``-subset, and a new permutation (keyed by the step key) starts every ``⌊n/B⌋``
+  minibatches, so the last ``n mod B`` positions of each permutation are skipped. With
+  replacement, ``B`` independent uniform indices;
+* :func:`stream` — a batch that is not in ``objective.data``: handed to the step by the caller
+  (:func:`mflangevin.streaming_mfld`), or drawn by a user function ``sampler(rng_key)``
+  (online PDA).
+
+Each source counts the per-sample gradients a step evaluates and checks its arguments once,
+eagerly, before anything is compiled.
+
+The data held by an algorithm are arguments of its compiled step, never constants: :func:`hold`
+moves them into ``jax.Ref`` buffers (one device copy, made when the algorithm is built), which
+``jax.jit``, ``lax.scan`` and ``jax.vmap`` pass to the program as inputs, so a program's size and
+compile time do not depend on ``n``; :func:`read` gives them back inside the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mflangevin._checks import check_count
+from mflangevin.kernels._permutation import permuted_indices
+from mflangevin.objectives import MeanFieldObjective, num_samples
+from mflangevin.types import Array, PRNGKey
+
+__all__ = [
+    "DataSource",
+    "Draw",
+    "MinibatchState",
+    "full",
+    "minibatch",
+    "stream",
+    "hold",
+    "read",
+]
+
+
+class Draw(NamedTuple):
+    """The samples of one step: the objective on them, their indices into ``objective.data``
+    (``None`` for the full data and for streamed batches) and how many there are.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
+    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
+    ...                                data=jnp.ones((10, 2)), finite_sum=True)
+    >>> draw, _ = full().draw(jax.random.key(0), objective, ())
+    >>> draw.indices is None, int(draw.num_samples)
+    (True, 10)
+    """
+
+    objective: Any
+    indices: Array | None
+    num_samples: Array
+
+
+class MinibatchState(NamedTuple):
+    """Where a without-replacement minibatch stream stands: the key of this epoch's
+    permutation and the number of minibatches already drawn in the epoch.
+
+    Examples
+    --------
+    >>> int(minibatch(4).init(None).position)
+    0
+    """
+
+    key: Array
+    position: Array
+
+
+def _count(value) -> Array:
+    return jnp.asarray(value, jnp.int32)
+
+
+def _typed(rng_key: PRNGKey) -> PRNGKey:
+    if jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
+        return rng_key
+    return jax.random.wrap_key_data(rng_key)
+
+
+def _check_finite_sum(objective, name: str) -> int:
+    if not isinstance(objective, MeanFieldObjective) or not objective.finite_sum:
+        got = type(objective).__name__
+        if isinstance(objective, MeanFieldObjective):
+            got += " with finite_sum=False"
+        raise TypeError(
+            f"{name}: minibatches need a finite-sum MeanFieldObjective (an empirical risk whose "
+            "data and features have the sample axis first, built with finite_sum=True as "
+            f"MeanFieldNetwork.objective does), got {got}."
+        )
+    if objective.data is None:
+        raise ValueError(f"{name}: the objective has no data to draw minibatches from.")
+    return num_samples(objective.data)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """Base of the data sources; see the module docstring.
+
+    ``init(objective)`` gives the source's state (it lives in the kernel state),
+    ``draw(rng_key, objective, state, batch=None) -> (Draw, state)`` the samples of one step and
+    ``check(objective)`` raises, eagerly, on an objective the source cannot use.
+
+    Examples
+    --------
+    >>> isinstance(minibatch(8), DataSource)
+    True
+    """
+
+    def check(self, objective) -> None:
+        num_samples(getattr(objective, "data", None))
+
+    def init(self, objective) -> Any:
+        return ()
+
+    def draw(self, rng_key, objective, state, batch=None) -> tuple[Draw, Any]:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class _Full(DataSource):
+    def draw(self, rng_key, objective, state, batch=None):
+        n = num_samples(getattr(objective, "data", None))
+        return Draw(objective, None, _count(n)), state
+
+
+@dataclasses.dataclass(frozen=True)
+class _Minibatch(DataSource):
+    batch_size: int
+    replace: bool = False
+
+    def check(self, objective) -> None:
+        n = _check_finite_sum(objective, "batch_size")
+        if self.batch_size > n:
+            raise ValueError(
+                f"batch_size: must be at most the number of samples n = {n}, got {self.batch_size}."
+            )
+
+    def init(self, objective) -> MinibatchState:
+        return MinibatchState(jax.random.key(0), jnp.zeros((), jnp.int32))
+
+    def indices(self, rng_key, n: int, state: MinibatchState) -> tuple[Array, MinibatchState]:
+        """``B`` indices into ``[0, n)`` and the next state; ``O(B)`` work."""
+        if self.replace:
+            return jax.random.randint(rng_key, (self.batch_size,), 0, n), state
+        new_epoch = state.position == 0
+        key = jnp.where(new_epoch, _typed(rng_key), state.key)
+        start = state.position * self.batch_size
+        indices = permuted_indices(key, n, start, self.batch_size)
+        position = (state.position + 1) % (n // self.batch_size)
+        return indices, MinibatchState(key, position.astype(jnp.int32))
+
+    def draw(self, rng_key, objective, state, batch=None):
+        indices, state = self.indices(rng_key, num_samples(objective.data), state)
+        return Draw(objective.subsample(indices), indices, _count(self.batch_size)), state
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stream(DataSource):
+    sampler: Callable[[PRNGKey], Any] | None = None
+
+    def check(self, objective) -> None:
+        if not isinstance(objective, MeanFieldObjective):
+            raise TypeError(
+                "objective: streamed batches need a MeanFieldObjective whose risk averages over "
+                f"the leading axis of its data (an empirical risk), got {type(objective).__name__}."
+            )
+        if self.sampler is not None:
+            if not callable(self.sampler):
+                raise TypeError(f"data_sampler: expected a callable, got {self.sampler!r}.")
+            try:
+                batch = jax.eval_shape(self.sampler, jax.random.key(0))
+            except Exception as err:  # the user's function, called on a key
+                raise ValueError(f"data_sampler: calling it on a PRNG key failed: {err}") from err
+            self.on_batch(objective, batch, "data_sampler")
+
+    def on_batch(self, objective, batch, name: str = "minibatch") -> MeanFieldObjective:
+        """The objective on ``batch``, after checking it against ``objective.data``."""
+        if objective.data is not None:
+            if jax.tree.structure(batch) != jax.tree.structure(objective.data):
+                raise ValueError(
+                    f"{name}: must have the structure of the objective's data, "
+                    f"{jax.tree.structure(objective.data)}; got {jax.tree.structure(batch)}."
+                )
+            for given, expected in zip(
+                jax.tree.leaves(batch), jax.tree.leaves(objective.data), strict=True
+            ):
+                if jnp.shape(given)[1:] != jnp.shape(expected)[1:] or jnp.result_type(
+                    given
+                ) != jnp.result_type(expected):
+                    raise ValueError(
+                        f"{name}: a leaf of shape {jnp.shape(given)} and dtype "
+                        f"{jnp.result_type(given)} does not match the objective's data "
+                        f"(rows of shape {jnp.shape(expected)[1:]}, dtype "
+                        f"{jnp.result_type(expected)})."
+                    )
+        batch_objective = dataclasses.replace(objective, data=batch)
+        num_samples(batch, name)
+        return batch_objective
+
+    def draw(self, rng_key, objective, state, batch=None):
+        if batch is None:
+            batch = self.sampler(rng_key)
+        batch_objective = self.on_batch(objective, batch)
+        return Draw(batch_objective, None, _count(num_samples(batch))), state
+
+
+def full() -> DataSource:
+    """Every step uses all ``n`` samples of ``objective.data`` (1 for an objective without data).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
+    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
+    ...                                data=jnp.ones((10, 2)), finite_sum=True)
+    >>> draw, _ = full().draw(jax.random.key(0), objective, ())
+    >>> int(draw.num_samples)
+    10
+    """
+    return _Full()
+
+
+def minibatch(batch_size: int, replace: bool = False) -> DataSource:
+    """Every step uses ``B = batch_size`` samples drawn on device in ``O(B)``.
+
+    Parameters
+    ----------
+    batch_size
+        ``B``, with ``1 ≤ B ≤ n``.
+    replace
+        ``False`` (default): epochs of disjoint minibatches, slices of a pseudo-random
+        permutation (see the module docstring); ``True``: independent uniform indices.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
+    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
+    ...                                data=jnp.arange(20.0).reshape(10, 2), finite_sum=True)
+    >>> source = minibatch(5)
+    >>> source.check(objective)
+    >>> state = source.init(objective)
+    >>> first, state = source.draw(jax.random.key(0), objective, state)
+    >>> second, state = source.draw(jax.random.key(1), objective, state)
+    >>> sorted(int(i) for i in jnp.concatenate([first.indices, second.indices]))  # one epoch
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    """
+    batch_size = check_count("batch_size", batch_size)
+    if not isinstance(replace, bool):
+        raise TypeError(f"replace: expected True or False, got {replace!r}.")
+    return _Minibatch(batch_size, replace)
+
+
+def stream(sampler: Callable[[PRNGKey], Any] | None = None) -> DataSource:
+    """Every step uses a batch that is not in ``objective.data``.
+
+    Without ``sampler`` the caller hands the batch to ``draw`` (the step's argument); with it,
+    ``sampler(rng_key)`` draws the batch on device. Batches must have the structure, row shapes
+    and dtypes of ``objective.data`` (when it has data); their leading axis is the batch size.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
+    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
+    ...                                data=jnp.ones((10, 2)), finite_sum=True)
+    >>> draw, _ = stream().draw(jax.random.key(0), objective, (), batch=jnp.ones((3, 2)))
+    >>> int(draw.num_samples), draw.objective.data.shape
+    (3, (3, 2))
+    """
+    return _Stream(sampler)
+
+
+def hold(objective):
+    """The objective with its data arrays moved into ``jax.Ref`` buffers (one device copy).
+
+    A step that reads them with :func:`read` takes them as inputs of its compiled program instead
+    of compiling them in as constants. Objectives without array data (and data that are already
+    being traced) are returned as they are.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
+    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
+    ...                                data=jnp.ones((1000, 2)))
+    >>> held = hold(objective)
+    >>> energy = jax.jit(lambda p: read(held).energy(p))
+    >>> len(energy.lower(jnp.ones((4, 2))).as_text()) < 4000  # the data are not in the program
+    True
+    """
+    data = getattr(objective, "data", None)
+    leaves = jax.tree.leaves(data)
+    if not leaves or any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return objective
+    if not all(isinstance(x, jax.Array) for x in leaves):
+        data = jax.tree.map(jnp.asarray, data)
+    return dataclasses.replace(objective, data=jax.tree.map(jax.new_ref, data))
+
+
+def read(objective):
+    """The objective with the ``jax.Ref`` buffers of :func:`hold` read back as arrays.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
+    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
+    ...                                data=jnp.ones((5, 2)))
+    >>> read(hold(objective)).data.shape
+    (5, 2)
+    """
+    data = getattr(objective, "data", None)
+    leaves = jax.tree.leaves(data)
+    if not any(isinstance(x, jax.Ref) for x in leaves):
+        return objective
+    return dataclasses.replace(
+        objective, data=jax.tree.map(lambda x: x[...] if isinstance(x, jax.Ref) else x, data)
+    )
