@@ -1,4 +1,4 @@
-"""Particle dual averaging (PDA), ``math.md`` §4.
+"""Particle dual averaging (PDA), ``docs/theory/pda.md``.
 
 Dual averaging over measures for ``G(μ) = F(μ) + λ KL(μ ‖ ν)`` with a structured
 ``F(μ) = R(E_μ Φ) + E_μ r``. Outer step ``t`` freezes ``g_t = ∇R(E_{μ(Θ̃_t)} Φ)``, adds it with
@@ -29,10 +29,12 @@ import jax
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
-from mflangevin._checks import check_positive
+from mflangevin._checks import check_choice, check_count, check_particles, check_positive
 from mflangevin.certificates import dual_objective
-from mflangevin.kernels import _pda_data
-from mflangevin.kernels.mfld import langevin_update, schedule_value
+from mflangevin.kernels import data
+from mflangevin.kernels.diffusions import add_reference_score, langevin_update
+from mflangevin.objectives import EnergyObjective, num_samples
+from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["PDAState", "PDAInfo", "init", "build_kernel", "as_top_level_api"]
@@ -50,7 +52,8 @@ class PDAState(NamedTuple):
     ``position`` is the current iterate ``Θ̃_{t+1}``, from which the next inner loop starts;
     ``output`` the iterate the output rule selects among ``Θ̃_2 … Θ̃_{t+1}``; ``weighted_sum``
     is ``Σ_{s≤t} s g_s`` and ``weight_sum`` is ``Σ_{s≤t} s``. In online mode ``samples`` holds the
-    data the ``g_s`` were computed on (``None`` otherwise).
+    data the ``g_s`` were computed on (``None`` otherwise); in minibatch mode ``batches`` is where
+    the minibatch stream stands (``None`` otherwise).
 
     Examples
     --------
@@ -68,6 +71,7 @@ class PDAState(NamedTuple):
     weight_sum: Array
     count: Array
     samples: ArrayTree | None = None
+    batches: data.MinibatchState | None = None
 
     @property
     def particles(self) -> ArrayTree:
@@ -145,17 +149,18 @@ def init(
     >>> state.weighted_sum.shape, int(state.count)
     ((2,), 0)
     """
-    _pda_data.check_structured(objective)
+    _check_structured(objective)
     samples = None
     if data_sampler is not None:
         key = jax.random.key(0) if rng_key is None else rng_key
-        samples = _pda_data.empty_store(key, data_sampler, num_outer_steps)
+        samples = _empty_store(key, data_sampler, num_outer_steps)
         objective = dataclasses.replace(objective, data=samples)
     per_sample = batch_size is not None or data_sampler is not None
-    _pda_data.check_fit(position, objective, per_sample)
+    _check_fit(position, objective, per_sample)
     position = jax.tree.map(jnp.asarray, position)
     embedding = jax.eval_shape(objective.mean_embedding, position)
     dtype = embedding.dtype
+    batches = None if batch_size is None else data.minibatch(batch_size).init(objective)
     return PDAState(
         position=position,
         output=position,
@@ -163,6 +168,7 @@ def init(
         weight_sum=jnp.zeros((), dtype),
         count=jnp.zeros((), jnp.int32),
         samples=samples,
+        batches=batches,
     )
 
 
@@ -198,70 +204,44 @@ def build_kernel(
     >>> int(state.count), int(info.num_inner_steps)
     (1, 5)
     """
-    _pda_data.check_choice("normalisation", normalisation, NORMALISATIONS)
-    _pda_data.check_choice("output", output, OUTPUTS)
+    check_choice("normalisation", normalisation, NORMALISATIONS)
+    check_choice("output", output, OUTPUTS)
+    batches = None if batch_size is None else data.minibatch(batch_size)
 
     def kernel(rng_key, state, objective, step_size, temperature, num_inner_steps):
         key_data, key_inner, key_output = jax.random.split(rng_key, 3)
         t = state.count + 1
         dtype = state.weight_sum.dtype
-        position = state.position
-
-        # g_t on this step's data, placed in the dual average's coordinates.
-        step_objective, inner_objective, place, samples = _pda_data.step_data(
-            key_data, state, objective, batch_size, data_sampler, num_outer_steps
-        )
-        embedding = step_objective.mean_embedding(position)
-        energy = step_objective.risk(embedding, step_objective.data)
-        energy = energy + step_objective.mean_penalty(position)
-        g = step_objective.risk_gradient(embedding)
         weight = t.astype(dtype)
-        weighted_sum, dropped = place(state.weighted_sum, weight * g)
-        weight_sum = state.weight_sum + weight - dropped
-
-        g_bar = weighted_sum / weight_sum
-        scale = weight_sum / (weight_sum + weight + 1) if normalisation == "paper" else 1.0
         lam = jnp.asarray(temperature, dtype)
 
-        def grad_potential(particles):
-            drift = inner_objective.first_variation_grad(g_bar, particles)
-            if inner_objective.reference is not None:
-                score = inner_objective.reference.score(particles)
-                drift = jax.tree.map(lambda d, s: d - lam * s, drift, score)
-            return jax.tree.map(lambda d: (scale / lam) * d, drift)
+        # g_t on this step's samples, added with weight t to the dual average.
+        step = _step_samples(key_data, state, objective, batches, data_sampler, num_outer_steps)
+        energy, g = _energy_and_g(step.objective, state.position)
+        weighted_sum, weight_sum, samples = _accumulate(state, step, weight * g, num_outer_steps)
+        scale = weight_sum / (weight_sum + weight + 1) if normalisation == "paper" else 1.0
+        inner_objective = objective if samples is None else step.inner_objective(samples)
 
-        def inner_step(k, carry):
-            particles, diverged = carry
-            particles, is_divergent = langevin_update(
-                jax.random.fold_in(key_inner, k),
-                particles,
-                grad_potential(particles),
-                step_size,
-                jnp.ones((), dtype),
-                divergence_threshold,
-            )
-            return particles, diverged | is_divergent
-
-        new_position, diverged = jax.lax.fori_loop(
-            0, num_inner_steps, inner_step, (position, jnp.zeros((), bool))
+        grad_potential = _potential_gradient(
+            inner_objective, weighted_sum, weight_sum, scale, lam, batches
         )
-
-        if output == "random":
-            # Weighted reservoir of size one: Θ̃_{t+1} replaces the held iterate with probability
-            # (t+1) / Σ_{s=2}^{t+1} s, which leaves P[t̂ = s] ∝ s after every step.
-            total = (weight + 1) * (weight + 2) / 2 - 1
-            accept = jax.random.uniform(key_output, dtype=dtype) * total < weight + 1
-            new_output = jax.tree.map(
-                lambda new, old: jnp.where(accept, new, old), new_position, state.output
-            )
-        else:
-            new_output = new_position
+        new_position, diverged, batches_state = _inner_langevin(
+            key_inner,
+            state.position,
+            step.batches,
+            grad_potential,
+            step_size,
+            dtype,
+            num_inner_steps,
+            divergence_threshold,
+        )
+        new_output = _output_rule(output, key_output, weight, new_position, state.output)
 
         dual = None
         if dual_samples is not None:
             key_dual = jax.random.fold_in(rng_key, _DUAL_STREAM)
             dual = dual_objective(
-                step_objective, g, temperature, key_dual, dual_samples, particles=position
+                step.objective, g, temperature, key_dual, dual_samples, particles=state.position
             )
         info = PDAInfo(
             energy=energy,
@@ -270,10 +250,205 @@ def build_kernel(
             step_size=jnp.asarray(step_size),
             num_inner_steps=jnp.asarray(num_inner_steps),
         )
-        new_state = PDAState(new_position, new_output, weighted_sum, weight_sum, t, samples)
+        new_state = PDAState(
+            new_position, new_output, weighted_sum, weight_sum, t, samples, batches_state
+        )
         return new_state, info
 
     return kernel
+
+
+class _Step(NamedTuple):
+    """This outer step's samples: the objective on them, their indices into the dual average's
+    coordinates (minibatch mode), their slot in the sample store (online mode) and the
+    minibatch stream's state."""
+
+    objective: object
+    indices: Array | None
+    start: Array | None
+    sample: ArrayTree | None
+    batches: data.MinibatchState | None
+
+    def inner_objective(self, samples):
+        return dataclasses.replace(self.objective, data=samples)
+
+
+def _step_samples(rng_key, state, objective, batches, data_sampler, num_outer_steps) -> _Step:
+    if data_sampler is not None:
+        draw, _ = data.stream(data_sampler).draw(rng_key, objective, ())
+        size = num_samples(draw.objective.data)
+        start = (state.count % num_outer_steps) * size
+        return _Step(draw.objective, None, start, draw.objective.data, None)
+    if batches is not None:
+        draw, batches_state = batches.draw(rng_key, objective, state.batches)
+        return _Step(draw.objective, draw.indices, None, None, batches_state)
+    return _Step(objective, None, None, None, None)
+
+
+def _energy_and_g(objective, position) -> tuple[Array, Array]:
+    """``F(μ)`` on the step's samples and ``g_t = ∇R(E_μΦ)`` there."""
+    embedding = objective.mean_embedding(position)
+    energy = objective.risk(embedding, objective.data) + objective.mean_penalty(position)
+    return energy, objective.risk_gradient(embedding)
+
+
+def _accumulate(state, step: _Step, weighted_g, num_outer_steps):
+    """``Σ_{s≤t} s g_s`` and ``Σ_{s≤t} s`` after adding ``t g_t`` at its coordinates (and, online,
+    the sample store with the step's sample in its slot, the oldest step leaving the window)."""
+    dtype = state.weight_sum.dtype
+    weight = (state.count + 1).astype(dtype)
+    if step.sample is not None:
+        t = state.count + 1
+        dropped = jnp.where(t > num_outer_steps, t - num_outer_steps, 0).astype(dtype)
+        weighted_sum = jax.lax.dynamic_update_slice_in_dim(
+            state.weighted_sum, weighted_g, step.start, axis=0
+        )
+        samples = jax.tree.map(
+            lambda store, x: jax.lax.dynamic_update_slice_in_dim(store, x, step.start, axis=0),
+            state.samples,
+            step.sample,
+        )
+        return weighted_sum, state.weight_sum + weight - dropped, samples
+    if step.indices is not None:
+        weighted_sum = state.weighted_sum.at[step.indices].add(weighted_g)
+    else:
+        weighted_sum = state.weighted_sum + weighted_g
+    return weighted_sum, state.weight_sum + weight, None
+
+
+def _potential_gradient(objective, weighted_sum, weight_sum, scale, lam, batches):
+    """``rng_key, particles, stream -> (∇V_t, stream)`` with ``ḡ_t = Σ s g_s / Σ s``.
+
+    With minibatches, ``∇⟨ḡ_t, Φ(θ)⟩`` is estimated on ``B`` coordinates drawn from the same
+    stream, ``(n/B) Σ_{j∈I} ḡ_{t,j} ∇Φ_j(θ)`` (unbiased), so an inner step costs ``O(B·N·p)``."""
+
+    def finish(drift, particles):
+        drift = add_reference_score(drift, objective.reference, lam, particles)
+        return jax.tree.map(lambda d: (scale / lam) * d, drift)
+
+    if batches is None:
+
+        def grad_potential(rng_key, particles, stream):
+            g_bar = weighted_sum / weight_sum
+            return finish(objective.first_variation_grad(g_bar, particles), particles), stream
+
+        return grad_potential
+
+    n = num_samples(objective.data)
+
+    def grad_potential(rng_key, particles, stream):
+        draw, stream = batches.draw(rng_key, objective, stream)
+        g_batch = weighted_sum[draw.indices] * (n / batches.batch_size) / weight_sum
+        drift = draw.objective.first_variation_grad(g_batch, particles)
+        return finish(drift, particles), stream
+
+    return grad_potential
+
+
+def _inner_langevin(
+    rng_key, position, stream, grad_potential, step_size, dtype, num_inner_steps, threshold
+):
+    """``K_t`` unit-temperature Langevin steps on ``V_t``; inner step ``k`` draws its noise (and
+    its minibatch) from ``fold_in(rng_key, k)``. Returns the particles, whether a step was refused,
+    and the minibatch stream's state."""
+
+    def inner_step(k, carry):
+        particles, diverged, stream = carry
+        key = jax.random.fold_in(rng_key, k)
+        drift, stream = grad_potential(jax.random.fold_in(key, 1), particles, stream)
+        particles, is_divergent = langevin_update(
+            key, particles, drift, step_size, jnp.ones((), dtype), threshold
+        )
+        return particles, diverged | is_divergent, stream
+
+    return jax.lax.fori_loop(
+        0, num_inner_steps, inner_step, (position, jnp.zeros((), bool), stream)
+    )
+
+
+def _output_rule(output, rng_key, weight, new_position, held):
+    """``"last"``: the new iterate. ``"random"``: a weighted reservoir of size one, where
+    ``Θ̃_{t+1}`` replaces the held iterate with probability ``(t+1) / Σ_{s=2}^{t+1} s``, which
+    leaves ``P[t̂ = s] ∝ s`` after every step."""
+    if output == "last":
+        return new_position
+    total = (weight + 1) * (weight + 2) / 2 - 1
+    accept = jax.random.uniform(rng_key, dtype=weight.dtype) * total < weight + 1
+    return jax.tree.map(lambda new, old: jnp.where(accept, new, old), new_position, held)
+
+
+def _check_structured(objective) -> None:
+    """PDA needs the first variation at arbitrary θ: only a structured objective has it."""
+    names = ("mean_embedding", "risk_gradient", "first_variation_grad", "mean_penalty")
+    if isinstance(objective, EnergyObjective) or not all(hasattr(objective, n) for n in names):
+        raise TypeError(
+            "objective: PDA needs a MeanFieldObjective (the first variation ⟨g, Φ(θ)⟩ + r(θ) at "
+            f"arbitrary θ); a plain energy_fn or EnergyObjective does not give it, got "
+            f"{type(objective).__name__}."
+        )
+
+
+def _check_inner_steps(num_inner_steps) -> None:
+    """``K_t``: a positive integer, or a schedule whose value at step 0 is one."""
+    if callable(num_inner_steps):
+        first = num_inner_steps(jnp.zeros((), jnp.int32))
+        if not jnp.issubdtype(jnp.result_type(first), jnp.integer):
+            raise TypeError(f"num_inner_steps: the schedule must return integers, got {first!r}.")
+        check_count("num_inner_steps", int(first))
+    else:
+        check_count("num_inner_steps", num_inner_steps)
+
+
+def _check_mode(objective, batch_size, data_sampler, num_outer_steps) -> None:
+    """The data mode's arguments, checked before anything is traced."""
+    if batch_size is not None and data_sampler is not None:
+        raise ValueError("batch_size: give a batch size (minibatch) or a data_sampler (online).")
+    if batch_size is not None:
+        data.minibatch(batch_size).check(objective)
+    if data_sampler is not None:
+        if not callable(data_sampler):
+            raise TypeError(f"data_sampler: expected a callable, got {data_sampler!r}.")
+        if num_outer_steps is None:
+            raise ValueError("num_outer_steps: the online mode needs it to size the sample store.")
+        check_count("num_outer_steps", num_outer_steps)
+        data.stream(data_sampler).check(objective)
+    elif num_outer_steps is not None:
+        raise ValueError("num_outer_steps: only the online mode (data_sampler) uses it.")
+
+
+def _check_dual(objective, dual_samples) -> None:
+    """The dual bound needs ``K ≥ 1`` draws of ν and the conjugate ``R*``."""
+    if dual_samples is None:
+        return
+    check_count("dual_samples", dual_samples)
+    if objective.risk_conjugate is None:
+        raise ValueError(
+            "dual_samples: the dual bound needs the objective's risk_conjugate R*, and it has none."
+        )
+
+
+def _check_fit(position, objective, per_sample: bool) -> None:
+    """The particles fit the objective; minibatch and online modes need per-sample features:
+    ``Φ(θ, data)`` indexed by the data's leading axis."""
+    check_particles(position, objective)
+    if per_sample:
+        n = num_samples(objective.data)
+        shape = jax.eval_shape(objective.features, position).shape
+        if len(shape) < 2 or shape[1] != n:
+            raise ValueError(
+                "objective: minibatch and online modes need per-sample features Φ(θ, data) "
+                f"indexed by the data's leading axis (size {n}); got features of shape "
+                f"{shape[1:]} per particle."
+            )
+
+
+def _empty_store(rng_key, data_sampler, num_outer_steps: int):
+    """Sample store of ``num_outer_steps`` slots, filled with copies of one sample.
+
+    Unused slots carry ``g = 0``; a real sample (rather than zeros) keeps their features finite.
+    """
+    sample = data_sampler(rng_key)
+    return jax.tree.map(lambda x: jnp.concatenate([x] * num_outer_steps, axis=0), sample)
 
 
 def as_top_level_api(
@@ -314,8 +489,12 @@ def as_top_level_api(
         ``"random"``: ``state.output`` is ``Θ̃_t̂`` with ``P[t̂ = s] ∝ s`` over ``s = 2 … t+1``,
         drawn on the fly (a weighted reservoir of one particle set); ``"last"``: the last iterate.
     batch_size
-        Minibatch mode: ``g_t`` from ``B`` samples drawn without replacement on device, placed at
-        their indices (unbiased for ``g`` when the risk is a mean over the data's leading axis).
+        Minibatch mode: ``g_t`` from ``B`` samples drawn on device
+        (:func:`mflangevin.kernels.data.minibatch`), placed at their indices (unbiased for ``g``
+        when the risk is a mean over the data's leading axis). Each inner step estimates
+        ``∇⟨ḡ_t, Φ(θ)⟩`` on ``B`` coordinates drawn from the same stream,
+        ``(n/B) Σ_{j∈I} ḡ_{t,j} ∇Φ_j(θ)`` (unbiased), so every step costs ``O(B·N·p)`` whatever
+        ``n`` is: the inner loop is then stochastic-gradient Langevin dynamics on ``V_t``.
     data_sampler
         Online mode: a pure JAX function ``rng_key -> data`` giving a fresh sample (leading axis
         ``B``) each outer step. The sample's ``g_t`` lives on that sample, so the state stores the
@@ -357,15 +536,15 @@ def as_top_level_api(
     >>> state.particles.shape, bool(info.is_divergent)
     ((16, 2), False)
     """
-    _pda_data.check_structured(objective)
+    _check_structured(objective)
     check_positive("step_size", step_size)
     if callable(temperature):
         raise TypeError("temperature: PDA needs a constant λ (it defines the objective).")
     check_positive("temperature", temperature)
     check_positive("divergence_threshold", divergence_threshold)
-    _pda_data.check_inner_steps(num_inner_steps)
-    _pda_data.check_mode(objective, batch_size, data_sampler, num_outer_steps)
-    _pda_data.check_dual(objective, dual_samples)
+    _check_inner_steps(num_inner_steps)
+    _check_mode(objective, batch_size, data_sampler, num_outer_steps)
+    _check_dual(objective, dual_samples)
     kernel = build_kernel(
         normalisation,
         output,
@@ -386,11 +565,14 @@ def as_top_level_api(
             num_outer_steps=num_outer_steps,
         )
 
+    held = data.hold(objective)
+
+    @jax.jit
     def step_fn(rng_key: PRNGKey, state: PDAState) -> tuple[PDAState, PDAInfo]:
         return kernel(
             rng_key,
             state,
-            objective,
+            data.read(held),
             schedule_value(step_size, state.count),
             temperature,
             num_inner_steps(state.count) if callable(num_inner_steps) else num_inner_steps,

@@ -9,6 +9,7 @@ from blackjax.util import generate_gaussian_noise
 import mflangevin
 from mflangevin import EnergyObjective, MeanFieldObjective, gaussian_reference
 from mflangevin.datasets import teacher_student
+from mflangevin.kernels import data
 from mflangevin.models import MeanFieldNetwork
 
 
@@ -86,13 +87,15 @@ def test_one_inner_step_with_all_weight_on_the_last_term_is_a_noisy_gradient_ste
     chex.assert_trees_all_close(new_state.position, mfld_state.position, rtol=1e-5, atol=1e-6)
 
 
-def _explicit_g(objective, position, key, mode, batch_size, sampler):
+def _explicit_g(objective, state, key, mode, batch_size, sampler):
     """g_s as the maths defines it, in the dual average's coordinates."""
+    position = state.position
     if mode == "full":
         return objective.risk_gradient(objective.mean_embedding(position))
     if mode == "minibatch":
         n = objective.data[0].shape[0]
-        idx = jax.random.choice(data_key(key), n, (batch_size,), replace=False)
+        source = data.minibatch(batch_size)
+        idx, _ = source.indices(data_key(key), n, state.batches)
         batch = objective.subsample(idx)
         g_batch = batch.risk_gradient(batch.mean_embedding(position))
         return jnp.zeros(n).at[idx].set(g_batch)
@@ -121,7 +124,7 @@ def test_accumulator_is_the_explicit_weighted_sum(mode, capacity):
     num_steps = 5
     terms = []
     for s, key in enumerate(jax.random.split(jax.random.key(4), num_steps), start=1):
-        terms.append(s * _explicit_g(objective, state.position, key, mode, batch_size, sampler))
+        terms.append(s * _explicit_g(objective, state, key, mode, batch_size, sampler))
         state, _ = step(key, state)
 
     if mode != "online":
@@ -295,7 +298,7 @@ def _objective():
         (_objective(), {"num_inner_steps": 2.5}, TypeError, "num_inner_steps"),
         (_objective(), {"normalisation": "other"}, ValueError, "normalisation"),
         (_objective(), {"output": "best"}, ValueError, "output"),
-        (_objective(), {"batch_size": 4}, ValueError, "batch_size"),
+        (_objective(), {"batch_size": 4}, TypeError, "batch_size"),
         (_objective(), {"data_sampler": lambda k: None}, ValueError, "num_outer_steps"),
         (_objective(), {"data_sampler": 3, "num_outer_steps": 2}, TypeError, "data_sampler"),
     ],
@@ -314,7 +317,10 @@ def test_bad_data_modes():
     with pytest.raises(ValueError, match="batch_size"):
         mflangevin.pda(objective, 0.1, 0.1, 2, batch_size=4, data_sampler=pool_sampler(X, y, 4))
     summed = MeanFieldObjective(
-        lambda theta, data: jnp.sum(net.unit(theta, data[0])), lambda z, _: z, data=(X, y)
+        lambda theta, data: jnp.sum(net.unit(theta, data[0])),
+        lambda z, _: z,
+        data=(X, y),
+        finite_sum=True,
     )
     with pytest.raises(ValueError, match="per-sample"):
         mflangevin.pda(summed, 0.1, 0.1, 2, batch_size=4).init(particles)
