@@ -5,11 +5,12 @@ set -uo pipefail
 out=${1:-accelerator-check}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-python3 -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tee "$out/devices.txt"
+PYTHON=${PYTHON:-.venv/bin/python}
+"$PYTHON" -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tee "$out/devices.txt"
 # The statistical and identity tests of the kernels, run on the accelerator's default backend.
-timeout 240 python3 -m pytest -q -p no:cacheprovider -x \
+timeout 240 "$PYTHON" -m pytest -q -p no:cacheprovider -x \
   tests/test_objectives.py tests/kernels/test_mfld.py tests/kernels/test_gradients.py \
   tests/kernels/test_pda.py tests/test_certificates.py 2>&1 | tee "$out/tests.txt"
-timeout 300 python3 benchmarks/mfld_step.py \
+timeout 300 "$PYTHON" benchmarks/mfld_step.py \
   --sizes 2000,32,2048 8000,64,8192 50000,128,16384 --steps 50 --repeats 5 \
   2>&1 | tee "$out/benchmark.txt"

@@ -1,7 +1,7 @@
 """Speed of one MFLD step of the mean-field tanh network, against a hand-written step and peers.
 
-Four ways to move ``N`` particles one step on teacher–student regression, all jitted and run as
-a ``lax.scan`` of ``--steps`` steps, timed in one process after compilation:
+Five ways to move ``N`` particles one step, and a floor, on teacher–student regression, all
+jitted and run as a ``lax.scan`` of ``--steps`` steps, timed in one process after compilation:
 
 * ``mflangevin``: ``mflangevin.mfld`` on ``MeanFieldNetwork("tanh").objective(X, y, l2=...)``;
 * ``hand``: the same update written by hand as one fused function of one flat array
@@ -10,12 +10,14 @@ a ``lax.scan`` of ``--steps`` steps, timed in one process after compilation:
 * ``blackjax.sgld``: SGLD on the N-particle Gibbs density ``π_N ∝ exp(−N F_N/λ) Π ν`` (the same
   dynamics), its gradient by autodiff;
 * ``blackjax.svgd``: one SVGD step at the same ``N`` on the proximal Gibbs density of the initial
-  measure (the nearest interacting-particle peer; its cost has an ``O(N²p)`` kernel term).
+  measure (the nearest interacting-particle peer; its cost has an ``O(N²p)`` kernel term);
+* ``floor: 2 GEMMs+tanh``: the forward product, the activation and the backward product alone,
+  the least any full-drift step must do.
 
 Prints milliseconds per step and the ratios ``mflangevin / other``, and beside them XLA's own
 count of floating-point operations and bytes accessed per step (exact, whatever the machine's
 load). Run:
-``python benchmarks/mfld_step.py`` (add ``--sizes 2000,32,2048`` to choose sizes).
+``.venv/bin/python benchmarks/mfld_step.py`` (add ``--sizes 2000,32,2048`` to choose sizes).
 """
 
 from __future__ import annotations
@@ -97,6 +99,17 @@ def build(n, d, num, svgd_max_particles):
 
     runners["hand, w and b"] = (scan_steps(hand_step_wb), (particles["w"], particles["b"]))
 
+    def floor_step(key, theta):
+        # The realistic floor of any full-drift step: the forward product, the activation and
+        # the backward product, with nothing else (no loss, no derivative, no noise).
+        del key
+        return theta - ETA * (jnp.tanh(theta @ X1.T) @ X1)
+
+    runners["floor: 2 GEMMs+tanh"] = (
+        scan_steps(floor_step),
+        jnp.concatenate([particles["w"], particles["b"][:, None]], axis=1),
+    )
+
     def scaled_log_gibbs(p, _):
         # λ log π_N = −N F_N(Θ) (the L2 penalty is the Gaussian reference here).
         return -num * objective.energy(p)
@@ -161,14 +174,14 @@ def main(argv=None):
         costs = {name: xla_cost(run, state) for name, (run, state) in runners.items()}
         print(f"\n(n, d, N) = ({n}, {d}, {num})")
         print(
-            f"  {'':15s} {'ms/step':>9s} {'ours/this':>10s} {'GFLOP':>8s} {'ours/this':>10s}"
+            f"  {'':20s} {'ms/step':>9s} {'ours/this':>10s} {'GFLOP':>8s} {'ours/this':>10s}"
             f" {'MB moved':>9s} {'ours/this':>10s}"
         )
         ours_time, (ours_flops, ours_bytes) = timings["mflangevin"], costs["mflangevin"]
         for name, seconds in timings.items():
             flops, moved = costs[name]
             print(
-                f"  {name:15s} {1e3 * seconds:9.3f} {ours_time / seconds:10.3f}"
+                f"  {name:20s} {1e3 * seconds:9.3f} {ours_time / seconds:10.3f}"
                 f" {flops / 1e9:8.3f} {ours_flops / flops:10.3f}"
                 f" {moved / 1e6:9.1f} {ours_bytes / moved:10.3f}"
             )

@@ -7,13 +7,36 @@ observables (particle means, predictions) with per-particle-index R-hat, measure
 chains' final measures are from each other (MMD, sliced Wasserstein), and draw the certificate
 traces, the particle marginals and the neurons.
 
-Run ``python examples/arviz_diagnostics.py`` (under a minute) or ``--full``.
+Run ``.venv/bin/python examples/arviz_diagnostics.py`` (under a minute) or ``--full``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+
+def parse_args():
+    """The command line, parsed before the slow imports so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--full", action="store_true", help="more particles and steps")
+    parser.add_argument(
+        "--out",
+        default="figures/arviz.png",
+        help="base path of the figures, relative to the current directory: "
+        "<stem>_certificates.png, <stem>_marginals.png, <stem>_neurons.png",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the chains")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    parse_args()
+
 
 import arviz as az
 import jax
@@ -54,23 +77,18 @@ def run_chains(algorithm, key, starts, num_chains, num_steps, num_chunks):
         return jax.vmap(one)(states, keys)
 
     pieces = []
-    for keys in tqdm(jnp.split(keys_step, num_chunks, axis=1), desc="MFLD chains"):
+    for keys in tqdm(
+        jnp.split(keys_step, num_chunks, axis=1),
+        desc="MFLD chains",
+        disable=not sys.stderr.isatty(),
+    ):
         states, piece = advance(states, keys)
         pieces.append(piece)
     return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *pieces)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="more particles and steps")
-    parser.add_argument(
-        "--out",
-        default="figures/arviz.png",
-        help="base path of the figures: <stem>_certificates.png, <stem>_marginals.png, "
-        "<stem>_neurons.png",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the chains")
-    args = parser.parse_args()
+    args = parse_args()
     n, num_steps, num_chains = (512, 8000, 4) if args.full else (64, 2000, 4)
 
     key_data, key_init, key_run, key_prior, key_sw = jax.random.split(jax.random.key(args.seed), 5)
@@ -120,17 +138,78 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figures = {
-        "certificates": (mf_arviz.plot_certificates(tree, backend="matplotlib"), 7),
-        "marginals": (mf_arviz.plot_particle_marginals(tree, backend="matplotlib"), 7),
-        "neurons": (mf_arviz.plot_neurons(tree, backend="matplotlib"), 4.5),
+        "certificates": (mf_arviz.plot_certificates(tree, backend="matplotlib"), (10, 4)),
+        "marginals": (mf_arviz.plot_particle_marginals(tree, backend="matplotlib"), (10, 3.8)),
+        "neurons": (mf_arviz.plot_neurons(tree, backend="matplotlib", marginal=False), (6, 5.5)),
     }
-    for name, (collection, width) in figures.items():
+    for name, (collection, size) in figures.items():
         figure = collection.viz["figure"].item()
-        figure.set_size_inches(width, 3.5 if width > 5 else width)
+        figure.set_size_inches(*size)
+        LABEL[name](figure, tree, n, num_chains)
         path = out.with_name(f"{out.stem}_{name}{out.suffix}")
-        figure.savefig(path, dpi=70)
+        figure.savefig(path, dpi=100)
         plt.close(figure)
         print(f"saved {path}")
+
+
+def label_certificates(figure, tree, n, num_chains):
+    """Name the statistics, the axes and the chains; one y-scale for both panels."""
+    names = {"energy": "objective F(μ)", "dual_bound": "dual bound D(g_μ)"}
+    axes = [ax for ax in figure.axes if ax.get_title() in names]
+    low = min(ax.get_ylim()[0] for ax in axes)
+    high = max(ax.get_ylim()[1] for ax in axes)
+    for ax in axes:
+        ax.set_ylabel(names[ax.get_title()] + ", units of ½ squared error")
+        ax.set_title(names[ax.get_title()])
+        ax.set_xlabel("MFLD step")
+        ax.set_ylim(low, high)
+    axes[0].legend(axes[0].get_lines()[:num_chains], [f"chain {c}" for c in range(num_chains)])
+    figure.suptitle(
+        f"Certificates recorded every 50 steps: {num_chains} chains of N = {n} particles, "
+        f"λ = {TEMPERATURE}\nD bounds the free energy G = F + λ KL(μ‖ν) from below, not F: "
+        "D above F is expected",
+        fontsize=11,
+    )
+    figure.tight_layout()
+
+
+def label_marginals(figure, tree, n, num_chains):
+    """Readable panel titles and axis labels."""
+    for ax in figure.axes:
+        title = ax.get_title()
+        if not title:
+            continue
+        variable, _, index = title.partition("\n")
+        names = {"w": f"input weight w[{index}]", "b": "bias b"}
+        ax.set_title(names.get(variable, title))
+        ax.set_xlabel("parameter value")
+    figure.axes[0].set_ylabel("density of the particles")
+    figure.suptitle(
+        f"Final particles pooled over {num_chains} chains: marginal density, mean and "
+        f"{az.rcParams['stats.ci_prob']:.0%} interval"
+    )
+    figure.tight_layout()
+
+
+def label_neurons(figure, tree, n, num_chains):
+    """Keep the one scatter panel of the pair grid, labelled, beside draws of ν."""
+    scatter = next(ax for ax in figure.axes if ax.collections)
+    for ax in list(figure.axes):
+        if ax is not scatter:
+            ax.remove()
+    scatter.set_position([0.14, 0.11, 0.8, 0.78])
+    prior = tree["prior"]["w"].values.reshape(-1, 2)
+    scatter.scatter(prior[:, 0], prior[:, 1], s=6, c="0.6", zorder=0)
+    for c, points in enumerate(scatter.collections[:num_chains]):
+        points.set_color(f"C{c}")
+    labels = [f"chain {c}, final particles" for c in range(num_chains)]
+    scatter.legend(scatter.collections, [*labels, "draws of the reference ν = N(0, I)"], fontsize=8)
+    scatter.set_xlabel("w[0], weight on input x₁")
+    scatter.set_ylabel("w[1], weight on input x₂")
+    scatter.set_title("Input weights w of the neurons")
+
+
+LABEL = {"certificates": label_certificates, "marginals": label_marginals, "neurons": label_neurons}
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Primal, dual and duality gap of MFLD on teacher–student regression (``math.md`` §8.2).
+"""Primal, dual and duality gap of MFLD on teacher–student regression (docs/theory/certificates.md).
 
 A mean-field tanh network learns a teacher of three tanh neurons by MFLD. Every few steps
 :func:`mflangevin.monitor` records the primal free energy ``Ĝ(μ)`` (with a k-nearest-neighbour
@@ -6,13 +6,35 @@ entropy), the dual bound ``D(g_μ)`` and the gap ``Ĝ − D = λ KL(μ ‖ p_μ)
 geometrically, then stalls at a floor set by the step size (``O(η)``), the number of particles
 (``O(1/N)``) and the error of the estimates. Both step sizes run for the same time ``η · steps``.
 
-Run ``python examples/duality_gap.py`` (under a minute) or ``--full`` (larger problem).
+Run ``.venv/bin/python examples/duality_gap.py`` (under a minute) or ``--full`` (larger problem).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+
+def parse_args():
+    """The command line, parsed before the slow imports so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--full", action="store_true", help="larger problem, longer run")
+    parser.add_argument(
+        "--out",
+        default="figures/duality_gap.png",
+        help="where to save the figure, relative to the current directory",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    parse_args()
+
 
 import blackjax
 import jax
@@ -53,7 +75,11 @@ def run(objective, particles, step_size, num_steps, every, num_chunks, rng_key):
 
     state = algorithm.init(particles)
     pieces = []
-    for key in tqdm(jax.random.split(rng_key, num_chunks), desc=f"eta={step_size}"):
+    for key in tqdm(
+        jax.random.split(rng_key, num_chunks),
+        desc=f"eta={step_size}",
+        disable=not sys.stderr.isatty(),
+    ):
         state, certificate = advance(key, state)
         pieces.append(jax.tree.map(np.asarray, certificate))
     certificate = jax.tree.map(lambda *xs: np.concatenate(xs), *pieces)
@@ -72,11 +98,7 @@ def rate_and_floor(steps, gap):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="larger problem, longer run")
-    parser.add_argument("--out", default="figures/duality_gap.png", help="where to save the figure")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    args = parser.parse_args()
+    args = parse_args()
     num_samples, num_particles, time_horizon = (
         (1000, 4000, 300.0) if args.full else (100, 1000, 120.0)
     )

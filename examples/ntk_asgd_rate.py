@@ -9,12 +9,39 @@ condition ``r``; labels carry Gaussian noise. Each ``T`` is one pass over ``T`` 
 ``λ = T^{−β/(2rβ+1)}`` and a constant step; Nitanda & Suzuki (ICLR 2021) predict an excess risk
 ``O(T^{−2rβ/(2rβ+1)})`` for the averaged iterate.
 
-Run ``python examples/ntk_asgd_rate.py`` (under a minute), or ``--full`` for larger T and more
-seeds.
+Run ``.venv/bin/python examples/ntk_asgd_rate.py`` (under a minute), or ``--full`` for larger
+T and more seeds.
 """
 
 import argparse
 import pathlib
+import sys
+
+
+def parse_args():
+    """The command line, parsed before the slow imports so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--full", action="store_true", help="T up to 2^17 and 16 seeds")
+    parser.add_argument(
+        "--out",
+        default="figures/ntk_asgd_rate.png",
+        help="where to save the figure, relative to the current directory",
+    )
+    parser.add_argument("--width", type=int, default=1024, help="M, number of neurons")
+    parser.add_argument("--source", type=float, default=0.5, help="r, the source condition")
+    parser.add_argument("--noise", type=float, default=0.5, help="label noise standard deviation")
+    parser.add_argument(
+        "--step-sizes", type=float, nargs="+", default=[1.0, 0.05], help="constant step sizes η"
+    )
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    parse_args()
+
 
 import jax
 import jax.numpy as jnp
@@ -58,18 +85,7 @@ def make_teacher(key, net, source, num_frequencies=256):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="T up to 2^17 and 16 seeds")
-    parser.add_argument(
-        "--out", default="figures/ntk_asgd_rate.png", help="where to save the figure"
-    )
-    parser.add_argument("--width", type=int, default=1024, help="M, number of neurons")
-    parser.add_argument("--source", type=float, default=0.5, help="r, the source condition")
-    parser.add_argument("--noise", type=float, default=0.5, help="label noise standard deviation")
-    parser.add_argument(
-        "--step-sizes", type=float, nargs="+", default=[1.0, 0.05], help="constant step sizes η"
-    )
-    args = parser.parse_args()
+    args = parse_args()
     max_log_T, seeds = (17, 16) if args.full else (14, 8)
     horizons = [2**p for p in range(7, max_log_T + 1)]
 
@@ -100,7 +116,12 @@ def main():
 
     rate = 2 * args.source * BETA / (2 * args.source * BETA + 1)
     results = {}
-    with tqdm(total=len(args.step_sizes) * sum(horizons), unit="step", unit_scale=True) as bar:
+    with tqdm(
+        total=len(args.step_sizes) * sum(horizons),
+        unit="step",
+        unit_scale=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
         for eta in args.step_sizes:
             rows = []
             for T in horizons:

@@ -8,11 +8,35 @@ leading part of the spectrum for each ``n``, compare the finite-width empirical 
 network at initialisation with the closed form, and show the much faster decay of a smooth
 activation (``erf``).
 
-Run ``python examples/ntk_eigendecay.py`` (under a minute), or ``--full`` for larger ``n``.
+Run ``.venv/bin/python examples/ntk_eigendecay.py`` (under a minute), or ``--full`` for larger
+``n``.
 """
 
 import argparse
 import pathlib
+import sys
+
+
+def parse_args():
+    """The command line, parsed before the slow imports so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--full", action="store_true", help="n up to 4000")
+    parser.add_argument(
+        "--out",
+        default="figures/ntk_eigendecay.png",
+        help="where to save the figure, relative to the current directory",
+    )
+    parser.add_argument("--dim", type=int, default=3, help="d, inputs on the sphere S^{d-1}")
+    parser.add_argument("--width", type=int, default=4096, help="M of the empirical NTK")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    parse_args()
+
 
 import jax
 import jax.numpy as jnp
@@ -50,14 +74,7 @@ def fitted_decay(eigenvalues, low=10, high_fraction=0.1):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="n up to 4000")
-    parser.add_argument(
-        "--out", default="figures/ntk_eigendecay.png", help="where to save the figure"
-    )
-    parser.add_argument("--dim", type=int, default=3, help="d, inputs on the sphere S^{d-1}")
-    parser.add_argument("--width", type=int, default=4096, help="M of the empirical NTK")
-    args = parser.parse_args()
+    args = parse_args()
     sizes = [1000, 2000, 4000] if args.full else [250, 500, 1000]
     predicted = args.dim / (args.dim - 1)
 
@@ -65,7 +82,7 @@ def main():
     B = relu.init_params(jax.random.key(0), width=args.width, input_dim=args.dim + 1)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     print(f"relu NTK, inputs on S^{args.dim - 1}: predicted decay exponent beta = {predicted:.3f}")
-    for n in tqdm(sizes, desc="Gram spectra"):
+    for n in tqdm(sizes, desc="Gram spectra", disable=not sys.stderr.isatty()):
         X = sphere_inputs(jax.random.key(n), n, args.dim)
         eigenvalues = spectrum(relu.ntk(X))
         beta = fitted_decay(eigenvalues)

@@ -9,12 +9,36 @@ regression on the ``N`` random features). The figure shows the first-layer weigh
 PDA particles at the start, middle and end (colour: sign of ``a_i``): they move away from the
 initial Gaussian cloud, which a model in the kernel regime never does.
 
-Run ``python examples/pda_classification_2d.py`` (under a minute), or ``--full`` for four times
-more outer steps and particles.
+Run ``.venv/bin/python examples/pda_classification_2d.py`` (under a minute), or ``--full`` for
+four times more outer steps and particles.
 """
 
 import argparse
 import pathlib
+import sys
+
+
+def parse_args():
+    """The command line, parsed before the slow imports so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--full", action="store_true", help="T = 1200 outer steps, N = 1024")
+    parser.add_argument(
+        "--out",
+        default="figures/pda_classification_2d.png",
+        help="where to save the figure, relative to the current directory",
+    )
+    parser.add_argument("--temperature", type=float, default=1e-3, help="λ")
+    parser.add_argument("--inner-steps", type=int, default=10, help="K_t (constant)")
+    parser.add_argument("--mfld-step", type=float, default=0.5, help="η; PDA uses η_t = λη")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    parse_args()
+
 
 import jax
 import jax.numpy as jnp
@@ -42,15 +66,7 @@ def accuracy(net, particles, X, y):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--full", action="store_true", help="T = 1200 outer steps, N = 1024")
-    parser.add_argument(
-        "--out", default="figures/pda_classification_2d.png", help="where to save the figure"
-    )
-    parser.add_argument("--temperature", type=float, default=1e-3, help="λ")
-    parser.add_argument("--inner-steps", type=int, default=10, help="K_t (constant)")
-    parser.add_argument("--mfld-step", type=float, default=0.5, help="η; PDA uses η_t = λη")
-    args = parser.parse_args()
+    args = parse_args()
     num_outer, num_particles = (1200, 1024) if args.full else (300, 256)
 
     X, y = moons(200, seed=0)
@@ -75,7 +91,11 @@ def main():
     state = pda.init(start)
     snapshots = [start]
     infos = []
-    for keys in tqdm(jax.random.split(jax.random.key(1), num_outer).reshape(2, half), "PDA"):
+    for keys in tqdm(
+        jax.random.split(jax.random.key(1), num_outer).reshape(2, half),
+        "PDA",
+        disable=not sys.stderr.isatty(),
+    ):
         state, info = run_pda(state, keys)
         snapshots.append(state.position)
         infos.append(info)
@@ -105,17 +125,41 @@ def main():
     moved = float(jnp.mean(jnp.linalg.norm(state.position["w"] - start["w"], axis=1)))
     print(f"mean distance travelled by the first-layer weights w_i: {moved:.2f}")
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
-    for ax, particles, title in zip(axes[:3], snapshots, ["start", "middle", "end"], strict=True):
-        colour = np.where(np.asarray(particles["a"]) > 0, "tab:red", "tab:blue")
-        ax.scatter(particles["w"][:, 0], particles["w"][:, 1], s=4, c=colour)
-        ax.set_title(f"PDA particles w_i, {title}")
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.8))
+    limit = 1.05 * max(float(np.abs(np.asarray(p["w"])).max()) for p in snapshots)
+    stages = ["start", f"middle (t = {half})", f"end (t = {num_outer})"]
+    for ax, particles, title in zip(axes[:3], snapshots, stages, strict=True):
+        w, a = np.asarray(particles["w"]), np.asarray(particles["a"])
+        ax.scatter(*w[a > 0].T, s=4, c="tab:red", label="output weight a_i > 0")
+        ax.scatter(*w[a <= 0].T, s=4, c="tab:blue", label="output weight a_i ≤ 0")
+        ax.set_title(f"PDA particles, {title}")
+        ax.set_xlabel("first-layer weight w_i1 (on x₁)")
+        ax.set_ylabel("first-layer weight w_i2 (on x₂)")
+        ax.set_xlim(-limit, limit)
+        ax.set_ylim(-limit, limit)
         ax.set_aspect("equal")
+    axes[0].legend(loc="upper left", fontsize=8, markerscale=3)
     grid = jnp.stack(jnp.meshgrid(jnp.linspace(-2, 2, 150), jnp.linspace(-2.5, 2.5, 150)), -1)
     values = net.predict(state.output, grid.reshape(-1, 2)).reshape(150, 150)
-    axes[3].contourf(grid[..., 0], grid[..., 1], values, levels=20, cmap="RdBu_r", alpha=0.6)
-    axes[3].scatter(X[:, 0], X[:, 1], c=np.asarray(y), cmap="RdBu_r", s=6, edgecolors="k")
-    axes[3].set_title(f"PDA decision function (test acc. {results['PDA (output iterate)']:.2f})")
+    bound = float(jnp.abs(values).max())
+    filled = axes[3].contourf(
+        grid[..., 0], grid[..., 1], values, levels=20, cmap="RdBu_r", vmin=-bound, vmax=bound
+    )
+    fig.colorbar(filled, ax=axes[3], label="network output f(x) (logit)")
+    axes[3].contour(grid[..., 0], grid[..., 1], values, levels=[0.0], colors="k", linewidths=1)
+    for label, colour, name in [(1, "tab:red", "class +1"), (-1, "tab:blue", "class −1")]:
+        points = np.asarray(X)[np.asarray(y) == label]
+        axes[3].scatter(*points.T, c=colour, s=14, edgecolors="k", linewidths=0.5, label=name)
+    axes[3].legend(loc="lower left", fontsize=8, title="training points", title_fontsize=8)
+    axes[3].set_xlabel("input x₁ (standardised)")
+    axes[3].set_ylabel("input x₂ (standardised)")
+    axes[3].set_title(
+        f"PDA decision function, black line f = 0 (test acc. {results['PDA (output iterate)']:.2f})"
+    )
+    fig.suptitle(
+        f"Particle dual averaging on two moons: first-layer weights of the N = {num_particles} "
+        "neurons move away from their Gaussian start (features are learned)"
+    )
     fig.tight_layout()
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

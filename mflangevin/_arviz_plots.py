@@ -67,10 +67,11 @@ def plot_particle_marginals(
 
 
 def plot_neurons(tree: xr.DataTree, var_name: str = "w", backend: str | None = None, **kwargs):
-    """Scatter of the final input weights ``w ∈ R²`` of the neurons (one point per particle).
+    """Scatter of the final input weights ``w ∈ R²`` of the neurons (one point per particle),
+    with the marginal density of each coordinate on the diagonal.
 
     For two-layer networks on two-dimensional inputs: the directions the neurons learned.
-    Extra keyword arguments go to ``arviz.plot_pair``.
+    Extra keyword arguments go to ``arviz.plot_pair`` (``marginal=False`` drops the densities).
 
     Examples
     --------
@@ -93,7 +94,6 @@ def plot_neurons(tree: xr.DataTree, var_name: str = "w", backend: str | None = N
         xr.DataTree.from_dict({"particle_measure": measure}),
         group="particle_measure",
         var_names=[var_name],
-        marginal=False,
         backend=backend,
-        **kwargs,
+        **{"marginal": True, **kwargs},
     )

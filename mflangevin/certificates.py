@@ -1,4 +1,4 @@
-"""Convergence certificates of mean-field optimisation (``math.md`` §3).
+"""Convergence certificates of mean-field optimisation (docs/theory/certificates.md).
 
 For a structured objective ``F(μ) = R(E_μΦ) + E_μ r`` and the free energy
 ``G(μ) = F(μ) + λ KL(μ ‖ ν)``:
@@ -178,11 +178,20 @@ def _dual_and_stderr(objective, g, temperature, rng_key, num_samples, particles,
     like = jax.tree.map(lambda x: jnp.zeros((num_samples, *x.shape[1:]), x.dtype), particles)
     draws = sample(rng_key, like)
 
-    def psi(theta: ArrayTree) -> Array:
-        value = jnp.sum(g * objective.feature_map(theta, objective.data))
-        return value if penalty is None else value + penalty(theta)
+    def psi(thetas: ArrayTree) -> Array:
+        """``⟨g, Φ(θ_k)⟩ + r(θ_k)`` for a block of draws, over blocks of samples."""
+        value = objective.pairing(g, thetas)
+        return value if penalty is None else value + jax.vmap(penalty)(thetas)
 
-    log_weights = -jax.lax.map(psi, draws, batch_size=min(batch_size, num_samples)) / temperature
+    size = min(batch_size, num_samples)
+    num_full, rest = divmod(num_samples, size)
+    blocks = jax.tree.map(
+        lambda x: x[: num_full * size].reshape(num_full, size, *x.shape[1:]), draws
+    )
+    values = [jax.lax.map(psi, blocks).reshape(-1)]
+    if rest:
+        values.append(psi(jax.tree.map(lambda x: x[num_full * size :], draws)))
+    log_weights = -jnp.concatenate(values) / temperature
     log_partition = jax.nn.logsumexp(log_weights) - jnp.log(num_samples) + log_normaliser
     # Delta method: sd(log Ẑ) ≈ sd(w) / (√K · mean(w)); weights rescaled by their max for range.
     weights = jnp.exp(log_weights - jnp.max(log_weights))

@@ -18,7 +18,7 @@ def teacher_student(
     teacher_norm: float = 2.0,
     noise: float = 0.0,
 ) -> tuple[Array, Array, dict[str, Array]]:
-    """Teacher–student regression (``math.md`` §8.1).
+    """Teacher–student regression (experiment 1 of docs/theory/experiments.md).
 
     Inputs ``x ~ N(0, I_d)``; a teacher network of ``num_teacher`` tanh neurons with weights of
     norm ``teacher_norm`` and zero bias, ``y = (1/M) Σ_k tanh(w*_kᵀx) + noise · ε``.
@@ -52,7 +52,8 @@ def teacher_student(
 
 def teacher_similarity(particles: dict[str, Array], teacher: dict[str, Array]) -> Array:
     """Mean over particles of the best cosine similarity between ``(w_i, b_i)`` and a teacher
-    neuron ``(w*_k, b*_k)``: 1 when every particle lies on a teacher direction (seed fig. 3).
+    neuron ``(w*_k, b*_k)``: 1 when every particle lies on a teacher direction
+    (docs/getting-started.md).
 
     Examples
     --------

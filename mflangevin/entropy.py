@@ -1,4 +1,4 @@
-"""Kozachenko–Leonenko k-nearest-neighbour entropy of a particle cloud (``math.md`` §3).
+"""Kozachenko–Leonenko nearest-neighbour entropy of a particle cloud (docs/theory/certificates.md).
 
 ``Ĥ = ψ(N) − ψ(k) + log V_p + (p/N) Σ_i log ε_{i,k}``, with ``ψ`` the digamma function,
 ``V_p = π^{p/2} / Γ(p/2 + 1)`` the volume of the unit ball of ``R^p`` and ``ε_{i,k}`` the distance

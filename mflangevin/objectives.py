@@ -1,4 +1,4 @@
-"""Mean-field objectives ``F(μ)`` over particle measures (``math.md`` §1).
+"""Mean-field objectives ``F(μ)`` over particle measures (docs/theory/mfld.md).
 
 Two forms, with one interface used by every kernel:
 
@@ -358,7 +358,7 @@ class MeanFieldObjective:
             g_block = jax.lax.dynamic_slice_in_dim(g, start, size) if block is not self else g
             features = block.features(particles)
             axes = tuple(range(1, features.ndim))
-            return total + jnp.sum(g_block * features, axis=axes)
+            return total + jnp.sum(g_block[None] * features, axis=axes)
 
         n = num_particles(particles)
         return self._fold_blocks(particles, fn, jnp.zeros((n,), jnp.result_type(g)))
@@ -486,8 +486,9 @@ jax.tree_util.register_dataclass(
 class EnergyObjective:
     """Generic objective: any symmetric ``F_N(Θ) = F(μ_Θ)`` of the particle pytree.
 
-    The mean-field drift is ``N · ∇_{θ_i} F_N(Θ)`` (``math.md`` §1). Only MFLD works with this
-    form; PDA, variance reduction and the certificates need a :class:`MeanFieldObjective`.
+    The mean-field drift is ``N · ∇_{θ_i} F_N(Θ)`` (docs/theory/mfld.md#two-ways-to-give-f).
+    Only MFLD works with this form; PDA, variance reduction and the certificates need a
+    :class:`MeanFieldObjective`.
 
     Examples
     --------
@@ -530,6 +531,11 @@ class EnergyObjective:
         n = num_particles(particles)
         energy, grad = jax.value_and_grad(self.energy_fn)(particles)
         return energy, _scale(grad, n)
+
+
+jax.tree_util.register_dataclass(
+    EnergyObjective, data_fields=[], meta_fields=["energy_fn", "reference"]
+)
 
 
 def as_objective(objective) -> MeanFieldObjective | EnergyObjective:

@@ -82,6 +82,28 @@ def test_blackjax_history_with_chains(problem, chains_history):
     mf_arviz.plot_neurons(tree, backend="none")
 
 
+def test_datatree_round_trips_through_netcdf(problem, chains_history, tmp_path):
+    """A run saved with ``tree.to_netcdf`` reads back whole, values, dims, dtypes and attributes."""
+    _, _, objective, _, _ = problem
+    tree = mf_arviz.to_datatree(
+        chains_history,
+        sample_stats={"gap": np.ones((CHAINS, DRAWS))},
+        reference=objective.reference,
+        rng_key=jax.random.key(3),
+    )
+    path = tmp_path / "run.nc"
+    tree.to_netcdf(path)
+    loaded = az.from_netcdf(path)
+    assert set(loaded.children) == set(tree.children)
+    for group in tree.children:
+        for name, variable in tree[group].data_vars.items():
+            assert loaded[group][name].dims == variable.dims
+            assert loaded[group][name].dtype == variable.dtype
+        assert set(loaded[group].coords) == set(tree[group].coords)
+    assert loaded.identical(tree)
+    assert az.summary(loaded, var_names=["w_mean"]).equals(az.summary(tree, var_names=["w_mean"]))
+
+
 def test_on_device_ess_rhat_agree_with_arviz_on_the_tree(chains_history):
     tree = mf_arviz.to_datatree(chains_history, include_trajectories=False)
     values = tree["posterior"]["w_mean"].values

@@ -1,4 +1,7 @@
-"""Proximal Gibbs measure, dual bound, primal estimate and duality gap (``math.md`` §3)."""
+"""Proximal Gibbs measure, dual bound, primal estimate and duality gap.
+
+The maths: docs/theory/certificates.md.
+"""
 
 import jax
 import jax.numpy as jnp

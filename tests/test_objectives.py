@@ -66,7 +66,8 @@ def test_first_variation_identity(neuron, loss, kwargs):
 
 
 def test_energy_objective_drift_is_n_times_gradient():
-    """The classic trap of §1: autodiff of the finite-N loss is 1/N of the mean-field drift."""
+    """The classic trap (docs/theory/mfld.md): autodiff of the finite-N loss is 1/N of the
+    mean-field drift."""
     m = jnp.array([1.0, -2.0])
     particles = jax.random.normal(jax.random.key(0), (8, 2))
     objective = EnergyObjective(lambda p: 0.5 * jnp.sum((jnp.mean(p, axis=0) - m) ** 2))
@@ -97,6 +98,104 @@ def test_drift_is_matrix_products():
 
     assert max(sizes(jaxpr.jaxpr)) <= n * num
     assert any(eqn.primitive.name == "dot_general" for eqn in jaxpr.jaxpr.eqns)
+
+
+CHUNK_CASES = [
+    ("tanh", "squared", {}),
+    ("bounded", "logistic", {}),
+    ("output_weight", "cross_entropy", {"num_outputs": 3}),
+]
+
+
+@pytest.mark.parametrize("neuron,loss,kwargs", CHUNK_CASES)
+def test_blocked_equals_unblocked(neuron, loss, kwargs):
+    """Energy, drift, embedding, first-variation gradient, pairing and dual over sample blocks,
+    for block sizes that divide n = 103 and ones that do not, equal the one-block computation to
+    float64 round-off."""
+    with jax.enable_x64(True):
+        net = MeanFieldNetwork(neuron, loss=loss, **kwargs)
+        X = jax.random.normal(jax.random.key(0), (103, 4), jnp.float64)
+        if loss == "squared":
+            y = X[:, 0]
+        elif loss == "logistic":
+            y = jnp.where(X[:, 0] > 0, 1.0, -1.0)
+        else:
+            y = jnp.floor(jnp.abs(2 * X[:, 0])).astype(jnp.int32) % 3
+        particles = net.init_particles(jax.random.key(1), 17, 4, dtype=jnp.float64)
+        whole = net.objective(X, y, l2=1e-2, chunk_size=10**6)
+        assert whole.block_size(particles) == 103
+        energy, drift = whole.energy_and_drift(particles)
+        g = whole.risk_gradient(whole.mean_embedding(particles))
+        expected = {
+            "energy": energy,
+            "drift": drift,
+            "energy_only": whole.energy(particles),
+            "embedding": whole.mean_embedding(particles),
+            "grad": whole.first_variation_grad(g, particles),
+            "pairing": whole.pairing(g, particles),
+            "dual": mflangevin.dual_objective(
+                whole, g, 0.1, jax.random.key(2), 64, particles=particles, batch_size=16
+            ),
+        }
+        for chunk_size in (1, 10, 50, 103):
+            blocked = net.objective(X, y, l2=1e-2, chunk_size=chunk_size)
+            assert blocked.block_size(particles) == chunk_size
+            energy, drift = jax.jit(blocked.energy_and_drift)(particles)
+            got = {
+                "energy": energy,
+                "drift": drift,
+                "energy_only": blocked.energy(particles),
+                "embedding": blocked.mean_embedding(particles),
+                "grad": blocked.first_variation_grad(g, particles),
+                "pairing": blocked.pairing(g, particles),
+                "dual": mflangevin.dual_objective(
+                    blocked, g, 0.1, jax.random.key(2), 64, particles=particles, batch_size=16
+                ),
+            }
+            for name, value in expected.items():
+                for a, b in zip(jax.tree.leaves(got[name]), jax.tree.leaves(value), strict=True):
+                    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+def test_default_block_size_bounds_the_working_set():
+    """Without chunk_size, a block holds at most BLOCK_ELEMENTS features; one block when the
+    whole (N, n, k) array fits."""
+    from mflangevin.objectives import BLOCK_ELEMENTS
+
+    net = MeanFieldNetwork("output_weight", loss="cross_entropy", num_outputs=4)
+    small = net.objective(jnp.ones((100, 3)), jnp.zeros(100, jnp.int32))
+    particles = jax.ShapeDtypeStruct((64, 3), jnp.float32)
+    shapes = {
+        "w": particles,
+        "b": jax.ShapeDtypeStruct((64,), jnp.float32),
+        "a": jax.ShapeDtypeStruct((64, 4), jnp.float32),
+    }
+    assert small.block_size(shapes) == 100
+    large = net.objective(jnp.ones((10**5, 3)), jnp.zeros(10**5, jnp.int32))
+    size = large.block_size(shapes)
+    assert size * 64 * 4 <= BLOCK_ELEMENTS < (size + 1) * 64 * 4
+
+
+def test_blocked_drift_working_set_is_one_block():
+    """With blocks of 16 samples, no intermediate of the drift reaches the (N, n) matrix."""
+    n, d, num = 256, 5, 32
+    X, y, _ = teacher_student(jax.random.key(0), n, d)
+    net = MeanFieldNetwork("tanh")
+    objective = net.objective(X, y, l2=1e-3, chunk_size=16)
+    particles = net.init_particles(jax.random.key(1), num, d)
+    jaxpr = jax.make_jaxpr(objective.energy_and_drift)(particles)
+
+    def sizes(jaxpr):
+        for eqn in jaxpr.eqns:
+            for var in eqn.outvars:
+                yield int(np.prod(var.aval.shape))
+            for param in eqn.params.values():
+                sub = getattr(param, "jaxpr", param)
+                if isinstance(sub, jax.extend.core.Jaxpr):
+                    yield from sizes(sub)
+
+    largest = max(sizes(jaxpr.jaxpr))
+    assert largest <= max(16 * num, n * d), largest
 
 
 def test_subsample_is_the_objective_on_the_subset():
@@ -148,6 +247,9 @@ def test_references():
         (lambda: mflangevin.num_particles({"a": jnp.zeros((3, 2)), "b": jnp.zeros(4)}), "leading"),
         (lambda: mflangevin.num_particles(jnp.zeros(())), "leading particle axis"),
         (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum).subsample(jnp.arange(2)), "indices"),
+        (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, finite_sum=1), "finite_sum"),
+        (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, chunk_size=0), "chunk_size"),
+        (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, chunk_size=2.0), "chunk_size"),
     ],
 )
 def test_bad_input(call, match):

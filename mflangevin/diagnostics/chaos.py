@@ -1,4 +1,4 @@
-"""Particle-count sweeps for propagation of chaos (``math.md`` §8.5).
+"""Particle-count sweeps for propagation of chaos (experiment 5 of docs/theory/experiments.md).
 
 Uniform-in-time propagation of chaos (Suzuki, Nitanda, Wu, ICLR 2023) says that the
 ``N``-particle system differs from the mean-field limit by ``O(1/N)`` in objective gap.

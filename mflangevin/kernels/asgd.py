@@ -1,4 +1,4 @@
-"""Averaged stochastic gradient descent (ASGD) for NTK-regime networks, ``math.md`` §7.
+"""Averaged stochastic gradient descent (ASGD) for NTK-regime networks, docs/theory/ntk.md.
 
 One-pass SGD on the squared loss with L2 toward the initialisation ``Θ_0``; each step sees a
 fresh example (or minibatch) ``(x_t, y_t)``::

@@ -1,4 +1,7 @@
-"""Drift estimators for finite-sum objectives: full batch, SGD, SVRG and SARAH (``math.md`` §5).
+"""Drift estimators for finite-sum objectives: full batch, SGD, SVRG and SARAH.
+
+The maths: docs/theory/variance-reduction.md.
+
 
 For an empirical risk ``R(z) = (1/n) Σ_j ℓ_j(z_j)`` the MFLD drift is an average of per-sample
 drifts ``v_j(Θ)_i = ℓ'_j(f_Θ(x_j)) ∇_θ h(θ_i, x_j)`` (plus the penalty ``∇r(θ_i)``). An estimator
@@ -24,6 +27,8 @@ discretization, stochastic gradient, and variance reduction*, NeurIPS 2023 (SGD 
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -126,6 +131,28 @@ def _count(value: int) -> Array:
     return jnp.asarray(value, jnp.int32)
 
 
+def _cached(factory):
+    """Equal arguments give the same estimator object, so that algorithms built with equal
+    settings share their compiled step (see :func:`mflangevin.kernels.mfld.as_top_level_api`)."""
+    cache = {}
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        key = tuple((type(value), value) for value in bound.arguments.values())
+        try:
+            return cache[key]
+        except TypeError:
+            return factory(*args, **kwargs)
+        except KeyError:
+            return cache.setdefault(key, factory(*args, **kwargs))
+
+    return wrapper
+
+
+@_cached
 def full() -> GradientEstimator:
     """The exact drift: ``n`` per-sample gradients a step (1 for an objective without data).
 
@@ -155,6 +182,7 @@ def full() -> GradientEstimator:
     )
 
 
+@_cached
 def sgd(batch_size: int, replace: bool = False) -> GradientEstimator:
     """Minibatch drift (SGD-MFLD): ``(1/B) Σ_{j∈I_k} v_j(Θ_k) + ∇r``, unbiased, ``B`` a step.
 
@@ -196,6 +224,7 @@ def _zeros_like(position: ArrayTree) -> ArrayTree:
     return jax.tree.map(jnp.zeros_like, position)
 
 
+@_cached
 def svrg(batch_size: int, snapshot_every: int, replace: bool = False) -> GradientEstimator:
     """Stochastic variance-reduced drift (SVRG-MFLD).
 
@@ -256,6 +285,7 @@ def svrg(batch_size: int, snapshot_every: int, replace: bool = False) -> Gradien
     return GradientEstimator(init, estimate, source.check)
 
 
+@_cached
 def sarah(batch_size: int, refresh_every: int, replace: bool = False) -> GradientEstimator:
     """Recursive variance-reduced drift (SARAH/SPIDER-MFLD) — an extension of this library.
 

@@ -13,6 +13,7 @@ variance-reduced drifts, see :mod:`mflangevin.kernels.gradients`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -190,6 +191,20 @@ def build_kernel(
     return kernel
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _step(settings, rng_key, state, held):
+    """One step of :func:`as_top_level_api`, compiled once per settings and data shapes: the
+    held data are arguments (see :func:`mflangevin.kernels.data.hold`)."""
+    step_size, temperature, divergence_threshold, gradient, static_objective = settings
+    return build_kernel(divergence_threshold, gradient)(
+        rng_key,
+        state,
+        data.read(held) if static_objective is None else static_objective,
+        schedule_value(step_size, state.count),
+        schedule_value(temperature, state.count),
+    )
+
+
 def as_top_level_api(
     objective,
     step_size: ScalarOrSchedule,
@@ -220,10 +235,10 @@ def as_top_level_api(
     Returns
     -------
     A ``blackjax.base.SamplingAlgorithm``: ``init(position, rng_key=None)`` and
-    ``step(rng_key, state) -> (state, info)``. The step is compiled on first use; the
-    objective's data are inputs of the compiled program (see :func:`mflangevin.kernels.data.hold`),
-    so its size and compile time do not depend on ``n``, also under ``jax.jit`` and
-    ``blackjax.util.run_inference_algorithm``.
+    ``step(rng_key, state) -> (state, info)``. The step is compiled on first use, once for all
+    algorithms with equal settings and data of equal shapes; the objective's data are inputs of
+    the compiled program (see :func:`mflangevin.kernels.data.hold`), so its size and compile time
+    do not depend on ``n``, also under ``jax.jit`` and ``blackjax.util.run_inference_algorithm``.
 
     Examples
     --------
@@ -247,21 +262,16 @@ def as_top_level_api(
             f"got {type(gradient).__name__}."
         )
     gradient.check(objective)
-    kernel = build_kernel(divergence_threshold, gradient)
     held = data.hold(objective)
+    settings = (step_size, temperature, divergence_threshold, gradient, None)
+    if jax.tree.leaves(objective) == [objective]:  # not a pytree: a static part of the step
+        held, settings = None, (*settings[:-1], objective)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MFLDState:
         check_particles(position, objective)
         return init(position, rng_key, objective=objective, gradient=gradient)
 
-    @jax.jit
     def step_fn(rng_key: PRNGKey, state: MFLDState) -> tuple[MFLDState, MFLDInfo]:
-        return kernel(
-            rng_key,
-            state,
-            data.read(held),
-            schedule_value(step_size, state.count),
-            schedule_value(temperature, state.count),
-        )
+        return _step(settings, rng_key, state, held)
 
     return SamplingAlgorithm(init_fn, step_fn)

@@ -22,6 +22,7 @@ Networks with Global Convergence Rate Analysis*, NeurIPS 2021.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -451,6 +452,21 @@ def _empty_store(rng_key, data_sampler, num_outer_steps: int):
     return jax.tree.map(lambda x: jnp.concatenate([x] * num_outer_steps, axis=0), sample)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _step(settings, rng_key, state, held):
+    """One outer step of :func:`as_top_level_api`, compiled once per settings and data shapes:
+    the held data are arguments (see :func:`mflangevin.kernels.data.hold`)."""
+    structure, step_size, temperature, num_inner_steps = settings
+    return build_kernel(*structure)(
+        rng_key,
+        state,
+        data.read(held),
+        schedule_value(step_size, state.count),
+        temperature,
+        num_inner_steps(state.count) if callable(num_inner_steps) else num_inner_steps,
+    )
+
+
 def as_top_level_api(
     objective,
     step_size: ScalarOrSchedule,
@@ -545,7 +561,7 @@ def as_top_level_api(
     _check_inner_steps(num_inner_steps)
     _check_mode(objective, batch_size, data_sampler, num_outer_steps)
     _check_dual(objective, dual_samples)
-    kernel = build_kernel(
+    structure = (
         normalisation,
         output,
         batch_size,
@@ -554,6 +570,8 @@ def as_top_level_api(
         divergence_threshold,
         dual_samples,
     )
+    settings = (structure, step_size, temperature, num_inner_steps)
+    held = data.hold(objective)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> PDAState:
         return init(
@@ -565,17 +583,7 @@ def as_top_level_api(
             num_outer_steps=num_outer_steps,
         )
 
-    held = data.hold(objective)
-
-    @jax.jit
     def step_fn(rng_key: PRNGKey, state: PDAState) -> tuple[PDAState, PDAInfo]:
-        return kernel(
-            rng_key,
-            state,
-            data.read(held),
-            schedule_value(step_size, state.count),
-            temperature,
-            num_inner_steps(state.count) if callable(num_inner_steps) else num_inner_steps,
-        )
+        return _step(settings, rng_key, state, held)
 
     return SamplingAlgorithm(init_fn, step_fn)

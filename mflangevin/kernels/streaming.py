@@ -1,4 +1,6 @@
-"""MFLD on minibatches handed in by the caller, for streamed data (``docs/theory/variance-reduction.md``).
+"""MFLD on minibatches handed in by the caller, for streamed data.
+
+The maths: docs/theory/variance-reduction.md.
 
 The SGLD-style counterpart of :func:`mflangevin.gradients.sgd`: instead of drawing indices into
 a data set held by the objective, each step takes the minibatch itself, so the data can come

@@ -1,4 +1,4 @@
-"""The inner fits of ResFGB (``math.md`` §6), written as pure functions of arrays.
+"""The inner fits of ResFGB (docs/theory/resfgb.md), written as pure functions of arrays.
 
 One boosting iteration is one call of :func:`boosting_step`; its configuration is static and
 every array keeps its shape across iterations, so under ``jax.jit`` the iteration compiles once.
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mflangevin.kernels.data import minibatch
 from mflangevin.models._resfgb_network import ResidualBlock, mlp
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
@@ -50,23 +51,23 @@ def sgd_fit(
     """Minimise ``loss_fn(params, batch)`` by minibatch SGD with Nesterov momentum.
 
     Counted in steps, not epochs, so that a fit costs the same on small and large data sets;
-    each step draws its minibatch without replacement.
+    each step draws its minibatch in ``O(B)``, without replacement within an epoch
+    (:func:`mflangevin.kernels.data.minibatch`).
     """
     n = jax.tree.leaves(data)[0].shape[0]
-    size = min(batch_size, n)
+    source = minibatch(min(batch_size, n))
     optimizer = optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
     def step(carry, key):
-        params, opt_state = carry
-        indices = jax.random.choice(key, n, (size,), replace=False)
+        params, opt_state, batches = carry
+        indices, batches = source.indices(key, n, batches)
         batch = jax.tree.map(lambda a: a[indices], data)
         grads = jax.grad(loss_fn)(params, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), None
+        return (optax.apply_updates(params, updates), opt_state, batches), None
 
-    (params, _), _ = jax.lax.scan(
-        step, (params, optimizer.init(params)), jax.random.split(rng_key, num_steps)
-    )
+    initial = (params, optimizer.init(params), source.init(None))
+    (params, _, _), _ = jax.lax.scan(step, initial, jax.random.split(rng_key, num_steps))
     return params
 
 

@@ -1,4 +1,4 @@
-"""A ResFGB block fitted as a mean-field two-layer network by MFLD (our extension, ``math.md`` §6).
+"""A ResFGB block fitted as a mean-field network by MFLD (our extension, docs/theory/resfgb.md).
 
 The block is ``ι(u) = (1/N) Σ_r a_r relu(w_rᵀu / √d_in + b_r)``, a mean-field network whose
 particles ``θ_r = (w_r, b_r, a_r)`` are fitted to the RMS-normalised functional gradient ``t_i`` by
@@ -18,7 +18,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from mflangevin.kernels import mfld
+from mflangevin.kernels import gradients, mfld
 from mflangevin.objectives import MeanFieldObjective
 from mflangevin.references import gaussian_reference
 from mflangevin.types import Array, ArrayTree, PRNGKey
@@ -128,19 +128,15 @@ class MFLDBlock:
             data=(U, targets),
             finite_sum=True,
         )
-        kernel = mfld.build_kernel()
-        n = U.shape[0]
-        size = min(batch_size, n)
+        estimator = gradients.sgd(min(batch_size, U.shape[0]))
+        kernel = mfld.build_kernel(gradient=estimator)
 
         def step(state, key):
-            key_batch, key_step = jax.random.split(key)
-            indices = jax.random.choice(key_batch, n, (size,), replace=False)
-            state, _ = kernel(
-                key_step, state, objective.subsample(indices), self.step_size, self.temperature
-            )
+            state, _ = kernel(key, state, objective, self.step_size, self.temperature)
             return state, None
 
-        final, _ = jax.lax.scan(step, mfld.init(state), jax.random.split(rng_key, self.num_steps))
+        initial = mfld.init(state, objective=objective, gradient=estimator)
+        final, _ = jax.lax.scan(step, initial, jax.random.split(rng_key, self.num_steps))
         return final.position
 
     def layers(self, state: ArrayTree) -> tuple[tuple[Array, Array], ...]:

@@ -7,9 +7,9 @@ input ``x``) to::
 
 where ``ι_l`` is an MLP (ReLU on every hidden layer; ReLU or identity on the output) and
 ``W_l = (1/n) Σ_i ι_l(u_i) G_iᵀ``. With ``decay_l = 1`` and ``step_l = η`` this is the
-kernel-smoothed functional gradient step ``z − η (1/n) Σ_i k_l(z, z_i) G_i`` of ``math.md`` §6,
-``k_l(u, u') = ι_l(u)ᵀ ι_l(u')``. Whether a block reads the raw input is read off its first
-layer's shape, so the pytree alone determines the network.
+kernel-smoothed functional gradient step ``z − η (1/n) Σ_i k_l(z, z_i) G_i`` of
+docs/theory/resfgb.md, ``k_l(u, u') = ι_l(u)ᵀ ι_l(u')``. Whether a block reads the raw input is
+read off its first layer's shape, so the pytree alone determines the network.
 """
 
 from __future__ import annotations

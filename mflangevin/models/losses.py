@@ -1,4 +1,4 @@
-"""Convex losses ``ℓ(z, y)`` with derivative and convex conjugate (``math.md`` §1, §3).
+"""Convex losses ``ℓ(z, y)`` with derivative and convex conjugate (docs/theory/networks.md).
 
 Each loss acts elementwise over samples: ``z`` has shape ``(n,)`` (``(n, k)`` for the
 multi-class cross-entropy) and ``y`` shape ``(n,)``. The conjugate ``ℓ*(g, y) = sup_z gz − ℓ(z, y)``

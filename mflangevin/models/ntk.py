@@ -1,4 +1,4 @@
-"""Two-layer networks in the neural-tangent-kernel (NTK) regime (``math.md`` §7).
+"""Two-layer networks in the neural-tangent-kernel (NTK) regime (docs/theory/ntk.md).
 
 ``g_B(x) = (1/√M) Σ_r a_r σ(b_rᵀx)`` with fixed output signs ``a_r`` and trained first-layer
 weights ``B = (b_1, …, b_M)`` (Nitanda & Suzuki, *Optimal Rates for Averaged Stochastic Gradient

@@ -1,4 +1,4 @@
-"""Residual networks by functional gradient boosting (ResFGB), ``math.md`` §6.
+"""Residual networks by functional gradient boosting (ResFGB), docs/theory/resfgb.md.
 
 The network ``z_0 = x``, ``z_{l+1} = z_l − η ι_l(z_l) W_l``, softmax regression on ``z_T``, is grown
 one block per iteration: each block is a functional-gradient step on the classification loss in
@@ -89,9 +89,10 @@ def _check_y(name: str, y, num_samples: int) -> np.ndarray:
 class ResFGB:
     """Residual network classifier grown by functional gradient boosting.
 
-    Each iteration ``l`` (``math.md`` §6): fit softmax regression (L2 ``wr``, warm-started) on the
-    features ``z_l``; take the functional gradient ``G_i = ∂ℓ(z_i, y_i)/∂z_i``; fit the block
-    ``ι_l`` by least squares to ``G_i / rms(G_i)`` (warm-started); set
+    Each iteration ``l`` (docs/theory/resfgb.md): fit softmax regression (L2 ``wr``,
+    warm-started) on the features ``z_l``; take the functional gradient
+    ``G_i = ∂ℓ(z_i, y_i)/∂z_i``; fit the block ``ι_l`` by least squares to ``G_i / rms(G_i)``
+    (warm-started); set
     ``W_l = (1/n) Σ_i ι_l(z_i) G_iᵀ`` and ``z ← z − η ι_l(z) W_l``, i.e.
     ``z − η (1/n) Σ_i k_l(z, z_i) G_i``. With validation data, the depth with the best validation
     accuracy is kept.

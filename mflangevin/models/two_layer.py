@@ -1,4 +1,4 @@
-"""Mean-field two-layer networks ``f_μ(x) = E_{θ∼μ} h(θ, x)`` (``math.md`` §1).
+"""Mean-field two-layer networks ``f_μ(x) = E_{θ∼μ} h(θ, x)`` (docs/theory/networks.md).
 
 With ``N`` particles ``f_Θ(x) = (1/N) Σ_i h(θ_i, x)``. A neuron maps one particle and *all*
 inputs at once, so under ``jax.vmap`` over particles the network is a matrix product

@@ -113,7 +113,8 @@ def test_ksd_matches_the_pairwise_formula():
 
 
 def test_ksd_falls_as_mfld_converges_to_its_gaussian():
-    # F(μ) = ½‖E_μθ − m‖² + λ' E_μ‖θ‖² has stationary law N(m/(1+2λ'), λ/(2λ') I) (math.md §2).
+    # F(μ) = ½‖E_μθ − m‖² + λ' E_μ‖θ‖² has stationary law N(m/(1+2λ'), λ/(2λ') I)
+    # (docs/theory/mfld.md).
     n, d, lam, l2 = 256, 2, 0.5, 0.5
     m = jnp.array([1.0, -1.0])
     mean, var = m / (1 + 2 * l2), lam / (2 * l2)

@@ -145,8 +145,9 @@ def sarah_reference(us, indices, period):
     ],
 )
 def test_recursion_matches_definition(estimator, reference):
-    """Seven steps along a moving particle path against the definitions of math.md §5, with the
-    per-sample drifts written out by hand and the same minibatch indices."""
+    """Seven steps along a moving particle path against the definitions of
+    docs/theory/variance-reduction.md, with the per-sample drifts written out by hand and the
+    same minibatch indices."""
     X, y, objective, particles = network_problem()
     path = [perturb(particles, 0.1 * k, 10 + k) for k in range(7)]
     keys = jax.random.split(jax.random.key(4), len(path))
@@ -174,8 +175,9 @@ def test_recursion_matches_definition(estimator, reference):
 
 def finite_sum_quadratic(num_data=32, p=2, l2=0.5):
     """F(μ) = (1/n) Σ_j ½ a_j ‖E_μθ − M_j‖² + λ' E_μ‖θ‖² with mean(a) = 1: the quadratic model of
-    math.md §2, ½‖E_μθ − m‖² + λ' E_μ‖θ‖² + const with m = mean_j(a_j M_j), as a finite sum whose
-    per-sample drifts a_j (E_μθ − M_j) differ, so that minibatches are noisy for every estimator."""
+    docs/theory/mfld.md, ½‖E_μθ − m‖² + λ' E_μ‖θ‖² + const with m = mean_j(a_j M_j), as a
+    finite sum whose per-sample drifts a_j (E_μθ − M_j) differ, so that minibatches are noisy
+    for every estimator."""
     key_a, key_m = jax.random.split(jax.random.key(7))
     a = jax.random.uniform(key_a, (num_data,), minval=0.2, maxval=1.8)
     a = a / jnp.mean(a)
@@ -213,7 +215,7 @@ VR_COST = 32 * (400 // 8) + 2 * 8 * (400 - 400 // 8)
     ids=["full", "sgd", "svrg", "sarah"],
 )
 def test_stationary_law_of_the_quadratic_model(estimator, cost):
-    """Closed form N(m/(1+2λ'), λ/(2λ') I) of math.md §2, exact for the discretised system.
+    """Closed form N(m/(1+2λ'), λ/(2λ') I) of docs/theory/mfld.md, exact for the discretised system.
 
     Writing θ_i = θ̄ + δ_i, every per-sample drift is the same for all particles, so minibatch
     noise only moves θ̄; the deviations follow δ_i ← (1 − 2ηλ')δ_i + √(2λη)(ξ_i − ξ̄) whatever the

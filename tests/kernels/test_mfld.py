@@ -12,7 +12,7 @@ from mflangevin.models import MeanFieldNetwork
 
 
 def quadratic_objective(m, l2):
-    """F(μ) = ½‖E_μθ − m‖² + λ' E_μ‖θ‖² (math.md §2), no reference measure."""
+    """F(μ) = ½‖E_μθ − m‖² + λ' E_μ‖θ‖² (docs/theory/mfld.md), no reference measure."""
     return MeanFieldObjective(
         feature_map=lambda theta, _: theta,
         risk=lambda z, _: 0.5 * jnp.sum((z - m) ** 2),
@@ -37,7 +37,7 @@ def run_chains(algorithm, positions, num_steps, seed=0):
 
 
 def test_quadratic_stationary_law():
-    """Closed form of math.md §2, exact for the discretised N-particle system.
+    """Closed form of docs/theory/mfld.md, exact for the discretised N-particle system.
 
     Writing θ_i = θ̄ + δ_i, the step is linear and Gaussian:
       θ̄ ← θ̄ − η[(1+2λ')θ̄ − m] + √(2λη/N) ξ̄,   δ_i ← (1 − 2ηλ') δ_i + √(2λη)(ξ_i − ξ̄).

@@ -14,7 +14,7 @@ from mflangevin.models import MeanFieldNetwork
 
 
 def quadratic_objective(m, l2, reference=None):
-    """F(μ) = ½‖E_μθ − m‖² + λ' E_μ‖θ‖² (math.md §2) in structured form: Φ(θ) = θ."""
+    """F(μ) = ½‖E_μθ − m‖² + λ' E_μ‖θ‖² (docs/theory/mfld.md) in structured form: Φ(θ) = θ."""
     return MeanFieldObjective(
         feature_map=lambda theta, _: theta,
         risk=lambda z, _: 0.5 * jnp.sum((z - m) ** 2),

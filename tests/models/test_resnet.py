@@ -1,4 +1,4 @@
-"""Tests of ResFGB and the residual network it grows (``math.md`` §6)."""
+"""Tests of ResFGB and the residual network it grows (docs/theory/resfgb.md)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,0 +1,188 @@
+"""The one data path: minibatch law and cost, streamed batches, data held as program inputs."""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+import mflangevin
+from mflangevin import EnergyObjective, MeanFieldObjective, gradients
+from mflangevin.kernels import data
+from mflangevin.models import MeanFieldNetwork
+
+
+def finite_sum(n, dim=2):
+    X = jnp.arange(n * dim, dtype=jnp.float32).reshape(n, dim) / (n * dim)
+    return MeanFieldObjective(
+        lambda theta, x: x @ theta, lambda z, _: 0.5 * jnp.mean(z**2), data=X, finite_sum=True
+    )
+
+
+def walk(source, n, keys):
+    def step(state, key):
+        idx, state = source.indices(key, n, state)
+        return state, idx
+
+    _, idx = jax.lax.scan(step, source.init(None), keys)
+    return list(np.asarray(idx))
+
+
+@pytest.mark.parametrize("n,batch_size", [(20, 5), (23, 5), (7, 7), (1000, 1)])
+def test_an_epoch_draws_without_replacement(n, batch_size):
+    """⌊n/B⌋ consecutive minibatches are disjoint; the next epoch starts a new permutation."""
+    steps = n // batch_size
+    keys = jax.random.split(jax.random.key(0), 2 * steps)
+    batches = walk(data.minibatch(batch_size), n, keys)
+    for epoch in (batches[:steps], batches[steps:]):
+        drawn = np.concatenate(epoch)
+        assert len(np.unique(drawn)) == len(drawn) == steps * batch_size
+        assert drawn.min() >= 0 and drawn.max() < n
+    if n > batch_size:
+        assert not np.array_equal(np.concatenate(batches[:steps]), np.concatenate(batches[steps:]))
+
+
+def test_minibatch_marginals_are_uniform():
+    """Over epoch keys, each of the B slots of the first minibatch is uniform on [0, n): a
+    chi-square test per slot at level 1e-4 (false alarm ≤ 3e-4 over the three slots)."""
+    n, batch_size, num_keys = 12, 3, 6000
+    source = data.minibatch(batch_size)
+    draw = jax.jit(jax.vmap(lambda k: source.indices(k, n, source.init(None))[0]))
+    idx = np.asarray(draw(jax.random.split(jax.random.key(1), num_keys)))
+    threshold = scipy.stats.chi2.ppf(1 - 1e-4, n - 1)
+    for slot in range(batch_size):
+        counts = np.bincount(idx[:, slot], minlength=n)
+        expected = num_keys / n
+        assert np.sum((counts - expected) ** 2 / expected) < threshold
+    assert np.all(idx[:, 0] != idx[:, 1])
+
+
+def test_with_replacement_is_uniform_and_stateless():
+    source = data.minibatch(4, replace=True)
+    state = source.init(None)
+    idx, new_state = source.indices(jax.random.key(0), 10, state)
+    assert idx.shape == (4,) and new_state is state
+
+
+def test_minibatch_cost_does_not_depend_on_n():
+    """No intermediate of an SGD step's drift estimate has a dimension of size n."""
+    n = 10**7
+    objective = MeanFieldObjective(
+        lambda theta, x: x @ theta,
+        lambda z, _: 0.5 * jnp.mean(z**2),
+        data=jax.ShapeDtypeStruct((n, 2), jnp.float32),
+        finite_sum=True,
+    )
+    estimator = gradients.sgd(100)
+    state = estimator.init(objective, jnp.zeros((8, 2)))
+
+    def estimate(X, position):
+        return estimator.estimate(
+            jax.random.key(0), dataclasses.replace(objective, data=X), position, 1, state
+        )
+
+    jaxpr = jax.make_jaxpr(estimate)(objective.data, jax.ShapeDtypeStruct((8, 2), jnp.float32))
+
+    def shapes(jaxpr):
+        for eqn in jaxpr.eqns:
+            for var in eqn.outvars:
+                yield getattr(var.aval, "shape", ())
+            for param in eqn.params.values():
+                inner = getattr(param, "jaxpr", None)
+                if inner is not None:
+                    yield from shapes(getattr(inner, "jaxpr", inner))
+
+    assert all(n not in shape for shape in shapes(jaxpr.jaxpr))
+
+
+def test_streamed_batches_are_checked_against_the_data():
+    objective = finite_sum(10)
+    source = data.stream()
+    with pytest.raises(ValueError, match="minibatch: a leaf of shape"):
+        source.draw(jax.random.key(0), objective, (), batch=jnp.ones((4, 3)))
+    with pytest.raises(ValueError, match="minibatch: must have the structure"):
+        source.draw(jax.random.key(0), objective, (), batch=(jnp.ones((4, 2)),))
+    draw, _ = source.draw(jax.random.key(0), objective, (), batch=jnp.ones((4, 2)))
+    assert int(draw.num_samples) == 4
+
+
+@pytest.mark.parametrize(
+    "make,error,match",
+    [
+        (lambda: data.minibatch(0), ValueError, "batch_size"),
+        (lambda: data.minibatch(2.0), TypeError, "batch_size"),
+        (lambda: data.minibatch(True), TypeError, "batch_size"),
+        (lambda: data.minibatch(2, replace="no"), TypeError, "replace"),
+        (lambda: data.minibatch(11).check(finite_sum(10)), ValueError, "batch_size"),
+        (
+            lambda: data.minibatch(2).check(EnergyObjective(lambda p: jnp.sum(p))),
+            TypeError,
+            "finite-sum",
+        ),
+        (lambda: data.stream().check(EnergyObjective(jnp.sum)), TypeError, "objective"),
+        (lambda: data.stream(lambda key: 1 / 0).check(finite_sum(4)), ValueError, "data_sampler"),
+    ],
+)
+def test_bad_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def network_algorithm(n, seed=0, gradient=None, chunk_size=250):
+    X = jax.random.normal(jax.random.key(seed), (n, 3))
+    net = MeanFieldNetwork("tanh")
+    objective = net.objective(X, jnp.tanh(X[:, 0]), l2=1e-3, chunk_size=chunk_size)
+    algorithm = mflangevin.mfld(objective, 0.1, 1e-3, gradient=gradient)
+    return algorithm, algorithm.init(net.init_particles(jax.random.key(1), 16, 3))
+
+
+@pytest.mark.parametrize("gradient", [None, gradients.sgd(50)])
+def test_program_size_does_not_depend_on_n(gradient):
+    """The data are inputs of the compiled step, not constants: n = 1e3 and n = 1e5 lower to
+    programs of (almost) the same size (the permutation's constants depend on n's bit width)."""
+    sizes = []
+    for n in (1000, 100_000):
+        algorithm, state = network_algorithm(n, gradient=gradient)
+        sizes.append(len(jax.jit(algorithm.step).lower(jax.random.key(0), state).as_text()))
+    assert abs(sizes[0] - sizes[1]) < 0.01 * sizes[0], sizes
+
+
+def test_equal_shapes_compile_once():
+    """Two data sets of equal shapes, two algorithms with equal settings: one trace."""
+    traces = []
+
+    def feature_map(theta, x):
+        traces.append(1)
+        return jnp.tanh(x @ theta)
+
+    def risk(z, x):
+        return 0.5 * jnp.mean((z - x[:, 0]) ** 2)
+
+    def algorithm(seed):
+        X = jax.random.normal(jax.random.key(seed), (500, 3))
+        objective = MeanFieldObjective(feature_map, risk, data=X, finite_sum=True)
+        return mflangevin.mfld(objective, 0.1, 1e-3)
+
+    first, second = algorithm(0), algorithm(1)
+    state = first.init(jnp.ones((16, 3)))
+    traces.clear()
+    a, _ = first.step(jax.random.key(0), state)
+    count = len(traces)
+    b, _ = second.step(jax.random.key(0), state)
+    assert count > 0 and len(traces) == count
+    assert not np.allclose(a.position, b.position)  # different data, different steps
+
+
+def test_held_data_are_not_copied_per_step_and_results_match():
+    """The step on held data equals the low-level kernel on the plain objective."""
+    algorithm, state = network_algorithm(1000)
+    X = jax.random.normal(jax.random.key(0), (1000, 3))
+    objective = MeanFieldNetwork("tanh").objective(X, jnp.tanh(X[:, 0]), l2=1e-3, chunk_size=250)
+    expected, _ = mflangevin.kernels.mfld.build_kernel()(
+        jax.random.key(3), state, objective, 0.1, 1e-3
+    )
+    got, _ = jax.jit(algorithm.step)(jax.random.key(3), state)
+    chex.assert_trees_all_close(got.position, expected.position, rtol=1e-5, atol=1e-6)
