@@ -137,7 +137,7 @@ def test_blocked_equals_unblocked(neuron, loss, kwargs):
                 whole, g, 0.1, jax.random.key(2), 64, particles=particles, batch_size=16
             ),
         }
-        for chunk_size in (1, 10, 50, 103):
+        for chunk_size in (7, 50, 103):
             blocked = net.objective(X, y, l2=1e-2, chunk_size=chunk_size)
             assert blocked.block_size(particles) == chunk_size
             energy, drift = jax.jit(blocked.energy_and_drift)(particles)

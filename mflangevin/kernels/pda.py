@@ -559,6 +559,8 @@ def as_top_level_api(
     check_positive("temperature", temperature)
     check_positive("divergence_threshold", divergence_threshold)
     _check_inner_steps(num_inner_steps)
+    check_choice("normalisation", normalisation, NORMALISATIONS)
+    check_choice("output", output, OUTPUTS)
     _check_mode(objective, batch_size, data_sampler, num_outer_steps)
     _check_dual(objective, dual_samples)
     structure = (
