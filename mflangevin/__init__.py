@@ -9,9 +9,10 @@ from blackjax import GenerateSamplingAPI as _GenerateSamplingAPI
 
 from mflangevin import certificates as certificates
 from mflangevin import diagnostics as diagnostics
-from mflangevin import entropy as entropy
 from mflangevin.certificates import dual_objective as dual_objective
 from mflangevin.certificates import duality_gap as duality_gap
+from mflangevin.certificates import entropy as entropy
+from mflangevin.certificates import monitor as monitor
 from mflangevin.certificates import primal_objective as primal_objective
 from mflangevin.certificates import proximal_gibbs_log_density as proximal_gibbs_log_density
 from mflangevin.kernels import asgd as _asgd
@@ -19,7 +20,6 @@ from mflangevin.kernels import gradients as gradients
 from mflangevin.kernels import mfld as _mfld
 from mflangevin.kernels import pda as _pda
 from mflangevin.kernels import streaming as _streaming
-from mflangevin.monitoring import monitor as monitor
 from mflangevin.objectives import EnergyObjective as EnergyObjective
 from mflangevin.objectives import MeanFieldObjective as MeanFieldObjective
 from mflangevin.objectives import as_objective as as_objective

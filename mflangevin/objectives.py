@@ -34,6 +34,7 @@ __all__ = [
     "num_particles",
     "num_samples",
     "BLOCK_ELEMENTS",
+    "L2Penalty",
 ]
 
 Reference = GaussianReference | DensityReference | None
@@ -106,6 +107,36 @@ def _scale(tree: ArrayTree, factor: float | Array) -> ArrayTree:
 
 def _tree_add(a: ArrayTree, b: ArrayTree) -> ArrayTree:
     return jax.tree.map(jnp.add, a, b)
+
+
+@dataclasses.dataclass(frozen=True)
+class L2Penalty:
+    """The per-particle penalty ``r(θ) = weight · ‖θ‖²`` (summed over all leaves).
+
+    :meth:`MeanFieldNetwork.objective <mflangevin.models.MeanFieldNetwork.objective>` uses it
+    for ``l2 > 0``; the certificates use its Gaussian form.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> L2Penalty(0.5)({"w": jnp.array([1.0, 2.0]), "b": jnp.array(1.0)})
+    Array(3., dtype=float32)
+    """
+
+    weight: float
+
+    def __call__(self, theta: ArrayTree) -> Array:
+        return self.weight * sum(jnp.sum(x**2) for x in jax.tree.leaves(theta))
+
+    def as_gaussian(self, temperature) -> GaussianReference:
+        """The Gaussian ``∝ exp(−r/λ)``: ``N(0, λ / (2 weight) I)``.
+
+        Examples
+        --------
+        >>> L2Penalty(0.5).as_gaussian(1.0).scale
+        1.0
+        """
+        return GaussianReference((temperature / (2 * self.weight)) ** 0.5)
 
 
 @dataclasses.dataclass(frozen=True)

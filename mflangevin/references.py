@@ -49,6 +49,19 @@ class GaussianReference:
         """
         return -0.5 * _tree_sum(jax.tree.map(jnp.square, theta)) / self.scale**2
 
+    def log_normalizer(self, theta: ArrayTree) -> Array:
+        """``log Z = (p/2) log(2π scale²)``, so that ``log_density − log_normalizer`` is the
+        normalised log-density in dimension ``p`` (the size of one particle).
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> round(float(GaussianReference(scale=1.0).log_normalizer(jnp.zeros(2))), 4)  # log 2π
+        1.8379
+        """
+        p = sum(jnp.size(x) for x in jax.tree.leaves(theta))
+        return 0.5 * p * jnp.log(2 * jnp.pi * jnp.asarray(self.scale) ** 2)
+
     def score(self, particles: ArrayTree) -> ArrayTree:
         """``∇ log ν(θ_i) = −θ_i / scale²`` at every particle (closed form).
 
@@ -98,6 +111,18 @@ class DensityReference:
 
     log_density: Callable[[ArrayTree], Array]
     sampler: Callable[[PRNGKey, ArrayTree], ArrayTree] | None = None
+
+    def log_normalizer(self, theta: ArrayTree) -> Array:
+        """``0``: the log-density is taken as given, normalised.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> nu = DensityReference(lambda theta: -jnp.sum(jnp.abs(theta)))
+        >>> float(nu.log_normalizer(jnp.zeros(2)))
+        0.0
+        """
+        return jnp.zeros((), jnp.result_type(*jax.tree.leaves(theta)))
 
     def score(self, particles: ArrayTree) -> ArrayTree:
         """``∇ log ν`` at every particle, by automatic differentiation.

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin._checks import check_choice, check_count, check_particles, check_positive
-from mflangevin.certificates import dual_objective
+from mflangevin.certificates.duality import dual_objective
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import add_reference_score, langevin_update
 from mflangevin.objectives import EnergyObjective, num_samples

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from mflangevin.models.losses import Loss, get_loss
-from mflangevin.objectives import MeanFieldObjective
+from mflangevin.objectives import L2Penalty, MeanFieldObjective
 from mflangevin.references import DensityReference, GaussianReference
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
@@ -38,25 +38,6 @@ ACTIVATIONS = {
 """The activations ``σ`` of ``output_weight`` neurons, by name."""
 NEURONS = ("tanh", "bounded", "output_weight")
 """The neuron types of :class:`MeanFieldNetwork` (see the module docstring)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class L2Penalty:
-    """The per-particle penalty ``r(θ) = weight · ‖θ‖²`` (summed over all leaves).
-
-    :meth:`MeanFieldNetwork.objective` uses it for ``l2 > 0``.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> L2Penalty(0.5)({"w": jnp.array([1.0, 2.0]), "b": jnp.array(1.0)})
-    Array(3., dtype=float32)
-    """
-
-    weight: float
-
-    def __call__(self, theta: ArrayTree) -> Array:
-        return self.weight * sum(jnp.sum(x**2) for x in jax.tree.leaves(theta))
 
 
 @dataclasses.dataclass(frozen=True)

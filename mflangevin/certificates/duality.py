@@ -8,7 +8,7 @@ For a structured objective ``F(μ) = R(E_μΦ) + E_μ r`` and the free energy
 * at ``g_μ = ∇R(E_μΦ)`` the duality gap ``G(μ) − D(g_μ) = λ KL(μ ‖ p_μ)`` exactly.
 
 ``D`` needs only draws of ν (Monte Carlo with ``logsumexp``); the primal needs an entropy
-estimate of the particle cloud (:func:`mflangevin.entropy.entropy`).
+estimate of the particle cloud (:func:`mflangevin.certificates.entropy.entropy`).
 
 **No reference measure.** With ``reference=None`` the entropy term is ``λ E_μ log μ`` (ν is
 Lebesgue) and ``E_ν`` is an integral over ``R^p``, not an expectation. When the penalty is the
@@ -30,10 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from mflangevin._checks import check_positive
-from mflangevin.entropy import _check_neighbors, entropy, flatten_particles
-from mflangevin.models.two_layer import L2Penalty
+from mflangevin.certificates.entropy import check_neighbors, entropy, flatten_particles
 from mflangevin.objectives import MeanFieldObjective, num_particles
-from mflangevin.references import GaussianReference
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
 __all__ = [
@@ -42,6 +40,8 @@ __all__ = [
     "dual_objective",
     "primal_objective",
     "duality_gap",
+    "dual_bound_and_stderr",
+    "check_dual_arguments",
 ]
 
 
@@ -100,11 +100,7 @@ def _reference_log_density(objective: MeanFieldObjective, theta: ArrayTree) -> A
     reference = objective.reference
     if reference is None:
         return jnp.zeros((), jnp.result_type(*jax.tree.leaves(theta)))
-    log_density = reference.log_density(theta)
-    if isinstance(reference, GaussianReference):
-        p = sum(jnp.size(x) for x in jax.tree.leaves(theta))
-        log_density = log_density - 0.5 * p * jnp.log(2 * jnp.pi * reference.scale**2)
-    return log_density
+    return reference.log_density(theta) - reference.log_normalizer(theta)
 
 
 def proximal_gibbs_log_density(
@@ -142,15 +138,10 @@ def _sampling_measure(objective: MeanFieldObjective, temperature, particles: Arr
         if not hasattr(reference, "sample"):
             raise TypeError("objective: its reference measure cannot draw samples (no `sample`).")
         return reference.sample, penalty, jnp.zeros((), dtype)
-    if isinstance(penalty, L2Penalty) and penalty.weight > 0:
-        variance = jnp.asarray(temperature, dtype) / (2 * penalty.weight)
-
-        def sample(rng_key: PRNGKey, like: ArrayTree) -> ArrayTree:
-            draws = GaussianReference(1.0).sample(rng_key, like)
-            return jax.tree.map(lambda x: jnp.sqrt(variance) * x, draws)
-
-        p = _particle_dim(particles)
-        return sample, None, 0.5 * p * jnp.log(2 * jnp.pi * variance)
+    if hasattr(penalty, "as_gaussian") and penalty.weight > 0:
+        gaussian = penalty.as_gaussian(jnp.asarray(temperature, dtype))
+        one = jax.tree.map(lambda x: x[0], particles)
+        return gaussian.sample, None, gaussian.log_normalizer(one).astype(dtype)
     raise ValueError(
         "objective: the dual bound needs a reference measure ν to draw from (E_ν must be an "
         "expectation); this objective has reference=None and no L2 penalty. Give a reference "
@@ -158,7 +149,8 @@ def _sampling_measure(objective: MeanFieldObjective, temperature, particles: Arr
     )
 
 
-def _check_dual_arguments(objective, temperature, num_samples, batch_size, particles) -> None:
+def check_dual_arguments(objective, temperature, num_samples, batch_size, particles) -> None:
+    """The arguments of the dual bound, checked eagerly (before anything is traced)."""
     _check_structured(objective)
     if objective.risk_conjugate is None:
         raise ValueError(
@@ -173,7 +165,9 @@ def _check_dual_arguments(objective, temperature, num_samples, batch_size, parti
     num_particles(particles, "particles")
 
 
-def _dual_and_stderr(objective, g, temperature, rng_key, num_samples, particles, batch_size):
+def dual_bound_and_stderr(objective, g, temperature, rng_key, num_samples, particles, batch_size):
+    """``D(g)`` and its Monte-Carlo standard error: the computation behind
+    :func:`dual_objective` and :func:`~mflangevin.certificates.monitor`, without the checks."""
     sample, penalty, log_normaliser = _sampling_measure(objective, temperature, particles)
     like = jax.tree.map(lambda x: jnp.zeros((num_samples, *x.shape[1:]), x.dtype), particles)
     draws = sample(rng_key, like)
@@ -251,9 +245,9 @@ def dual_objective(
     >>> bool(dual <= objective.energy(particles) + 0.1 * 10.0)
     True
     """
-    _check_dual_arguments(objective, temperature, num_samples, batch_size, particles)
+    check_dual_arguments(objective, temperature, num_samples, batch_size, particles)
     _check_g(objective, g, particles)
-    dual, _ = _dual_and_stderr(
+    dual, _ = dual_bound_and_stderr(
         objective, g, temperature, rng_key, num_samples, particles, batch_size
     )
     return dual
@@ -270,7 +264,8 @@ def primal_objective(
     """``Ĝ(μ_Θ) = F(μ_Θ) + λ (−Ĥ(μ) − E_μ log ν)``, with the k-nearest-neighbour entropy ``Ĥ``.
 
     The particles stand for the measure they are drawn from: ``F`` is evaluated at ``μ_Θ`` and
-    the entropy is estimated by :func:`mflangevin.entropy.entropy` (see its bias and variance).
+    the entropy is estimated by :func:`mflangevin.certificates.entropy.entropy` (see its bias and
+    variance).
     ``log ν`` must be normalised: it is for Gaussian references and ``reference=None`` (Lebesgue);
     a density reference is used as given.
 
@@ -299,7 +294,7 @@ def primal_objective(
     True
     """
     check_positive("temperature", temperature)
-    _check_neighbors(num_particles(particles, "particles"), num_neighbors, block_size)
+    check_neighbors(num_particles(particles, "particles"), num_neighbors, block_size)
     log_reference = jax.vmap(lambda theta: _reference_log_density(objective, theta))(particles)
     negative_entropy = -entropy(particles, num_neighbors, block_size)
     return objective.energy(particles) + temperature * (negative_entropy - jnp.mean(log_reference))
@@ -350,12 +345,12 @@ def duality_gap(
     >>> certificate.gap.shape
     ()
     """
-    _check_dual_arguments(objective, temperature, num_samples, block_size, particles)
+    check_dual_arguments(objective, temperature, num_samples, block_size, particles)
     g = objective.risk_gradient(objective.mean_embedding(particles))
     primal = primal_objective(
         objective, particles, temperature, num_neighbors=num_neighbors, block_size=block_size
     )
-    dual, dual_stderr = _dual_and_stderr(
+    dual, dual_stderr = dual_bound_and_stderr(
         objective, g, temperature, rng_key, num_samples, particles, block_size
     )
     return Certificate(primal, dual, primal - dual, dual_stderr)

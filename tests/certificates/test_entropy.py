@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import polygamma
 
-from mflangevin.entropy import entropy, flatten_particles, kth_neighbor_distance
+from mflangevin.certificates.entropy import entropy, flatten_particles, kth_neighbor_distance
 
 
 @pytest.mark.parametrize("num_neighbors, block_size", [(1, 64), (3, 100), (4, 1024)])

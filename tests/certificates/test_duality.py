@@ -16,8 +16,8 @@ from mflangevin.certificates import (
     primal_objective,
     proximal_gibbs_log_density,
 )
+from mflangevin.certificates.entropy import entropy
 from mflangevin.datasets import teacher_student
-from mflangevin.entropy import entropy
 from mflangevin.models import MeanFieldNetwork, losses
 
 LAMBDA = 0.1

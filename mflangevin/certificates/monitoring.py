@@ -16,13 +16,13 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin._checks import check_positive
-from mflangevin.certificates import (
+from mflangevin.certificates.duality import (
     Certificate,
-    _check_dual_arguments,
-    _dual_and_stderr,
+    check_dual_arguments,
+    dual_bound_and_stderr,
     duality_gap,
 )
-from mflangevin.entropy import _check_neighbors, flatten_particles
+from mflangevin.certificates.entropy import check_neighbors, flatten_particles
 from mflangevin.objectives import MeanFieldObjective
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
@@ -185,16 +185,16 @@ def monitor(
                 block_size=block_size,
             )
         g = objective.risk_gradient(objective.mean_embedding(position))
-        dual, stderr = _dual_and_stderr(
+        dual, stderr = dual_bound_and_stderr(
             objective, g, lam, rng_key, num_samples, position, block_size
         )
         nan = jnp.full_like(dual, jnp.nan)
         return Certificate(nan, dual, nan, stderr)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MonitorState:
-        _check_dual_arguments(objective, temperature, num_samples, block_size, position)
+        check_dual_arguments(objective, temperature, num_samples, block_size, position)
         if gap:
-            _check_neighbors(flatten_particles(position).shape[0], num_neighbors, block_size)
+            check_neighbors(flatten_particles(position).shape[0], num_neighbors, block_size)
         return MonitorState(algorithm.init(position, rng_key), jnp.zeros((), jnp.int32))
 
     def step_fn(rng_key: PRNGKey, state: MonitorState) -> tuple[MonitorState, MonitorInfo]:

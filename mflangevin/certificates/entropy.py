@@ -22,7 +22,7 @@ from jax.scipy.special import digamma, gammaln
 from mflangevin.objectives import num_particles
 from mflangevin.types import Array, ArrayTree
 
-__all__ = ["flatten_particles", "kth_neighbor_distance", "entropy"]
+__all__ = ["flatten_particles", "check_neighbors", "kth_neighbor_distance", "entropy"]
 
 
 def flatten_particles(particles: ArrayTree) -> Array:
@@ -40,7 +40,8 @@ def flatten_particles(particles: ArrayTree) -> Array:
     return jnp.concatenate([jnp.reshape(x, (n, -1)).astype(dtype) for x in leaves], axis=1)
 
 
-def _check_neighbors(n: int, num_neighbors: int, block_size: int) -> None:
+def check_neighbors(n: int, num_neighbors: int, block_size: int) -> None:
+    """``k``, the block size and ``N`` allow the k-nearest-neighbour search; raises otherwise."""
     if not isinstance(num_neighbors, int) or num_neighbors < 1:
         raise ValueError(f"num_neighbors: must be a positive integer, got {num_neighbors!r}.")
     if num_neighbors >= n:
@@ -77,7 +78,7 @@ def kth_neighbor_distance(
     """
     x = flatten_particles(particles)
     n, p = x.shape
-    _check_neighbors(n, num_neighbors, block_size)
+    check_neighbors(n, num_neighbors, block_size)
     k = num_neighbors
     b = min(block_size, n)
     num_blocks = -(-n // b)
