@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,8 @@ from mflangevin.references import DensityReference, GaussianReference
 from mflangevin.types import Array, ArrayTree
 
 __all__ = [
+    "Objective",
+    "StructuredObjective",
     "MeanFieldObjective",
     "EnergyObjective",
     "as_objective",
@@ -77,6 +79,68 @@ def num_particles(particles: ArrayTree, name: str = "position") -> int:
     if n < 1:
         raise ValueError(f"{name}: needs at least one particle, got N = {n}.")
     return int(n)
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What every kernel needs of an objective: ``F(μ_Θ)``, the drift at every particle, and the
+    reference measure ν (``None``: Lebesgue, entropy only).
+
+    :class:`MeanFieldObjective` and :class:`EnergyObjective` implement it, and so does the NumPyro
+    model objective of :mod:`mflangevin.numpyro`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> isinstance(EnergyObjective(lambda p: jnp.sum(p**2)), Objective)
+    True
+    """
+
+    reference: Any
+
+    def energy(self, particles: ArrayTree) -> Array: ...
+
+    def energy_and_drift(self, particles: ArrayTree) -> tuple[Array, ArrayTree]: ...
+
+
+@runtime_checkable
+class StructuredObjective(Objective, Protocol):
+    """An objective ``F(μ) = R(E_μΦ) + E_μ r`` that exposes its structure: the first variation
+    ``⟨g, Φ(θ)⟩ + r(θ)`` at arbitrary θ, which PDA, variance reduction and the certificates need.
+
+    ``isinstance(objective, StructuredObjective)`` is the library's one test of structure.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> quadratic = MeanFieldObjective(lambda theta, _: theta, lambda z, _: jnp.sum(z**2))
+    >>> isinstance(quadratic, StructuredObjective)
+    True
+    >>> isinstance(EnergyObjective(lambda p: jnp.sum(p**2)), StructuredObjective)
+    False
+    """
+
+    data: Any
+    penalty: Any
+    risk_conjugate: Any
+
+    def features(self, particles: ArrayTree) -> Array: ...
+
+    def mean_embedding(self, particles: ArrayTree) -> Array: ...
+
+    def mean_penalty(self, particles: ArrayTree) -> Array: ...
+
+    def risk(self, embedding: Array, data: Any) -> Array: ...
+
+    def risk_gradient(self, embedding: Array) -> Array: ...
+
+    def first_variation(self, g: Array, theta: ArrayTree) -> Array: ...
+
+    def first_variation_grad(self, g: Array, particles: ArrayTree) -> ArrayTree: ...
+
+    def pairing(self, g: Array, particles: ArrayTree) -> Array: ...
+
+    def subsample(self, indices: Array) -> StructuredObjective: ...
 
 
 def num_samples(data: Any, name: str = "objective") -> int:
@@ -569,7 +633,7 @@ jax.tree_util.register_dataclass(
 )
 
 
-def as_objective(objective) -> MeanFieldObjective | EnergyObjective:
+def as_objective(objective) -> Objective:
     """Accept a structured objective, an :class:`EnergyObjective`, or a plain ``energy_fn``.
 
     A plain callable becomes ``EnergyObjective(energy_fn)`` with no reference measure.
@@ -580,9 +644,7 @@ def as_objective(objective) -> MeanFieldObjective | EnergyObjective:
     >>> type(as_objective(lambda p: jnp.sum(p))).__name__
     'EnergyObjective'
     """
-    if isinstance(objective, MeanFieldObjective | EnergyObjective):
-        return objective
-    if hasattr(objective, "energy_and_drift") and hasattr(objective, "reference"):
+    if isinstance(objective, Objective):
         return objective
     if callable(objective):
         return EnergyObjective(objective)

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from mflangevin._checks import check_positive
 from mflangevin.certificates.entropy import check_neighbors, entropy, flatten_particles
-from mflangevin.objectives import MeanFieldObjective, num_particles
+from mflangevin.objectives import StructuredObjective, num_particles
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
 __all__ = [
@@ -75,7 +75,7 @@ class Certificate(NamedTuple):
 
 
 def _check_structured(objective) -> None:
-    if not isinstance(objective, MeanFieldObjective):
+    if not isinstance(objective, StructuredObjective):
         raise TypeError(
             "objective: the certificates need a MeanFieldObjective (F = R(E_μΦ) + E_μ r), "
             f"got {type(objective).__name__}."
@@ -86,7 +86,7 @@ def _particle_dim(particles: ArrayTree) -> int:
     return sum(int(jnp.size(x) // jnp.shape(x)[0]) for x in jax.tree.leaves(particles))
 
 
-def _check_g(objective: MeanFieldObjective, g: Array, particles: ArrayTree) -> None:
+def _check_g(objective: StructuredObjective, g: Array, particles: ArrayTree) -> None:
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), particles)
     feature = jax.eval_shape(objective.feature_map, one, objective.data)
     if jnp.shape(g) != feature.shape:
@@ -95,7 +95,7 @@ def _check_g(objective: MeanFieldObjective, g: Array, particles: ArrayTree) -> N
         )
 
 
-def _reference_log_density(objective: MeanFieldObjective, theta: ArrayTree) -> Array:
+def _reference_log_density(objective: StructuredObjective, theta: ArrayTree) -> Array:
     """Normalised ``log ν(θ)``; ``0`` for Lebesgue (``reference=None``)."""
     reference = objective.reference
     if reference is None:
@@ -104,7 +104,7 @@ def _reference_log_density(objective: MeanFieldObjective, theta: ArrayTree) -> A
 
 
 def proximal_gibbs_log_density(
-    objective: MeanFieldObjective, g: Array, temperature: float | Array, theta: ArrayTree
+    objective: StructuredObjective, g: Array, temperature: float | Array, theta: ArrayTree
 ) -> Array:
     """``log ν(θ) − ψ(θ)/λ`` with ``ψ = ⟨g, Φ(θ)⟩ + r(θ)``: the proximal Gibbs log-density
     ``log p_μ(θ)`` up to the constant ``log E_ν e^{−ψ/λ}``, for one particle ``θ``.
@@ -129,7 +129,7 @@ def proximal_gibbs_log_density(
     return _reference_log_density(objective, theta) - psi / temperature
 
 
-def _sampling_measure(objective: MeanFieldObjective, temperature, particles: ArrayTree):
+def _sampling_measure(objective: StructuredObjective, temperature, particles: ArrayTree):
     """The probability measure ν' drawn from, the penalty left in ψ, and the log-normaliser
     ``c`` with ``log ∫ e^{−ψ/λ} dν = log E_{ν'} e^{−ψ'/λ} + c`` (see the module docstring)."""
     reference, penalty = objective.reference, objective.penalty
@@ -195,7 +195,7 @@ def dual_bound_and_stderr(objective, g, temperature, rng_key, num_samples, parti
 
 
 def dual_objective(
-    objective: MeanFieldObjective,
+    objective: StructuredObjective,
     g: Array,
     temperature: float | Array,
     rng_key: PRNGKey,
@@ -301,7 +301,7 @@ def primal_objective(
 
 
 def duality_gap(
-    objective: MeanFieldObjective,
+    objective: StructuredObjective,
     particles: ArrayTree,
     temperature: float | Array,
     rng_key: PRNGKey,

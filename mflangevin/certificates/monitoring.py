@@ -23,15 +23,14 @@ from mflangevin.certificates.duality import (
     duality_gap,
 )
 from mflangevin.certificates.entropy import check_neighbors, flatten_particles
-from mflangevin.objectives import MeanFieldObjective
+from mflangevin.keys import certificate_key
+from mflangevin.objectives import StructuredObjective
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["MonitorState", "MonitorInfo", "monitor"]
 
 # The certificate's draws of ν use a key folded from the step key, so the inner kernel sees the
-# very key it would see unmonitored and the trajectory is unchanged by monitoring.
-_CERTIFICATE_STREAM = 0x6D66
 
 
 class MonitorState(NamedTuple):
@@ -111,7 +110,7 @@ class MonitorInfo(NamedTuple):
 
 def monitor(
     algorithm: SamplingAlgorithm,
-    objective: MeanFieldObjective,
+    objective: StructuredObjective,
     temperature: ScalarOrSchedule,
     every: int,
     *,
@@ -202,7 +201,7 @@ def monitor(
         count = state.count + 1
         position = inner_state.position
         lam = schedule_value(temperature, state.count)
-        key = jax.random.fold_in(rng_key, _CERTIFICATE_STREAM)
+        key = certificate_key(rng_key)
         dtype = flatten_particles(position).dtype
         skipped = Certificate(*(jnp.full((), jnp.nan, dtype) for _ in Certificate._fields))
         recorded = jax.lax.cond(

@@ -183,9 +183,13 @@ def _from_numpyro(mcmc, rng_key):
     draw_coord = np.arange(num_draws)
     prior = None
     if rng_key is not None:
-        predictive = Predictive(mcmc.sampler.model, num_samples=1, return_sites=list(positions))
+        # A mean-field model draws all N particles at once (its plate); a Bayesian model draws one
+        # particle per prior sample, so it needs N samples.
+        mean_field = getattr(mcmc.sampler, "is_mean_field", None)
+        num = 1 if mean_field else jax.tree.leaves(positions)[0].shape[2]
+        predictive = Predictive(mcmc.sampler.model, num_samples=num, return_sites=list(positions))
         draws = predictive(rng_key, *getattr(mcmc, "_args", ()), **getattr(mcmc, "_kwargs", {}))
-        prior = {name: draws[name][0] for name in positions}
+        prior = {name: draws[name][0] if mean_field else draws[name] for name in positions}
     return positions, stats, draw_coord, prior
 
 

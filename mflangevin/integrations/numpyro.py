@@ -63,10 +63,14 @@ class MFLDModelState(NamedTuple):
 
 
 class _ModelObjective(NamedTuple):
-    """The model as an objective for the MFLD kernel; ν is already inside its drift."""
+    """The model as an :class:`~mflangevin.objectives.Objective` for the MFLD kernel; ν is
+    already inside its drift, so its own reference is ``None``."""
 
     energy_and_drift: Callable
     reference: None = None
+
+    def energy(self, particles):
+        return self.energy_and_drift(particles)[0]
 
 
 class MFLD(MCMCKernel):
@@ -151,9 +155,20 @@ class MFLD(MCMCKernel):
         self.temperature = temperature
         self.particle_plate = particle_plate
         self._init_strategy = init_strategy
+        self._divergence_threshold = divergence_threshold
         self._kernel = mfld.build_kernel(divergence_threshold)
         self._mean_field = None
         self._vectorized = False
+
+    def __getstate__(self) -> dict:
+        # The built kernel is a local closure: rebuild it on unpickling (as NUTS pickles).
+        state = self.__dict__.copy()
+        del state["_kernel"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._kernel = mfld.build_kernel(self._divergence_threshold)
 
     @property
     def model(self) -> Callable:
@@ -228,6 +243,8 @@ class MFLD(MCMCKernel):
             zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(z)))
             return MFLDModelState(jnp.zeros((), jnp.int32), z, zero, zero, jnp.array(False), key)
 
+        if init_params is not None:
+            self._check_finite(init_params)
         if self._vectorized:
             return jax.vmap(init_one)(rng_key, init_params)
         return init_one(rng_key, init_params)
@@ -293,6 +310,24 @@ class MFLD(MCMCKernel):
             self._mean_field,
             self.num_particles,
         )
+
+    @staticmethod
+    def _check_finite(params) -> None:
+        """NaN or infinite initial particles would make every step a refused one."""
+        if not isinstance(params, dict):
+            return  # the structure is checked, with the expected sites, in _check_init_params
+        for name, value in params.items():
+            if isinstance(value, jax.core.Tracer):
+                continue
+            try:
+                finite = bool(jnp.all(jnp.isfinite(jnp.asarray(value))))
+            except TypeError:
+                continue  # not numeric: _check_init_params reports the shape or dtype
+            if not finite:
+                raise ValueError(
+                    f"init_params: site {name!r} has NaN or infinite values; every particle "
+                    "must start finite (in unconstrained space)."
+                )
 
     def _check_init_params(self, params: dict, prototype: dict) -> dict:
         if not isinstance(params, dict) or set(params) != set(prototype):

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from mflangevin._checks import check_count
 from mflangevin.kernels._permutation import permuted_indices
-from mflangevin.objectives import MeanFieldObjective, num_samples
+from mflangevin.objectives import MeanFieldObjective, StructuredObjective, num_samples
 from mflangevin.types import Array, PRNGKey
 
 __all__ = [
@@ -93,9 +93,11 @@ def _typed(rng_key: PRNGKey) -> PRNGKey:
 
 
 def _check_finite_sum(objective, name: str) -> int:
-    if not isinstance(objective, MeanFieldObjective) or not objective.finite_sum:
+    if not getattr(objective, "finite_sum", False) or not isinstance(
+        objective, StructuredObjective
+    ):
         got = type(objective).__name__
-        if isinstance(objective, MeanFieldObjective):
+        if isinstance(objective, StructuredObjective):
             got += " with finite_sum=False"
         raise TypeError(
             f"{name}: minibatches need a finite-sum MeanFieldObjective (an empirical risk whose "
@@ -174,7 +176,7 @@ class _Stream(DataSource):
     sampler: Callable[[PRNGKey], Any] | None = None
 
     def check(self, objective) -> None:
-        if not isinstance(objective, MeanFieldObjective):
+        if not isinstance(objective, StructuredObjective):
             raise TypeError(
                 "objective: streamed batches need a MeanFieldObjective whose risk averages over "
                 f"the leading axis of its data (an empirical risk), got {type(objective).__name__}."

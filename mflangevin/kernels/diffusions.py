@@ -8,13 +8,101 @@ Particles keep their dtype: the step size, the temperature and the noise are cas
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from blackjax.util import generate_gaussian_noise
 
+from mflangevin.keys import estimator_key
+from mflangevin.objectives import Objective
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
-__all__ = ["langevin_update", "add_reference_score", "per_particle_sq_norm"]
+__all__ = [
+    "MFLDState",
+    "MFLDInfo",
+    "initial_state",
+    "langevin_step",
+    "langevin_update",
+    "add_reference_score",
+    "per_particle_sq_norm",
+]
+
+
+class MFLDState(NamedTuple):
+    """State of MFLD: the particles and the step counter that drives the schedules.
+
+    ``gradient_state`` is the state of the drift estimator (``()`` for the full drift; the
+    snapshot of SVRG, the previous estimate of SARAH) and ``num_gradient_evaluations`` the number
+    of per-sample gradients evaluated so far (see :mod:`mflangevin.kernels.gradients`).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> state = initial_state(jnp.zeros((16, 2)))
+    >>> state.position.shape, int(state.count), state.gradient_state
+    ((16, 2), 0, ())
+    """
+
+    position: ArrayTree
+    count: Array
+    gradient_state: ArrayTree = ()
+    num_gradient_evaluations: Array | int = 0
+
+    @property
+    def particles(self) -> ArrayTree:
+        """Alias of ``position``: the particle pytree, leading axis ``N``.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> state = initial_state(jnp.zeros((16, 2)))
+        >>> state.particles is state.position
+        True
+        """
+        return self.position
+
+
+class MFLDInfo(NamedTuple):
+    """What one MFLD step saw.
+
+    ``energy`` is ``F(μ)`` at the particles the step started from (it comes free with the drift);
+    ``drift_norm`` the root-mean-square over particles of the drift used (reference term
+    included); with a minibatch estimator both are estimates from the samples the step used.
+    ``num_gradient_evaluations`` counts the per-sample gradients evaluated up to and including
+    this step (the cost axis on which estimators compare); ``is_divergent`` is true when the
+    proposed particles were non-finite or beyond
+    ``divergence_threshold``, in which case the step was not taken and the particles were kept.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import mflangevin
+    >>> algorithm = mflangevin.mfld(lambda p: 0.5 * jnp.mean(p**2), step_size=0.1, temperature=0.1)
+    >>> _, info = algorithm.step(jax.random.key(0), algorithm.init(jnp.ones((16, 2))))
+    >>> bool(info.is_divergent), info.step_size, int(info.num_gradient_evaluations)  # n = 1
+    (False, Array(0.1, dtype=float32, weak_type=True), 1)
+    """
+
+    energy: Array
+    drift_norm: Array
+    is_divergent: Array
+    step_size: Array
+    temperature: Array
+    num_gradient_evaluations: Array
+
+
+def initial_state(position: ArrayTree, gradient_state: ArrayTree = ()) -> MFLDState:
+    """The state at step 0: the particles, the drift estimator's state, zero counters.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> int(initial_state(jnp.zeros((4, 2))).num_gradient_evaluations)
+    0
+    """
+    zero = jnp.zeros((), jnp.int32)
+    return MFLDState(position, zero, gradient_state, zero)
 
 
 def per_particle_sq_norm(tree: ArrayTree) -> Array:
@@ -89,3 +177,53 @@ def langevin_update(
         lambda new, old: jnp.where(is_divergent, old, new), proposal, position
     )
     return new_position, is_divergent
+
+
+def langevin_step(
+    rng_key: PRNGKey,
+    state: MFLDState,
+    objective: Objective,
+    estimator,
+    step_size,
+    temperature,
+    divergence_threshold: float,
+) -> tuple[MFLDState, MFLDInfo]:
+    """One MFLD step with the drift of ``estimator`` (see :mod:`mflangevin.kernels.gradients`):
+    the drift, the reference score, the guarded Langevin update, the info.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from mflangevin import EnergyObjective
+    >>> from mflangevin.kernels.gradients import full
+    >>> objective = EnergyObjective(lambda p: 0.5 * jnp.mean(p**2))
+    >>> state, info = langevin_step(
+    ...     jax.random.key(0), initial_state(jnp.ones((8, 2))), objective, full(), 0.1, 0.1, 1e6
+    ... )
+    >>> int(state.count), bool(info.is_divergent)
+    (1, False)
+    """
+    position = state.position
+    energy, drift, gradient_state, evaluations = estimator.estimate(
+        estimator_key(rng_key),
+        objective,
+        position,
+        state.count,
+        state.gradient_state,
+    )
+    drift = add_reference_score(drift, objective.reference, temperature, position)
+    new_position, is_divergent = langevin_update(
+        rng_key, position, drift, step_size, temperature, divergence_threshold
+    )
+    info = MFLDInfo(
+        energy=energy,
+        drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
+        is_divergent=is_divergent,
+        step_size=jnp.asarray(step_size),
+        temperature=jnp.asarray(temperature),
+        num_gradient_evaluations=state.num_gradient_evaluations + evaluations,
+    )
+    new_state = MFLDState(
+        new_position, state.count + 1, gradient_state, info.num_gradient_evaluations
+    )
+    return new_state, info

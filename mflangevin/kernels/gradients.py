@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from mflangevin._checks import check_count
 from mflangevin.kernels import data
 from mflangevin.kernels.data import MinibatchState
-from mflangevin.objectives import MeanFieldObjective, num_samples
+from mflangevin.objectives import StructuredObjective, num_samples
 from mflangevin.types import Array, ArrayTree
 
 __all__ = [
@@ -76,9 +76,9 @@ class GradientEstimator(NamedTuple):
     >>> estimator.check(objective)
     """
 
-    init: Callable[[MeanFieldObjective, ArrayTree], ArrayTree]
+    init: Callable[[StructuredObjective, ArrayTree], ArrayTree]
     estimate: Callable[..., tuple[Array, ArrayTree, ArrayTree, Array]]
-    check: Callable[[MeanFieldObjective], None]
+    check: Callable[[StructuredObjective], None]
 
 
 class SVRGState(NamedTuple):

@@ -15,95 +15,26 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin._checks import check_particles, check_positive
 from mflangevin.kernels import data
-from mflangevin.kernels.diffusions import (
-    add_reference_score,
-    langevin_update,
-    per_particle_sq_norm,
-)
+from mflangevin.kernels.diffusions import MFLDInfo, MFLDState, initial_state, langevin_step
 from mflangevin.kernels.gradients import GradientEstimator, full
-from mflangevin.objectives import as_objective
+from mflangevin.objectives import Objective, as_objective
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["MFLDState", "MFLDInfo", "init", "build_kernel", "as_top_level_api"]
 
 
-class MFLDState(NamedTuple):
-    """State of MFLD: the particles and the step counter that drives the schedules.
-
-    ``gradient_state`` is the state of the drift estimator (``()`` for the full drift; the
-    snapshot of SVRG, the previous estimate of SARAH) and ``num_gradient_evaluations`` the number
-    of per-sample gradients evaluated so far (see :mod:`mflangevin.kernels.gradients`).
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> state = init(jnp.zeros((16, 2)))
-    >>> state.position.shape, int(state.count), state.gradient_state
-    ((16, 2), 0, ())
-    """
-
-    position: ArrayTree
-    count: Array
-    gradient_state: ArrayTree = ()
-    num_gradient_evaluations: Array | int = 0
-
-    @property
-    def particles(self) -> ArrayTree:
-        """Alias of ``position``: the particle pytree, leading axis ``N``.
-
-        Examples
-        --------
-        >>> import jax.numpy as jnp
-        >>> state = init(jnp.zeros((16, 2)))
-        >>> state.particles is state.position
-        True
-        """
-        return self.position
-
-
-class MFLDInfo(NamedTuple):
-    """What one MFLD step saw.
-
-    ``energy`` is ``F(μ)`` at the particles the step started from (it comes free with the drift);
-    ``drift_norm`` the root-mean-square over particles of the drift used (reference term
-    included); with a minibatch estimator both are estimates from the samples the step used.
-    ``num_gradient_evaluations`` counts the per-sample gradients evaluated up to and including
-    this step (the cost axis on which estimators compare); ``is_divergent`` is true when the
-    proposed particles were non-finite or beyond
-    ``divergence_threshold``, in which case the step was not taken and the particles were kept.
-
-    Examples
-    --------
-    >>> import jax, jax.numpy as jnp
-    >>> import mflangevin
-    >>> algorithm = mflangevin.mfld(lambda p: 0.5 * jnp.mean(p**2), step_size=0.1, temperature=0.1)
-    >>> _, info = algorithm.step(jax.random.key(0), algorithm.init(jnp.ones((16, 2))))
-    >>> bool(info.is_divergent), info.step_size, int(info.num_gradient_evaluations)  # n = 1
-    (False, Array(0.1, dtype=float32, weak_type=True), 1)
-    """
-
-    energy: Array
-    drift_norm: Array
-    is_divergent: Array
-    step_size: Array
-    temperature: Array
-    num_gradient_evaluations: Array
-
-
 def init(
     position: ArrayTree,
     rng_key: PRNGKey | None = None,
     *,
-    objective=None,
+    objective: Objective | None = None,
     gradient: GradientEstimator | None = None,
 ) -> MFLDState:
     """Start MFLD from the particles ``position`` (every leaf with leading axis ``N``).
@@ -124,8 +55,7 @@ def init(
         if objective is None:
             raise ValueError("objective: needed to initialise the state of a drift estimator.")
         gradient_state = gradient.init(objective, position)
-    zero = jnp.zeros((), jnp.int32)
-    return MFLDState(position, zero, gradient_state, zero)
+    return initial_state(position, gradient_state)
 
 
 def build_kernel(
@@ -163,30 +93,13 @@ def build_kernel(
     def kernel(
         rng_key: PRNGKey,
         state: MFLDState,
-        objective,
+        objective: Objective,
         step_size: ArrayTree,
         temperature: ArrayTree,
     ) -> tuple[MFLDState, MFLDInfo]:
-        position = state.position
-        energy, drift, gradient_state, evaluations = estimator.estimate(
-            jax.random.fold_in(rng_key, 1), objective, position, state.count, state.gradient_state
+        return langevin_step(
+            rng_key, state, objective, estimator, step_size, temperature, divergence_threshold
         )
-        drift = add_reference_score(drift, objective.reference, temperature, position)
-        new_position, is_divergent = langevin_update(
-            rng_key, position, drift, step_size, temperature, divergence_threshold
-        )
-        info = MFLDInfo(
-            energy=energy,
-            drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
-            is_divergent=is_divergent,
-            step_size=jnp.asarray(step_size),
-            temperature=jnp.asarray(temperature),
-            num_gradient_evaluations=state.num_gradient_evaluations + evaluations,
-        )
-        new_state = MFLDState(
-            new_position, state.count + 1, gradient_state, info.num_gradient_evaluations
-        )
-        return new_state, info
 
     return kernel
 
@@ -206,7 +119,7 @@ def _step(settings, rng_key, state, held):
 
 
 def as_top_level_api(
-    objective,
+    objective: Objective | Callable[[ArrayTree], Array],
     step_size: ScalarOrSchedule,
     temperature: ScalarOrSchedule,
     *,

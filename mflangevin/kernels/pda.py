@@ -30,20 +30,18 @@ import jax
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
+from mflangevin import keys
 from mflangevin._checks import check_choice, check_count, check_particles, check_positive
 from mflangevin.certificates.duality import dual_objective
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import add_reference_score, langevin_update
-from mflangevin.objectives import EnergyObjective, num_samples
+from mflangevin.objectives import StructuredObjective, num_samples
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["PDAState", "PDAInfo", "init", "build_kernel", "as_top_level_api"]
 
 NORMALISATIONS = ("paper", "average")
-# The dual bound draws ν with a key folded from the step key, so requesting it leaves the
-# trajectory unchanged.
-_DUAL_STREAM = 0x706461
 OUTPUTS = ("random", "last")
 
 
@@ -120,7 +118,7 @@ class PDAInfo(NamedTuple):
 
 def init(
     position: ArrayTree,
-    objective,
+    objective: StructuredObjective,
     rng_key: PRNGKey | None = None,
     *,
     batch_size: int | None = None,
@@ -210,7 +208,7 @@ def build_kernel(
     batches = None if batch_size is None else data.minibatch(batch_size)
 
     def kernel(rng_key, state, objective, step_size, temperature, num_inner_steps):
-        key_data, key_inner, key_output = jax.random.split(rng_key, 3)
+        key_data, key_inner, key_output = keys.pda_keys(rng_key)
         t = state.count + 1
         dtype = state.weight_sum.dtype
         weight = t.astype(dtype)
@@ -240,7 +238,7 @@ def build_kernel(
 
         dual = None
         if dual_samples is not None:
-            key_dual = jax.random.fold_in(rng_key, _DUAL_STREAM)
+            key_dual = keys.dual_key(rng_key)
             dual = dual_objective(
                 step.objective, g, temperature, key_dual, dual_samples, particles=state.position
             )
@@ -355,8 +353,8 @@ def _inner_langevin(
 
     def inner_step(k, carry):
         particles, diverged, stream = carry
-        key = jax.random.fold_in(rng_key, k)
-        drift, stream = grad_potential(jax.random.fold_in(key, 1), particles, stream)
+        key = keys.inner_step_key(rng_key, k)
+        drift, stream = grad_potential(keys.estimator_key(key), particles, stream)
         particles, is_divergent = langevin_update(
             key, particles, drift, step_size, jnp.ones((), dtype), threshold
         )
@@ -380,8 +378,7 @@ def _output_rule(output, rng_key, weight, new_position, held):
 
 def _check_structured(objective) -> None:
     """PDA needs the first variation at arbitrary θ: only a structured objective has it."""
-    names = ("mean_embedding", "risk_gradient", "first_variation_grad", "mean_penalty")
-    if isinstance(objective, EnergyObjective) or not all(hasattr(objective, n) for n in names):
+    if not isinstance(objective, StructuredObjective):
         raise TypeError(
             "objective: PDA needs a MeanFieldObjective (the first variation ⟨g, Φ(θ)⟩ + r(θ) at "
             f"arbitrary θ); a plain energy_fn or EnergyObjective does not give it, got "
@@ -468,7 +465,7 @@ def _step(settings, rng_key, state, held):
 
 
 def as_top_level_api(
-    objective,
+    objective: StructuredObjective,
     step_size: ScalarOrSchedule,
     temperature: float,
     num_inner_steps: int | Callable[[Array], Array],

@@ -22,14 +22,28 @@ from collections.abc import Callable
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin._checks import check_particles, check_positive
-from mflangevin.kernels import data, mfld
-from mflangevin.objectives import MeanFieldObjective
+from mflangevin.kernels import data
+from mflangevin.kernels.diffusions import MFLDState, initial_state, langevin_step
+from mflangevin.kernels.gradients import full
+from mflangevin.objectives import StructuredObjective
 from mflangevin.schedules import schedule_value
 from mflangevin.types import ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["init", "build_kernel", "as_top_level_api"]
 
-init = mfld.init
+
+def init(position: ArrayTree, rng_key: PRNGKey | None = None) -> MFLDState:
+    """Start streaming MFLD from the particles ``position`` (every leaf with leading axis ``N``).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> int(init(jnp.zeros((8, 2))).count)
+    0
+    """
+    del rng_key
+    check_particles(position)
+    return initial_state(position)
 
 
 def build_kernel(divergence_threshold: float = 1e6) -> Callable:
@@ -43,8 +57,8 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
     Returns
     -------
     ``kernel(rng_key, state, objective, minibatch, step_size, temperature) -> (state, info)``,
-    an :class:`~mflangevin.kernels.mfld.MFLDState` and
-    :class:`~mflangevin.kernels.mfld.MFLDInfo`; the minibatch replaces ``objective.data``.
+    an :class:`~mflangevin.kernels.MFLDState` and
+    :class:`~mflangevin.kernels.diffusions.MFLDInfo`; the minibatch replaces ``objective.data``.
 
     Examples
     --------
@@ -59,18 +73,19 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
     >>> int(info.num_gradient_evaluations)
     8
     """
-    mfld_kernel = mfld.build_kernel(divergence_threshold)
-    source = data.stream()
+    source, estimator = data.stream(), full()
 
     def kernel(rng_key, state, objective, minibatch, step_size, temperature):
         draw, _ = source.draw(rng_key, objective, (), batch=minibatch)
-        return mfld_kernel(rng_key, state, draw.objective, step_size, temperature)
+        return langevin_step(
+            rng_key, state, draw.objective, estimator, step_size, temperature, divergence_threshold
+        )
 
     return kernel
 
 
 def as_top_level_api(
-    objective: MeanFieldObjective,
+    objective: StructuredObjective,
     step_size: ScalarOrSchedule,
     temperature: ScalarOrSchedule,
     *,
@@ -118,11 +133,11 @@ def as_top_level_api(
     check_positive("divergence_threshold", divergence_threshold)
     kernel = build_kernel(divergence_threshold)
 
-    def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> mfld.MFLDState:
+    def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MFLDState:
         check_particles(position, objective if objective.data is not None else None)
         return init(position, rng_key)
 
-    def step_fn(rng_key: PRNGKey, state: mfld.MFLDState, minibatch) -> tuple:
+    def step_fn(rng_key: PRNGKey, state: MFLDState, minibatch) -> tuple:
         return kernel(
             rng_key,
             state,

@@ -171,6 +171,25 @@ def test_numpyro_mcmc_run():
     az.plot_dist(tree, group="particle_measure", backend="none")
 
 
+def test_numpyro_bayesian_model_prior_has_one_draw_per_particle():
+    """A model without a particle plate: the prior group holds N independent prior draws."""
+
+    def model(y):
+        loc = numpyro.sample("loc", dist.Normal(0.0, 10.0))
+        scale = numpyro.sample("scale", dist.HalfNormal(1.0).expand([2]).to_event(1))
+        numpyro.sample("y", dist.Normal(loc, scale.sum()), obs=y)
+
+    mcmc = MCMC(MFLD(model, 8, 0.01), num_warmup=2, num_samples=5, progress_bar=False)
+    mcmc.run(jax.random.key(0), 1.0)
+    tree = mf_arviz.to_datatree(mcmc, rng_key=jax.random.key(1))
+    assert tree["posterior"]["loc"].shape == (1, 5, 8)
+    assert tree["prior"]["loc"].shape == (1, 8)
+    assert tree["prior"]["scale"].shape == (1, 8, 2)
+    loc = tree["prior"]["loc"].values[0]
+    assert np.unique(loc).size == 8  # independent draws, not one draw repeated
+    assert (tree["prior"]["scale"].values > 0).all()
+
+
 @pytest.mark.parametrize(
     "call, match",
     [

@@ -1,6 +1,7 @@
 """MFLD on NumPyro models: Bayesian posteriors, mean-field plate models, the MCMC workflow."""
 
 import math
+import pickle
 
 import jax
 import jax.numpy as jnp
@@ -192,6 +193,35 @@ def test_post_warmup_state_resumes():
     np.testing.assert_array_less(np.abs(first - warm.z["x"]), eta * 20 + 5 * math.sqrt(2 * eta))
     assert np.all(warm.z["x"] > 10)
     assert "F(μ)" in kernel.get_diagnostics_str(mcmc.last_state)
+
+
+def standard_normal():
+    numpyro.sample("x", dist.Normal(0.0, 1.0))
+
+
+def test_mcmc_pickles_and_resumes_exactly():
+    """MCMC(MFLD(...)) pickles (as NUTS's does); the copy continues the run bit for bit."""
+    mcmc = MCMC(MFLD(standard_normal, 8, 0.01), num_warmup=0, num_samples=5, progress_bar=False)
+    mcmc.run(jax.random.key(0))
+    copy = pickle.loads(pickle.dumps(mcmc))
+    np.testing.assert_array_equal(copy.get_samples()["x"], mcmc.get_samples()["x"])
+    for m in (mcmc, copy):
+        m.post_warmup_state = m.last_state
+        m.run(m.last_state.rng_key)
+    np.testing.assert_array_equal(copy.get_samples()["x"], mcmc.get_samples()["x"])
+    assert pickle.loads(pickle.dumps(MFLD(standard_normal, 4, 0.1))).num_particles == 4
+
+
+@pytest.mark.parametrize("bad", [jnp.nan, jnp.inf])
+def test_non_finite_init_params_are_an_error(bad):
+    kernel = MFLD(standard_normal, 4, 0.01)
+    params = {"x": jnp.zeros(4).at[1].set(bad)}
+    with pytest.raises(ValueError, match=r"init_params: site 'x' has NaN or infinite"):
+        kernel.init(jax.random.key(0), 0, init_params=params)
+    mcmc = MCMC(kernel, num_warmup=1, num_samples=1, num_chains=2, chain_method="vectorized",
+                progress_bar=False)
+    with pytest.raises(ValueError, match="init_params"):
+        mcmc.run(jax.random.key(0), init_params={"x": jnp.zeros((2, 4)).at[0, 0].set(bad)})
 
 
 def test_no_retracing_across_steps():

@@ -7,7 +7,7 @@ import pytest
 from blackjax.util import generate_gaussian_noise
 
 import mflangevin
-from mflangevin import EnergyObjective, MeanFieldObjective, gaussian_reference
+from mflangevin import EnergyObjective, MeanFieldObjective, gaussian_reference, keys
 from mflangevin.datasets import teacher_student
 from mflangevin.kernels import data
 from mflangevin.models import MeanFieldNetwork
@@ -42,11 +42,11 @@ def pool_sampler(X, y, batch):
 
 def data_key(key):
     """The data key of one outer step, as documented in ``pda.build_kernel``."""
-    return jax.random.split(key, 3)[0]
+    return keys.pda_keys(key).data
 
 
 def inner_key(key, k):
-    return jax.random.fold_in(jax.random.split(key, 3)[1], k)
+    return keys.inner_step_key(keys.pda_keys(key).inner, k)
 
 
 @pytest.mark.parametrize("count", [0, 4])
@@ -340,7 +340,7 @@ def test_dual_bound_on_request_leaves_the_trajectory_unchanged():
     chex.assert_trees_all_equal(state, dual_state)
     g = objective.risk_gradient(objective.mean_embedding(particles))
     expected = mflangevin.dual_objective(
-        objective, g, lam, jax.random.fold_in(key, 0x706461), 256, particles=particles
+        objective, g, lam, keys.dual_key(key), 256, particles=particles
     )
     np.testing.assert_allclose(dual_info.dual_bound, expected, rtol=1e-5)
     with pytest.raises(ValueError, match="dual_samples"):

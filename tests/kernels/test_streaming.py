@@ -8,6 +8,7 @@ import mflangevin
 from mflangevin import EnergyObjective, gradients
 from mflangevin.datasets import teacher_student
 from mflangevin.kernels import data
+from mflangevin.keys import estimator_key
 from mflangevin.models import MeanFieldNetwork
 
 
@@ -25,7 +26,7 @@ def test_equals_the_sgd_estimator_on_the_same_minibatch():
     streaming = mflangevin.streaming_mfld(objective, 0.1, 1e-2)
     key = jax.random.key(3)
     source = data.minibatch(8)
-    idx, _ = source.indices(jax.random.fold_in(key, 1), 40, source.init(objective))
+    idx, _ = source.indices(estimator_key(key), 40, source.init(objective))
     expected, expected_info = sgd.step(key, sgd.init(particles))
     got, info = streaming.step(key, streaming.init(particles), (X[idx], y[idx]))
     for name in particles:
