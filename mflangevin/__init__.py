@@ -16,12 +16,15 @@ from mflangevin.certificates import monitor as monitor
 from mflangevin.certificates import primal_objective as primal_objective
 from mflangevin.certificates import proximal_gibbs_log_density as proximal_gibbs_log_density
 from mflangevin.kernels import asgd as _asgd
+from mflangevin.kernels import data as data
 from mflangevin.kernels import gradients as gradients
 from mflangevin.kernels import mfld as _mfld
 from mflangevin.kernels import pda as _pda
 from mflangevin.kernels import streaming as _streaming
 from mflangevin.objectives import EnergyObjective as EnergyObjective
 from mflangevin.objectives import MeanFieldObjective as MeanFieldObjective
+from mflangevin.objectives import Objective as Objective
+from mflangevin.objectives import StructuredObjective as StructuredObjective
 from mflangevin.objectives import as_objective as as_objective
 from mflangevin.objectives import num_particles as num_particles
 from mflangevin.references import density_reference as density_reference
@@ -35,6 +38,34 @@ streaming_mfld = _GenerateSamplingAPI(
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "mfld",
+    "pda",
+    "asgd",
+    "streaming_mfld",
+    "gradients",
+    "data",
+    "Objective",
+    "StructuredObjective",
+    "MeanFieldObjective",
+    "EnergyObjective",
+    "as_objective",
+    "num_particles",
+    "gaussian_reference",
+    "density_reference",
+    "certificates",
+    "dual_objective",
+    "duality_gap",
+    "primal_objective",
+    "proximal_gibbs_log_density",
+    "entropy",
+    "monitor",
+    "diagnostics",
+    "arviz",
+    "numpyro",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

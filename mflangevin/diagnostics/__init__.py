@@ -12,3 +12,16 @@ from mflangevin.diagnostics.discrepancies import (
 )
 from mflangevin.diagnostics.discrepancies import mmd as mmd
 from mflangevin.diagnostics.discrepancies import sliced_wasserstein as sliced_wasserstein
+
+__all__ = [
+    "SweepResult",
+    "fit_power_law",
+    "particle_count_sweep",
+    "ess",
+    "invariant_diagnostics",
+    "particle_moments",
+    "rhat",
+    "kernel_stein_discrepancy",
+    "mmd",
+    "sliced_wasserstein",
+]

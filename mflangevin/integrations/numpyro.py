@@ -357,7 +357,7 @@ class MFLD(MCMCKernel):
         )
         new_state, info = self._kernel(
             step_key,
-            mfld.MFLDState(state.z, state.i),
+            mfld.initial_state(state.z)._replace(count=state.i),
             _ModelObjective(energy_and_drift),
             step_size,
             temperature,

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from blackjax.util import generate_gaussian_noise
+from jax.flatten_util import ravel_pytree
 
 from mflangevin.keys import estimator_key
 from mflangevin.objectives import Objective
@@ -46,8 +46,8 @@ class MFLDState(NamedTuple):
 
     position: ArrayTree
     count: Array
-    gradient_state: ArrayTree = ()
-    num_gradient_evaluations: Array | int = 0
+    gradient_state: ArrayTree
+    num_gradient_evaluations: Array
 
     @property
     def particles(self) -> ArrayTree:
@@ -135,6 +135,11 @@ def add_reference_score(drift: ArrayTree, reference, temperature, position: Arra
     return jax.tree.map(lambda d, s: d - (temperature * s).astype(d.dtype), drift, score)
 
 
+def _bound(threshold: float, dtype) -> Array:
+    """The divergence threshold in the particles' dtype, at most its largest finite value."""
+    return jnp.asarray(min(float(threshold), float(jnp.finfo(dtype).max)), dtype)
+
+
 def langevin_update(
     rng_key: PRNGKey,
     position: ArrayTree,
@@ -159,7 +164,10 @@ def langevin_update(
     >>> bool(jnp.all(new == position)), bool(is_divergent)  # beyond the threshold: refused
     (True, True)
     """
-    noise = generate_gaussian_noise(rng_key, position)
+    # As blackjax.util.generate_gaussian_noise draws it (so that MFLD and blackjax.sgld agree),
+    # without its scaling by a Python float, which low-precision dtypes would not survive.
+    flat, unravel = ravel_pytree(position)
+    noise = unravel(jax.random.normal(rng_key, flat.shape, flat.dtype))
     scale = jnp.sqrt(2 * temperature * step_size)
 
     def propose(p, d, n):
@@ -171,7 +179,7 @@ def langevin_update(
 
     proposal = jax.tree.map(propose, position, drift, noise)
     leaves = jax.tree.leaves(proposal)
-    inside = [jnp.all(jnp.abs(x) < jnp.asarray(divergence_threshold, x.dtype)) for x in leaves]
+    inside = [jnp.all(jnp.abs(x) < _bound(divergence_threshold, x.dtype)) for x in leaves]
     is_divergent = ~jnp.all(jnp.stack(inside))
     new_position = jax.tree.map(
         lambda new, old: jnp.where(is_divergent, old, new), proposal, position

@@ -27,7 +27,7 @@ from mflangevin.objectives import Objective, as_objective
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
-__all__ = ["MFLDState", "MFLDInfo", "init", "build_kernel", "as_top_level_api"]
+__all__ = ["MFLDState", "MFLDInfo", "initial_state", "init", "build_kernel", "as_top_level_api"]
 
 
 def init(

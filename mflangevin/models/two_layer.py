@@ -115,7 +115,7 @@ class MeanFieldNetwork:
         >>> net.unit({**theta, "a": jnp.ones(4)}, X).shape
         (5, 4)
         """
-        pre = X @ theta["w"] + theta["b"]
+        pre = X.astype(theta["w"].dtype) @ theta["w"] + theta["b"]
         if self.neuron == "tanh":
             return jnp.tanh(pre)
         if self.neuron == "bounded":
@@ -206,6 +206,8 @@ class MeanFieldNetwork:
         y = jnp.asarray(y)
         if X.ndim != 2:
             raise ValueError(f"X: expected a (n, d) array of inputs, got shape {X.shape}.")
+        if X.shape[0] < 1:
+            raise ValueError(f"X: needs at least one sample, got shape {X.shape}.")
         if not jnp.issubdtype(X.dtype, jnp.floating):
             raise TypeError(f"X: expected floating-point inputs, got {X.dtype}.")
         if y.shape != (X.shape[0],):
@@ -213,8 +215,23 @@ class MeanFieldNetwork:
         if not isinstance(X, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(X))):
             raise ValueError("X: contains NaN or infinite values.")
         self._check_labels(y)
-        if l2 < 0:
-            raise ValueError(f"l2: must be >= 0, got {l2}.")
+        real = isinstance(l2, int | float) or (
+            hasattr(l2, "dtype")
+            and jnp.shape(l2) == ()
+            and (jnp.issubdtype(l2.dtype, jnp.floating) or jnp.issubdtype(l2.dtype, jnp.integer))
+        )
+        if isinstance(l2, bool) or not real:
+            raise TypeError(f"l2: expected a real number, got {l2!r}.")
+        l2 = float(l2)
+        if not (l2 >= 0 and l2 < float("inf")):
+            raise ValueError(f"l2: must be finite and >= 0, got {l2}.")
+        if reference is not None and not isinstance(
+            reference, GaussianReference | DensityReference
+        ):
+            raise TypeError(
+                "reference: expected None, mflangevin.gaussian_reference(scale) or "
+                f"mflangevin.density_reference(log_density), got {reference!r}."
+            )
         if l2 > 0 and reference is not None:
             raise ValueError(
                 "l2: an L2 weight and a reference measure were both given; they are the same "
@@ -235,6 +252,8 @@ class MeanFieldNetwork:
 
     def _check_labels(self, y: Array) -> None:
         name = self.loss.name
+        if jnp.iscomplexobj(y):
+            raise TypeError(f"y: labels must be real, got {y.dtype}.")
         if name == "cross_entropy" and not jnp.issubdtype(y.dtype, jnp.integer):
             raise TypeError(f"y: the cross-entropy needs integer class labels, got {y.dtype}.")
         if isinstance(y, jax.core.Tracer):
@@ -250,8 +269,14 @@ class MeanFieldNetwork:
         return self.unit(theta, data[0])
 
     def _risk(self, z: Array, data: tuple[Array, Array]) -> Array:
-        return jnp.mean(self.loss.value(z, data[1]))
+        return jnp.mean(self.loss.value(z, _labels_like(data[1], z)))
 
     def _risk_conjugate(self, g: Array, data: tuple[Array, Array]) -> Array:
         n = data[1].shape[0]
-        return jnp.mean(self.loss.conjugate(n * g, data[1]))
+        return jnp.mean(self.loss.conjugate(n * g, _labels_like(data[1], g)))
+
+
+def _labels_like(y: Array, z: Array) -> Array:
+    """Real-valued labels in the dtype of the network's outputs (particles may be of lower
+    precision than the data); integer class labels as they are."""
+    return y if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(z.dtype)

@@ -11,7 +11,7 @@ import mflangevin
 from mflangevin import EnergyObjective, MeanFieldObjective, gradients
 from mflangevin.datasets import teacher_student
 from mflangevin.kernels import data
-from mflangevin.kernels.mfld import MFLDState, build_kernel
+from mflangevin.kernels.mfld import build_kernel, initial_state
 from mflangevin.models import MeanFieldNetwork
 
 N_DATA, DIM, N_PART, L2 = 40, 3, 8, 0.01
@@ -283,7 +283,7 @@ def test_full_batch_is_the_default_and_counts_n_per_step():
     np.testing.assert_array_equal(runs[0][0].position["w"], runs[1][0].position["w"])
     np.testing.assert_array_equal(runs[0][1][1].num_gradient_evaluations, N_DATA * np.arange(1, 6))
     # A state built by hand from (position, count) still steps with the full drift.
-    state, info = build_kernel()(jax.random.key(0), MFLDState(particles, 0), objective, 0.1, 0.1)
+    state, info = build_kernel()(jax.random.key(0), initial_state(particles), objective, 0.1, 0.1)
     assert int(info.num_gradient_evaluations) == N_DATA and int(state.count) == 1
 
 
