@@ -16,7 +16,9 @@ jitted and run as a ``lax.scan`` of ``--steps`` steps, timed in one process afte
 
 Prints milliseconds per step and the ratios ``mflangevin / other``, and beside them XLA's own
 count of floating-point operations and bytes accessed per step (exact, whatever the machine's
-load). Run:
+load). XLA counts the body of a loop once: a step that walks its data in several blocks (the
+default when ``N·n`` exceeds ``mflangevin.objectives.BLOCK_ELEMENTS``) reports one block's flops
+and bytes. Run:
 ``.venv/bin/python benchmarks/mfld_step.py`` (add ``--sizes 2000,32,2048`` to choose sizes).
 """
 

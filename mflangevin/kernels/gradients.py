@@ -66,6 +66,7 @@ class GradientEstimator(NamedTuple):
     Examples
     --------
     >>> import jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
     >>> estimator = sgd(batch_size=4)
     >>> objective = MeanFieldObjective(
     ...     feature_map=lambda theta, x: jnp.broadcast_to(theta, x.shape),
@@ -88,6 +89,7 @@ class SVRGState(NamedTuple):
     Examples
     --------
     >>> import jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
     >>> objective = MeanFieldObjective(
     ...     feature_map=lambda theta, x: jnp.broadcast_to(theta, x.shape),
     ...     risk=lambda z, x: 0.5 * jnp.mean(jnp.sum((z - x) ** 2, axis=-1)),
@@ -111,6 +113,7 @@ class SARAHState(NamedTuple):
     Examples
     --------
     >>> import jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
     >>> objective = MeanFieldObjective(
     ...     feature_map=lambda theta, x: jnp.broadcast_to(theta, x.shape),
     ...     risk=lambda z, x: 0.5 * jnp.mean(jnp.sum((z - x) ** 2, axis=-1)),
