@@ -45,6 +45,8 @@ __all__ = [
     "stream",
     "hold",
     "read",
+    "freeze",
+    "thaw",
 ]
 
 
@@ -334,3 +336,46 @@ def read(objective):
     return dataclasses.replace(
         objective, data=jax.tree.map(lambda x: x[...] if isinstance(x, jax.Ref) else x, data)
     )
+
+
+class _ByIdentity:
+    """A setting that cannot be hashed (an array step size), compared by identity."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def freeze(settings: tuple) -> tuple:
+    """The static settings of a compiled step, hashable: values that cannot be hashed (arrays)
+    are compared by identity, so only equal hashable settings share a compilation.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> settings = freeze((0.1, jnp.asarray(0.5)))
+    >>> hash(settings) == hash(settings), thaw(settings)[0]
+    (True, 0.1)
+    """
+
+    def one(value):
+        try:
+            hash(value)
+        except TypeError:
+            return _ByIdentity(value)
+        return value
+
+    return tuple(one(value) for value in settings)
+
+
+def thaw(settings: tuple) -> tuple:
+    """The settings given to :func:`freeze`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> float(thaw(freeze((jnp.asarray(0.5),)))[0])
+    0.5
+    """
+    return tuple(v.value if isinstance(v, _ByIdentity) else v for v in settings)

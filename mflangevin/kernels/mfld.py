@@ -108,7 +108,7 @@ def build_kernel(
 def _step(settings, rng_key, state, held):
     """One step of :func:`as_top_level_api`, compiled once per settings and data shapes: the
     held data are arguments (see :func:`mflangevin.kernels.data.hold`)."""
-    step_size, temperature, divergence_threshold, gradient, static_objective = settings
+    step_size, temperature, divergence_threshold, gradient, static_objective = data.thaw(settings)
     return build_kernel(divergence_threshold, gradient)(
         rng_key,
         state,
@@ -179,6 +179,7 @@ def as_top_level_api(
     settings = (step_size, temperature, divergence_threshold, gradient, None)
     if jax.tree.leaves(objective) == [objective]:  # not a pytree: a static part of the step
         held, settings = None, (*settings[:-1], objective)
+    settings = data.freeze(settings)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MFLDState:
         check_particles(position, objective)

@@ -453,7 +453,7 @@ def _empty_store(rng_key, data_sampler, num_outer_steps: int):
 def _step(settings, rng_key, state, held):
     """One outer step of :func:`as_top_level_api`, compiled once per settings and data shapes:
     the held data are arguments (see :func:`mflangevin.kernels.data.hold`)."""
-    structure, step_size, temperature, num_inner_steps = settings
+    structure, step_size, temperature, num_inner_steps = data.thaw(settings)
     return build_kernel(*structure)(
         rng_key,
         state,
@@ -569,7 +569,7 @@ def as_top_level_api(
         divergence_threshold,
         dual_samples,
     )
-    settings = (structure, step_size, temperature, num_inner_steps)
+    settings = data.freeze((structure, step_size, temperature, num_inner_steps))
     held = data.hold(objective)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> PDAState:

@@ -186,3 +186,20 @@ def test_held_data_are_not_copied_per_step_and_results_match():
     )
     got, _ = jax.jit(algorithm.step)(jax.random.key(3), state)
     chex.assert_trees_all_close(got.position, expected.position, rtol=1e-5, atol=1e-6)
+
+
+def test_unhashable_settings_compile_once_per_algorithm():
+    """An array step size cannot be a static setting by value: it is one by identity, so the
+    algorithm still compiles its step once."""
+    traces = []
+
+    def energy_fn(p):
+        traces.append(1)
+        return 0.5 * jnp.sum(p**2)
+
+    algorithm = mflangevin.mfld(energy_fn, jnp.asarray(0.1), 0.1)
+    state = algorithm.init(jnp.ones((4, 2)))
+    traces.clear()
+    for key in jax.random.split(jax.random.key(0), 3):
+        state, _ = algorithm.step(key, state)
+    assert len(traces) == 1
