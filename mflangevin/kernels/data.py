@@ -45,6 +45,7 @@ __all__ = [
     "stream",
     "hold",
     "read",
+    "Holder",
     "freeze",
     "thaw",
 ]
@@ -336,6 +337,53 @@ def read(objective):
     return dataclasses.replace(
         objective, data=jax.tree.map(lambda x: x[...] if isinstance(x, jax.Ref) else x, data)
     )
+
+
+class Holder:
+    """The data of an algorithm, held (see :func:`hold`) where its particles are.
+
+    ``held`` is the objective with its data in ``jax.Ref`` buffers; :meth:`place_like` moves them
+    next to the particles given to ``init``: when those live on other devices (particles sharded
+    over a mesh, data on one device), the data are replicated over the particles' mesh once, as
+    a compiled-in constant would have been.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
+    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
+    ...                                data=jnp.ones((5, 2)))
+    >>> holder = Holder(objective)
+    >>> holder.place_like(jnp.zeros((4, 2)))
+    >>> read(holder.held).data.shape
+    (5, 2)
+    """
+
+    def __init__(self, objective):
+        self._objective = objective
+        self.held = hold(objective)
+
+    def place_like(self, position) -> None:
+        """Re-hold the data on the devices of the (concrete) particles ``position``."""
+        refs = [
+            x for x in jax.tree.leaves(getattr(self.held, "data", None)) if isinstance(x, jax.Ref)
+        ]
+        leaves = [
+            x
+            for x in jax.tree.leaves(position)
+            if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+        ]
+        if not refs or not leaves:
+            return
+        target = leaves[0].sharding
+        if target.device_set == refs[0].sharding.device_set:
+            return
+        if isinstance(target, jax.sharding.NamedSharding):
+            target = jax.sharding.NamedSharding(target.mesh, jax.sharding.PartitionSpec())
+        elif not isinstance(target, jax.sharding.SingleDeviceSharding):
+            return
+        data = jax.device_put(self._objective.data, target)
+        self.held = hold(dataclasses.replace(self._objective, data=data))
 
 
 class _ByIdentity:

@@ -175,17 +175,19 @@ def as_top_level_api(
             f"got {type(gradient).__name__}."
         )
     gradient.check(objective)
-    held = data.hold(objective)
     settings = (step_size, temperature, divergence_threshold, gradient, None)
+    holder = data.Holder(objective)
     if jax.tree.leaves(objective) == [objective]:  # not a pytree: a static part of the step
-        held, settings = None, (*settings[:-1], objective)
+        holder, settings = None, (*settings[:-1], objective)
     settings = data.freeze(settings)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MFLDState:
         check_particles(position, objective)
+        if holder is not None:
+            holder.place_like(position)
         return init(position, rng_key, objective=objective, gradient=gradient)
 
     def step_fn(rng_key: PRNGKey, state: MFLDState) -> tuple[MFLDState, MFLDInfo]:
-        return _step(settings, rng_key, state, held)
+        return _step(settings, rng_key, state, None if holder is None else holder.held)
 
     return SamplingAlgorithm(init_fn, step_fn)

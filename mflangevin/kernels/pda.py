@@ -570,9 +570,10 @@ def as_top_level_api(
         dual_samples,
     )
     settings = data.freeze((structure, step_size, temperature, num_inner_steps))
-    held = data.hold(objective)
+    holder = data.Holder(objective)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> PDAState:
+        holder.place_like(position)
         return init(
             position,
             objective,
@@ -583,6 +584,6 @@ def as_top_level_api(
         )
 
     def step_fn(rng_key: PRNGKey, state: PDAState) -> tuple[PDAState, PDAInfo]:
-        return _step(settings, rng_key, state, held)
+        return _step(settings, rng_key, state, holder.held)
 
     return SamplingAlgorithm(init_fn, step_fn)
