@@ -2,48 +2,259 @@
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 
-from mflangevin.objectives import num_particles
+from mflangevin.objectives import EnergyObjective, MeanFieldObjective, num_particles, num_samples
+from mflangevin.references import DensityReference, GaussianReference
 from mflangevin.types import ArrayTree
 
 
 def check_positive(name: str, value) -> None:
-    """A constant must be a positive finite number; a schedule must be positive at step 0."""
-    if callable(value):
+    """A constant must be a positive finite scalar; a schedule must be one at step 0.
+
+    Examples
+    --------
+    >>> check_positive("step_size", 0.1)
+    >>> check_positive("step_size", jnp.full((2,), 0.1))
+    Traceback (most recent call last):
+    ...
+    ValueError: step_size: expected a scalar (one value for all particles), got an array ...
+    >>> check_positive("step_size", float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: step_size: must be positive and finite, got inf.
+    """
+    schedule = callable(value)
+    if schedule:
         value = value(jnp.zeros((), jnp.int32))
+    if isinstance(value, jax.core.Tracer):
+        return  # a traced value: checked by the caller's own validation, if any
     try:
         ok = bool(jnp.all(jnp.isfinite(value)) & jnp.all(jnp.asarray(value) > 0))
     except jax.errors.ConcretizationTypeError:
-        return  # a traced value: checked by the caller's own validation, if any
+        return
     except TypeError as err:
         raise TypeError(f"{name}: expected a number or a schedule, got {value!r}.") from err
+    shape = np.shape(value)
+    if shape != ():
+        what = "a schedule returning a scalar" if schedule else "a scalar"
+        raise ValueError(
+            f"{name}: expected {what} (one value for all particles), got an array of shape {shape}."
+        )
     if not ok:
         raise ValueError(f"{name}: must be positive and finite, got {value}.")
 
 
 def check_particles(position: ArrayTree, objective=None, name: str = "position") -> int:
-    """Check the particle pytree (and, given an objective, that it fits); returns ``N``."""
+    """Check the particle pytree (and, given an objective, that it fits); returns ``N``.
+
+    Eagerly and before anything is compiled (shapes by tracing, no allocation):
+
+    * every leaf is a floating-point array with the leading particle axis ``N ≥ 1``, and
+      concrete leaves are finite (a NaN particle would make every step a refused one);
+    * given an objective: its reference measure has the right type, a finite-sum objective has
+      at least one sample, the energy is a scalar, no leaf is missing, every leaf enters the
+      objective (through the features ``Φ`` of a :class:`MeanFieldObjective`, or the energy of
+      an :class:`EnergyObjective`), and a finite-sum objective never forms an array over the
+      sample axis twice (a leaf of the wrong rank broadcasts the features against the labels).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from mflangevin.models import MeanFieldNetwork
+    >>> net = MeanFieldNetwork("tanh")
+    >>> objective = net.objective(jnp.ones((5, 3)), jnp.zeros(5))
+    >>> check_particles({"w": jnp.zeros((8, 3)), "b": jnp.zeros(8)}, objective)
+    8
+    >>> check_particles({"w": jnp.zeros((8, 3, 1)), "b": jnp.zeros(8)}, objective)
+    Traceback (most recent call last):
+    ...
+    ValueError: position: the particles do not fit the objective: ...
+    """
+    _check_leaf_types(position, name)
     n = num_particles(position, name)
     for leaf in jax.tree.leaves(position):
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
             raise TypeError(
                 f"{name}: particles must be floating point, got {jnp.result_type(leaf)}."
             )
+    _check_finite(position, name)
     if objective is not None:
+        _check_reference(objective)
+        _check_has_samples(objective)
         shapes = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), position
         )
         try:
             out = jax.eval_shape(objective.energy, shapes)
-        except (TypeError, ValueError, IndexError) as err:
+        except KeyError as err:
+            raise ValueError(
+                f"{name}: the particles do not fit the objective: the leaf {err} is missing "
+                f"(the particles have the leaves {_leaf_shapes(position)})."
+            ) from err
+        except (TypeError, ValueError, IndexError, AttributeError) as err:
             raise ValueError(f"{name}: the particles do not fit the objective: {err}") from err
         if out.shape != ():
             raise ValueError(f"objective: the energy must be a scalar, got shape {out.shape}.")
+        _check_leaves_used(objective, shapes, position, name)
+        _check_sample_axis(objective, shapes, position, name)
     return n
+
+
+def _path_name(path) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator=".")
+
+
+def _leaf_shapes(position: ArrayTree) -> dict[str, tuple]:
+    paths = jax.tree_util.tree_flatten_with_path(position)[0]
+    return {_path_name(path) or "particles": jnp.shape(leaf) for path, leaf in paths}
+
+
+def _check_leaf_types(position: ArrayTree, name: str) -> None:
+    for leaf in jax.tree.leaves(position):
+        if isinstance(leaf, bool | int | float | complex):
+            raise TypeError(
+                f"{name}: particle leaves must be arrays with a leading particle axis, got a "
+                f"Python {type(leaf).__name__} (nested lists? convert them with jnp.asarray)."
+            )
+
+
+def _check_finite(position: ArrayTree, name: str) -> None:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(position)[0]:
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        with jax.ensure_compile_time_eval():  # concrete leaves, even inside another trace
+            finite = bool(jnp.all(jnp.isfinite(leaf)))
+        if not finite:
+            where = f"leaf {_path_name(path)!r}" if path else "the particles"
+            raise ValueError(
+                f"{name}: {where} has NaN or infinite values; every particle must start finite."
+            )
+
+
+def _check_reference(objective) -> None:
+    reference = getattr(objective, "reference", None)
+    if reference is None or isinstance(reference, GaussianReference | DensityReference):
+        return
+    if callable(getattr(reference, "score", None)):
+        return  # a reference of one's own, with the interface the kernels use
+    raise TypeError(
+        "objective: its reference measure must be None, mflangevin.gaussian_reference(scale) or "
+        f"mflangevin.density_reference(log_density), got {reference!r}."
+    )
+
+
+def _check_has_samples(objective) -> None:
+    if not getattr(objective, "finite_sum", False) or not jax.tree.leaves(objective.data):
+        return
+    size = num_samples(objective.data)
+    if size < 1:
+        raise ValueError(
+            "objective: its data have no samples (n = 0); an empirical risk needs n >= 1."
+        )
+
+
+def _used_inputs(jaxpr) -> list[bool]:
+    """Which inputs of a jaxpr reach its outputs (sub-jaxprs count as using all their inputs)."""
+    live = {v for v in jaxpr.outvars if not isinstance(v, Literal)}
+    for eqn in reversed(jaxpr.eqns):
+        if eqn.effects or any(v in live for v in eqn.outvars):
+            live.update(v for v in eqn.invars if not isinstance(v, Literal))
+    return [v in live for v in jaxpr.invars]
+
+
+def _check_leaves_used(objective, shapes: ArrayTree, position: ArrayTree, name: str) -> None:
+    if isinstance(objective, MeanFieldObjective):
+        fn, what = objective.features, "the features Φ(θ) of the objective"
+    elif isinstance(objective, EnergyObjective):
+        fn, what = objective.energy, "the energy"
+    else:
+        return
+    try:
+        closed = jax.make_jaxpr(fn)(shapes)
+    except Exception:  # the energy traced above; leave other failures to the run
+        return
+    paths = [_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(position)[0]]
+    unused = [
+        path for path, used in zip(paths, _used_inputs(closed.jaxpr), strict=True) if not used
+    ]
+    if unused:
+        raise ValueError(
+            f"{name}: the leaves {unused} do not enter {what}; they would only diffuse. "
+            f"Remove them (the particles have the leaves {_leaf_shapes(position)})."
+        )
+
+
+_SENTINELS = (7919, 7907, 7901, 7883, 7877)
+
+
+def _sub_jaxprs(value):
+    if isinstance(value, ClosedJaxpr):
+        yield value.jaxpr
+    elif isinstance(value, Jaxpr):
+        yield value
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _sub_jaxprs(item)
+
+
+def _shapes_in(jaxpr):
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            yield getattr(v.aval, "shape", ())
+        for param in eqn.params.values():
+            for sub in _sub_jaxprs(param):
+                yield from _shapes_in(sub)
+
+
+def _check_sample_axis(objective, shapes: ArrayTree, position: ArrayTree, name: str) -> None:
+    """A finite-sum objective, traced with a sample count of its own: no array may carry it
+    twice (an ``(n, n)`` array means a leaf of the wrong rank broadcast the features against
+    the data)."""
+    if not isinstance(objective, MeanFieldObjective) or not objective.finite_sum:
+        return
+    data_leaves = jax.tree.leaves(objective.data)
+    if not data_leaves:
+        return
+    dims = {d for leaf in (*data_leaves, *jax.tree.leaves(position)) for d in jnp.shape(leaf)}
+    sentinel = next((s for s in _SENTINELS if s not in dims), None)
+    if sentinel is None:
+        return
+    abstract = dataclasses.replace(
+        objective,
+        data=jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((sentinel, *jnp.shape(a)[1:]), jnp.result_type(a)),
+            objective.data,
+        ),
+        finite_sum=False,
+    )
+    try:
+        features = jax.eval_shape(lambda o, p: o.features(p), abstract, shapes)
+        closed = jax.make_jaxpr(lambda o, p: o.energy(p))(abstract, shapes)
+    except Exception:  # the energy traced above at the real sizes
+        return
+
+    def shown(shape) -> str:
+        names = ["n" if d == sentinel else str(d) for d in shape]
+        return f"({', '.join(names)}{',' if len(names) == 1 else ''})"
+
+    per_particle = shown(features.shape[1:])
+    if features.shape[1:2] != (sentinel,):
+        return  # features without the sample axis first: the minibatch modes say so themselves
+    for shape in _shapes_in(closed.jaxpr):
+        if list(shape).count(sentinel) >= 2:
+            raise ValueError(
+                f"{name}: the particles do not fit the objective: with the leaves "
+                f"{_leaf_shapes(position)}, one particle's features have shape {per_particle} "
+                f"and the risk forms an array of shape {shown(shape)} over the n samples; a leaf "
+                "probably has the wrong rank."
+            )
 
 
 def check_count(name: str, value) -> int:

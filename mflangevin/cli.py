@@ -7,6 +7,7 @@ test error falls, and the particles line up with the teacher's neurons.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -34,7 +35,9 @@ def teacher_student_demo(
     """Run MFLD on teacher–student regression and record its progress.
 
     Returns the history ``{"step", "objective", "test_error", "similarity"}``, recorded every
-    ``report_every`` steps, printing each record as it is made.
+    ``report_every`` steps, printing each record as it is made. Raises ``FloatingPointError``
+    when the run diverges: a refused step (``info.is_divergent``), or a recorded objective that
+    is not finite or exceeds :data:`DIVERGENCE_FACTOR` times the best recorded so far.
 
     Examples
     --------
@@ -90,12 +93,18 @@ def teacher_student_demo(
         state, info = run_chunk(state, chunk)
         if bool(jnp.any(info.is_divergent)):
             raise FloatingPointError(
-                f"MFLD diverged between steps {start} and {start + len(chunk)}: "
-                "lower the step size."
+                f"MFLD diverged between steps {start} and {start + len(chunk)} (a step was "
+                "refused: non-finite or huge particles); lower the step size."
             )
         if bar is not None:
             bar.update(len(chunk))
         record(start + len(chunk), objective.energy(state.position))
+        best, last = min(history["objective"]), history["objective"][-1]
+        if not math.isfinite(last) or last > DIVERGENCE_FACTOR * best:
+            raise FloatingPointError(
+                f"MFLD diverged by step {start + len(chunk)}: the objective rose to {last:.4g}, "
+                f"over {DIVERGENCE_FACTOR:g} times its best value {best:.4g}; lower the step size."
+            )
     if bar is not None:
         bar.close()
     return history
@@ -126,6 +135,66 @@ def _plot(history: dict[str, list[float]], path: str) -> None:
     plt.close(fig)
 
 
+DEFAULT_FIGURE = "teacher_student.png"
+FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+DIVERGENCE_FACTOR = 10.0
+"""The demo stops when a recorded objective exceeds this factor times the best one so far."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _finite_float(text: str, *, allow_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 or (allow_zero and value == 0)) or value == float("inf"):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    return _finite_float(text, allow_zero=False)
+
+
+def _non_negative_float(text: str) -> float:
+    return _finite_float(text, allow_zero=True)
+
+
+def _figure_path(out: str) -> str:
+    """The file ``--out`` names: inside it when it is a directory; checked before the run."""
+    if out.endswith(("/", os.sep)) or os.path.isdir(out):
+        out = os.path.join(out, DEFAULT_FIGURE)
+    extension = os.path.splitext(out)[1].lower()
+    if extension not in FIGURE_FORMATS:
+        raise ValueError(
+            f"expected a directory or a file name ending in one of {', '.join(FIGURE_FORMATS)}, "
+            f"got {out!r}"
+        )
+    if os.path.isdir(out):
+        raise ValueError(f"{out!r} is a directory; give a file name or the directory above it")
+    folder = os.path.dirname(os.path.abspath(out))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"cannot create the folder of {out!r}: {existing!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to {existing!r}")
+    if os.path.exists(out) and not os.access(out, os.W_OK):
+        raise ValueError(f"cannot overwrite {out!r}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m mflangevin`` and the ``mflangevin`` command.
 
@@ -149,43 +218,52 @@ def main(argv: list[str] | None = None) -> int:
         "(objective, test error and teacher–particle similarity as it learns).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--samples", type=int, default=1000, help="training samples n")
-    parser.add_argument("--dim", type=int, default=10, help="input dimension d")
-    parser.add_argument("--teacher", type=int, default=3, help="teacher neurons")
-    parser.add_argument("--particles", type=int, default=1000, help="particles N")
-    parser.add_argument("--steps", type=int, default=3000, help="MFLD steps")
-    parser.add_argument("--step-size", type=float, default=0.5, help="η")
-    parser.add_argument("--temperature", type=float, default=1e-4, help="λ")
-    parser.add_argument("--l2", type=float, default=1e-3, help="L2 weight λ'")
+    parser.add_argument("--samples", type=_positive_int, default=1000, help="training samples n")
+    parser.add_argument("--dim", type=_positive_int, default=10, help="input dimension d")
+    parser.add_argument("--teacher", type=_positive_int, default=3, help="teacher neurons")
+    parser.add_argument("--particles", type=_positive_int, default=1000, help="particles N")
+    parser.add_argument("--steps", type=_positive_int, default=3000, help="MFLD steps")
+    parser.add_argument("--step-size", type=_positive_float, default=0.5, help="η")
+    parser.add_argument("--temperature", type=_positive_float, default=1e-4, help="λ")
+    parser.add_argument("--l2", type=_non_negative_float, default=1e-3, help="L2 weight λ'")
     parser.add_argument(
-        "--report-every", type=int, default=250, help="steps between two printed records"
+        "--report-every", type=_positive_int, default=250, help="steps between two printed records"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the run")
     parser.add_argument(
         "--out",
-        default="figures/teacher_student.png",
-        help="where to save the figure, relative to the current directory",
+        default=f"figures/{DEFAULT_FIGURE}",
+        help="where to save the figure, relative to the current directory (a directory: "
+        f"{DEFAULT_FIGURE} inside it); checked before the run",
     )
     args = parser.parse_args(argv)
+    try:
+        out = _figure_path(args.out)
+    except ValueError as err:
+        parser.error(f"argument --out: {err}")
 
     start = time.perf_counter()
-    history = teacher_student_demo(
-        num_samples=args.samples,
-        input_dim=args.dim,
-        num_teacher=args.teacher,
-        num_particles=args.particles,
-        num_steps=args.steps,
-        step_size=args.step_size,
-        temperature=args.temperature,
-        l2=args.l2,
-        report_every=args.report_every,
-        seed=args.seed,
-        progress=sys.stderr.isatty(),
-    )
-    _plot(history, args.out)
+    try:
+        history = teacher_student_demo(
+            num_samples=args.samples,
+            input_dim=args.dim,
+            num_teacher=args.teacher,
+            num_particles=args.particles,
+            num_steps=args.steps,
+            step_size=args.step_size,
+            temperature=args.temperature,
+            l2=args.l2,
+            report_every=args.report_every,
+            seed=args.seed,
+            progress=sys.stderr.isatty(),
+        )
+    except FloatingPointError as err:
+        print(f"mflangevin: {err}", file=sys.stderr)
+        return 1
+    _plot(history, out)
     print(
         f"objective {history['objective'][0]:.4f} -> {history['objective'][-1]:.4f}, "
         f"teacher similarity {history['similarity'][0]:.3f} -> {history['similarity'][-1]:.3f} "
-        f"in {time.perf_counter() - start:.1f} s; figure saved to {args.out}"
+        f"in {time.perf_counter() - start:.1f} s; figure saved to {out}"
     )
     return 0

@@ -171,8 +171,8 @@ def gaussian_reference(scale: float = 1.0) -> GaussianReference:
     >>> nu.score(jnp.ones((3, 2)))[0]
     Array([-0.25, -0.25], dtype=float32)
     """
-    if not scale > 0:
-        raise ValueError(f"scale: the Gaussian reference needs scale > 0, got {scale}.")
+    if not (scale > 0 and scale < float("inf")):
+        raise ValueError(f"scale: the Gaussian reference needs a finite scale > 0, got {scale}.")
     return GaussianReference(float(scale))
 
 

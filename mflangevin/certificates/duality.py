@@ -24,6 +24,7 @@ AISTATS 2022; Chizat, TMLR 2022.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -42,7 +43,13 @@ __all__ = [
     "duality_gap",
     "dual_bound_and_stderr",
     "check_dual_arguments",
+    "DUAL_ESS_MIN",
 ]
+
+DUAL_ESS_MIN = 10
+"""Below this effective sample size of the dual's importance weights, ``dual_stderr`` is not
+to be trusted (docs/theory/certificates.md): :func:`duality_gap` warns, and ``dual_ess`` in
+every :class:`Certificate` lets a run flag it."""
 
 
 class Certificate(NamedTuple):
@@ -63,7 +70,7 @@ class Certificate(NamedTuple):
     >>> particles = net.init_particles(jax.random.key(0), 64, input_dim=2)
     >>> certificate = duality_gap(objective, particles, 0.1, jax.random.key(1))
     >>> certificate._fields
-    ('primal', 'dual', 'gap', 'dual_stderr')
+    ('primal', 'dual', 'gap', 'dual_stderr', 'dual_ess')
     >>> bool(jnp.allclose(certificate.gap, certificate.primal - certificate.dual))
     True
     """
@@ -72,6 +79,7 @@ class Certificate(NamedTuple):
     dual: Array
     gap: Array
     dual_stderr: Array
+    dual_ess: Array
 
 
 def _check_structured(objective) -> None:
@@ -165,9 +173,32 @@ def check_dual_arguments(objective, temperature, num_samples, batch_size, partic
     num_particles(particles, "particles")
 
 
-def dual_bound_and_stderr(objective, g, temperature, rng_key, num_samples, particles, batch_size):
+def dual_bound_and_stderr(
+    objective, g, temperature, rng_key, num_samples, particles, batch_size, *, return_ess=False
+):
     """``D(g)`` and its Monte-Carlo standard error: the computation behind
-    :func:`dual_objective` and :func:`~mflangevin.certificates.monitor`, without the checks."""
+    :func:`dual_objective` and :func:`~mflangevin.certificates.monitor`, without the checks.
+
+    With ``return_ess``, also the effective sample size ``(Σ w)² / Σ w²`` of the ``K``
+    importance weights (see :data:`DUAL_ESS_MIN`).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> import mflangevin
+    >>> from mflangevin.models import MeanFieldNetwork
+    >>> net = MeanFieldNetwork("tanh")
+    >>> objective = net.objective(
+    ...     jnp.ones((8, 2)), jnp.zeros(8), reference=mflangevin.gaussian_reference(1.0)
+    ... )
+    >>> particles = net.init_particles(jax.random.key(0), 16, input_dim=2)
+    >>> g = objective.risk_gradient(objective.mean_embedding(particles))
+    >>> dual, stderr, ess = dual_bound_and_stderr(
+    ...     objective, g, 0.1, jax.random.key(1), 512, particles, 512, return_ess=True
+    ... )
+    >>> bool(0 < ess <= 512)
+    True
+    """
     sample, penalty, log_normaliser = _sampling_measure(objective, temperature, particles)
     like = jax.tree.map(lambda x: jnp.zeros((num_samples, *x.shape[1:]), x.dtype), particles)
     draws = sample(rng_key, like)
@@ -191,7 +222,25 @@ def dual_bound_and_stderr(objective, g, temperature, rng_key, num_samples, parti
     weights = jnp.exp(log_weights - jnp.max(log_weights))
     relative_error = jnp.std(weights) / (jnp.mean(weights) * jnp.sqrt(num_samples))
     dual = -objective.risk_conjugate(g, objective.data) - temperature * log_partition
-    return dual, temperature * relative_error
+    if not return_ess:
+        return dual, temperature * relative_error
+    ess = jnp.sum(weights) ** 2 / jnp.sum(weights**2)
+    return dual, temperature * relative_error, ess
+
+
+def warn_if_degenerate(ess) -> None:
+    """Warn, outside traced code, when the dual's importance weights are degenerate."""
+    if isinstance(ess, jax.core.Tracer):
+        return
+    small = float(ess) < DUAL_ESS_MIN
+    if small:
+        warnings.warn(
+            f"dual_ess: the importance weights of the dual have an effective sample size of "
+            f"{float(ess):.3g} (< {DUAL_ESS_MIN}); dual_stderr understates the error of the dual "
+            "there. Increase num_samples, or read the dual only as a rough estimate.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def dual_objective(
@@ -350,7 +399,8 @@ def duality_gap(
     primal = primal_objective(
         objective, particles, temperature, num_neighbors=num_neighbors, block_size=block_size
     )
-    dual, dual_stderr = dual_bound_and_stderr(
-        objective, g, temperature, rng_key, num_samples, particles, block_size
+    dual, dual_stderr, dual_ess = dual_bound_and_stderr(
+        objective, g, temperature, rng_key, num_samples, particles, block_size, return_ess=True
     )
-    return Certificate(primal, dual, primal - dual, dual_stderr)
+    warn_if_degenerate(dual_ess)
+    return Certificate(primal, dual, primal - dual, dual_stderr, dual_ess)

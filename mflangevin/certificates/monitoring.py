@@ -184,11 +184,11 @@ def monitor(
                 block_size=block_size,
             )
         g = objective.risk_gradient(objective.mean_embedding(position))
-        dual, stderr = dual_bound_and_stderr(
-            objective, g, lam, rng_key, num_samples, position, block_size
+        dual, stderr, ess = dual_bound_and_stderr(
+            objective, g, lam, rng_key, num_samples, position, block_size, return_ess=True
         )
         nan = jnp.full_like(dual, jnp.nan)
-        return Certificate(nan, dual, nan, stderr)
+        return Certificate(nan, dual, nan, stderr, ess.astype(dual.dtype))
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MonitorState:
         check_dual_arguments(objective, temperature, num_samples, block_size, position)

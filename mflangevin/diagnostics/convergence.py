@@ -102,9 +102,10 @@ def _ess_core(x: Array) -> Array:
     total = num_chains * num_draws
     tau = jnp.maximum(tau, 1.0 / jnp.log10(jnp.asarray(total, x.dtype)))
     ess_value = total / tau
+    ess_value = jnp.where(jnp.any(jnp.isnan(rho), axis=0), jnp.nan, ess_value)
+    # Constant draws (zero variance, so ρ is 0/0) have the draw count as ESS, as in ArviZ.
     constant = (jnp.max(x, axis=(0, 1)) - jnp.min(x, axis=(0, 1))) < jnp.finfo(x.dtype).resolution
-    ess_value = jnp.where(constant, jnp.asarray(total, x.dtype), ess_value)
-    return jnp.where(jnp.any(jnp.isnan(rho), axis=0), jnp.nan, ess_value)
+    return jnp.where(constant, jnp.asarray(total, x.dtype), ess_value)
 
 
 def _quantile_ess(x: Array, q: float) -> Array:
@@ -168,6 +169,8 @@ def ess(
         else:
             lower, upper = sorted((1 - prob, prob))
             value = jnp.minimum(_quantile_ess(x, lower), _quantile_ess(x, upper))
+        # The rank transform and the quantile indicators hide NaN draws: mask them here.
+        value = jnp.where(jnp.any(jnp.isnan(x), axis=(0, 1)), jnp.nan, value)
         return value.reshape(event_shape)
 
     return jax.tree.map(one, draws)

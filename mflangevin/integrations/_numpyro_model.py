@@ -17,7 +17,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 from numpyro.distributions.transforms import biject_to
-from numpyro.handlers import seed, trace
+from numpyro.handlers import seed, substitute, trace
+from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import compute_log_probs, constrain_fn, initialize_model
 
 from mflangevin.types import Array, ArrayTree, PRNGKey
@@ -42,7 +43,12 @@ def is_mean_field(
     latent site outside the particle plate of a mean-field model, and for a particle plate that
     does not hold ``num_particles`` particles on the leading axis of every particle site.
     """
-    model_trace = trace(seed(model, rng_key)).get_trace(*model_args, **model_kwargs)
+    try:
+        model_trace = trace(seed(model, rng_key)).get_trace(*model_args, **model_kwargs)
+    except NotImplementedError:
+        # A latent without a sampler (ImproperUniform): only the sites' shapes matter here.
+        substituted = substitute(seed(model, rng_key), substitute_fn=init_to_uniform)
+        model_trace = trace(substituted).get_trace(*model_args, **model_kwargs)
     latent = {
         name: site
         for name, site in model_trace.items()
@@ -148,14 +154,23 @@ def initial_particles(
 ) -> dict:
     """Unconstrained initial particles: one draw of the plate, or ``N`` of a Bayesian model."""
     keys = rng_key if mean_field else jax.random.split(rng_key, num_particles)
-    model_info = initialize_model(
-        keys,
-        model,
-        init_strategy=init_strategy,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-        validate_grad=False,
-    )
+    try:
+        model_info = initialize_model(
+            keys,
+            model,
+            init_strategy=init_strategy,
+            model_args=model_args,
+            model_kwargs=model_kwargs,
+            validate_grad=False,
+        )
+    except NotImplementedError as err:
+        # e.g. an ImproperUniform latent under init_to_sample: it has no sampler.
+        raise ValueError(
+            "init_strategy: cannot draw the initial particles from the model "
+            f"({type(err).__name__}: {err or 'a latent site has no sampler'}). A latent with an "
+            "improper prior (ImproperUniform) needs init_strategy=init_to_uniform or "
+            "init_to_value, or init_params."
+        ) from err
     return model_info.param_info.z
 
 

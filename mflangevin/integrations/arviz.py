@@ -8,7 +8,8 @@ Groups of the tree made by :func:`to_datatree`:
   per-particle R-hat only checks one particle's marginal.
 * ``sample_stats``: what the kernel reported: ``energy`` (``F(μ_Θ)``), ``drift_norm``,
   ``diverging``, ``step_size``, ``temperature``; with :func:`mflangevin.monitor` also
-  ``objective`` (primal ``Ĝ``), ``dual_bound`` (``D(g_μ)``), ``gap`` and ``dual_bound_stderr``;
+  ``objective`` (primal ``Ĝ``), ``dual_bound`` (``D(g_μ)``), ``gap``, ``dual_bound_stderr`` and
+  ``dual_bound_ess`` (the effective sample size of the dual's importance weights);
   plus any arrays passed as ``sample_stats``.
 * ``particle_measure``: the final particles of every chain as draws (dims ``chain, draw, …``).
 * ``prior``: draws of the reference ν shaped like one particle system.
@@ -40,6 +41,7 @@ _STAT_NAMES = {
     "certificate.dual": "dual_bound",
     "certificate.gap": "gap",
     "certificate.dual_stderr": "dual_bound_stderr",
+    "certificate.dual_ess": "dual_bound_ess",
 }
 
 
@@ -107,8 +109,18 @@ def _assemble(
         if include_trajectories:
             posterior[name] = (["chain", "draw", "particle", *event], leaf)
         final[name] = (["chain", "draw", *event], leaf[:, -1])
+    reserved = sorted(set(names) & {"chain", "draw", "particle"})
+    if reserved:
+        raise ValueError(
+            f"source: particle leaves may not be named {reserved}: those names are the "
+            "dimensions of the tree; rename the leaves."
+        )
     if observables is not None:
         values = jax.jit(jax.vmap(jax.vmap(observables)))(positions)
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"observables: must return a dict of named arrays, got {type(values).__name__}."
+            )
         for name, value in values.items():
             value = np.asarray(value)
             # An observable of a leaf (``w_mean`` of ``w``) shares that leaf's event axes.

@@ -18,6 +18,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from mflangevin._checks import check_positive
 from mflangevin.kernels import gradients, mfld
 from mflangevin.objectives import MeanFieldObjective
 from mflangevin.references import gaussian_reference
@@ -83,9 +84,8 @@ class MFLDBlock:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}.")
         for name in ("step_size", "temperature", "reference_scale"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"{name}: must be positive, got {value}.")
+            # Positive and finite: with η = inf every MFLD step would be refused, silently.
+            check_positive(name, getattr(self, name))
 
     def init(self, rng_key: PRNGKey, input_dim: int, output_dim: int) -> ArrayTree:
         """Particles drawn from the reference ν.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -212,23 +213,40 @@ def apply(network: ResidualNetwork, X: ArrayLike) -> Array:
     return z @ network.classifier_weight + network.classifier_bias[None, :]
 
 
-def save(file: str | os.PathLike, network: ResidualNetwork) -> None:
-    """Save a residual network to a NumPy ``.npz`` archive.
+def _archive_path(file):
+    """``file`` with the ``.npz`` suffix NumPy adds on saving; file objects pass through."""
+    if isinstance(file, str | os.PathLike) and not os.fspath(file).endswith(".npz"):
+        return os.fspath(file) + ".npz"
+    return file
+
+
+def save(
+    file: str | os.PathLike, network: ResidualNetwork, classes: ArrayLike | None = None
+) -> None:
+    """Save a residual network (and optionally its class labels) to a NumPy ``.npz`` archive.
+
+    A path without the ``.npz`` suffix gets it, as with ``numpy.savez``; :func:`load` finds the
+    archive under either name. ``classes`` (for a fitted :class:`ResFGB`, its ``classes_``) maps
+    the class indices of :func:`apply` to labels; numbers or strings, one per class.
 
     Layout (one array per key): ``format`` (the string ``"mflangevin.resnet/1"``), ``shift``,
-    ``scale``, ``classifier_weight``, ``classifier_bias``, ``num_blocks``, and for block ``l``
-    ``block{l}/num_layers``, ``block{l}/layer{k}/weight``, ``block{l}/layer{k}/bias``,
-    ``block{l}/weight``, ``block{l}/decay``, ``block{l}/step``, ``block{l}/output_activation``.
+    ``scale``, ``classifier_weight``, ``classifier_bias``, ``num_blocks``, optionally
+    ``classes``, and for block ``l`` ``block{l}/num_layers``, ``block{l}/layer{k}/weight``,
+    ``block{l}/layer{k}/bias``, ``block{l}/weight``, ``block{l}/decay``, ``block{l}/step``,
+    ``block{l}/output_activation``.
 
     Examples
     --------
     >>> import tempfile, jax.numpy as jnp
     >>> network = ResidualNetwork(jnp.zeros(2), jnp.ones(2), (), jnp.eye(2), jnp.zeros(2))
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     save(f"{tmp}/net.npz", network)
-    ...     load(f"{tmp}/net.npz").depth
-    0
+    ...     save(f"{tmp}/net", network, classes=["cat", "dog"])
+    ...     loaded, classes = load(f"{tmp}/net", return_classes=True)
+    >>> loaded.depth, classes.tolist()
+    (0, ['cat', 'dog'])
     """
+    if not isinstance(network, ResidualNetwork):
+        raise TypeError(f"network: expected a ResidualNetwork, got {type(network).__name__}.")
     arrays = {
         "format": np.array(_FORMAT),
         "shift": network.shift,
@@ -237,6 +255,20 @@ def save(file: str | os.PathLike, network: ResidualNetwork) -> None:
         "classifier_bias": network.classifier_bias,
         "num_blocks": np.array(network.depth),
     }
+    if classes is not None:
+        classes = np.asarray(classes)
+        num_classes = np.shape(network.classifier_bias)[0]
+        if classes.shape != (num_classes,):
+            raise ValueError(
+                f"classes: expected one label per class, shape ({num_classes},), got "
+                f"{classes.shape}."
+            )
+        if classes.dtype == object:
+            try:
+                classes = classes.astype(str)
+            except (TypeError, ValueError) as err:
+                raise TypeError("classes: labels must be numbers or strings.") from err
+        arrays["classes"] = classes
     for i, block in enumerate(network.blocks):
         arrays[f"block{i}/num_layers"] = np.array(len(block.layers))
         for k, (w, b) in enumerate(block.layers):
@@ -246,11 +278,67 @@ def save(file: str | os.PathLike, network: ResidualNetwork) -> None:
         arrays[f"block{i}/decay"] = block.decay
         arrays[f"block{i}/step"] = block.step
         arrays[f"block{i}/output_activation"] = np.array(block.output_activation)
-    np.savez(file, **{key: np.asarray(value) for key, value in arrays.items()})
+    np.savez(_archive_path(file), **{key: np.asarray(value) for key, value in arrays.items()})
 
 
-def load(file: str | os.PathLike) -> ResidualNetwork:
+class _Archive:
+    """The arrays of an archive, each checked for its shape, read with the key in any error."""
+
+    def __init__(self, arrays: dict, file):
+        self.arrays, self.file = arrays, file
+
+    def error(self, message: str) -> ValueError:
+        return ValueError(f"file: malformed residual network archive {self.file}: {message}.")
+
+    def get(self, key: str, ndim: int | None = None, floating: bool = True):
+        if key not in self.arrays:
+            raise self.error(f"the array {key!r} is missing")
+        value = self.arrays[key]
+        if ndim is not None and value.ndim != ndim:
+            raise self.error(f"{key!r} needs {ndim} axes, got shape {value.shape}")
+        if floating and not np.issubdtype(value.dtype, np.floating):
+            raise self.error(f"{key!r} needs floating-point values, got {value.dtype}")
+        if floating and not np.all(np.isfinite(value)):
+            raise self.error(f"{key!r} has NaN or infinite values")
+        return value
+
+    def count(self, key: str) -> int:
+        value = self.get(key, ndim=0, floating=False)
+        if not np.issubdtype(value.dtype, np.integer) or int(value) < 0:
+            raise self.error(f"{key!r} needs a non-negative integer, got {value!r}")
+        return int(value)
+
+
+def _read_archive(handle, file) -> _Archive:
+    errors = (OSError, EOFError, zipfile.BadZipFile, ValueError)
+    try:
+        archive = np.load(handle)
+    except errors as err:
+        raise ValueError(f"file: cannot read {file} as an .npz archive: {err}") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"file: not a residual network archive ({_FORMAT}): {file}.")
+    with archive:
+        try:
+            if "format" not in archive or str(archive["format"]) != _FORMAT:
+                raise ValueError(f"file: not a residual network archive ({_FORMAT}): {file}.")
+            return _Archive({key: archive[key] for key in archive.files}, file)
+        except errors as err:
+            if str(err).startswith("file:"):
+                raise
+            raise ValueError(f"file: cannot read {file} as an .npz archive: {err}") from err
+
+
+def load(file: str | os.PathLike, *, return_classes: bool = False):
     """Load a residual network written by :func:`save`.
+
+    ``file`` may name the archive with or without its ``.npz`` suffix. A file that is not such
+    an archive, or whose arrays are missing or do not fit together, raises a ``ValueError``
+    naming ``file`` and what is wrong; pickled contents are never loaded.
+
+    Returns
+    -------
+    The :class:`ResidualNetwork`; with ``return_classes=True`` the pair ``(network, classes)``,
+    ``classes`` the saved labels or ``None`` when none were saved.
 
     Examples
     --------
@@ -262,30 +350,63 @@ def load(file: str | os.PathLike) -> ResidualNetwork:
     >>> bool(jnp.all(loaded.scale == network.scale)), loaded.depth
     (True, 0)
     """
-    with np.load(file) as archive:
-        if "format" not in archive or str(archive["format"]) != _FORMAT:
-            raise ValueError(f"file: not a residual network archive ({_FORMAT}): {file}.")
-        a = {key: archive[key] for key in archive.files}
+    if isinstance(file, str | os.PathLike) and not os.path.exists(file):
+        if os.path.exists(_archive_path(file)):
+            file = _archive_path(file)
+    if isinstance(file, str | os.PathLike):
+        with open(file, "rb") as handle:  # closed on every error, unlike np.load(path)
+            a = _read_archive(handle, file)
+    else:
+        a = _read_archive(file, file)
+    shift, scale = a.get("shift", 1), a.get("scale", 1)
+    d = shift.shape[0]
+    if scale.shape != (d,) or not np.all(scale > 0):
+        raise a.error(f"'scale' needs {d} positive values to match 'shift', got {scale.shape}")
     blocks = []
-    for i in range(int(a["num_blocks"])):
+    for i in range(a.count("num_blocks")):
         prefix = f"block{i}"
-        layers = tuple(
-            (jnp.asarray(a[f"{prefix}/layer{k}/weight"]), jnp.asarray(a[f"{prefix}/layer{k}/bias"]))
-            for k in range(int(a[f"{prefix}/num_layers"]))
-        )
+        layers = []
+        for k in range(a.count(f"{prefix}/num_layers")):
+            w, b = a.get(f"{prefix}/layer{k}/weight", 2), a.get(f"{prefix}/layer{k}/bias", 1)
+            expected = (layers[-1][0].shape[1] if layers else w.shape[0], b.shape[0])
+            if w.shape != expected or (not layers and w.shape[0] not in (d, 2 * d)):
+                raise a.error(
+                    f"'{prefix}/layer{k}/weight' has shape {w.shape}, which does not chain"
+                )
+            layers.append((w, b))
+        if not layers:
+            raise a.error(f"'{prefix}' has no layers")
+        weight = a.get(f"{prefix}/weight", 2)
+        if weight.shape != (layers[-1][0].shape[1], d):
+            raise a.error(f"'{prefix}/weight' needs shape {(layers[-1][0].shape[1], d)}")
+        activation = str(a.get(f"{prefix}/output_activation", 0, floating=False))
+        if activation not in _OUTPUT_ACTIVATIONS:
+            raise a.error(f"'{prefix}/output_activation' is {activation!r}")
         blocks.append(
             ResidualBlock(
-                layers=layers,
-                weight=jnp.asarray(a[f"block{i}/weight"]),
-                decay=jnp.asarray(a[f"block{i}/decay"]),
-                step=jnp.asarray(a[f"block{i}/step"]),
-                output_activation=str(a[f"block{i}/output_activation"]),
+                layers=tuple((jnp.asarray(w), jnp.asarray(b)) for w, b in layers),
+                weight=jnp.asarray(weight),
+                decay=jnp.asarray(a.get(f"{prefix}/decay", 0)),
+                step=jnp.asarray(a.get(f"{prefix}/step", 0)),
+                output_activation=activation,
             )
         )
-    return ResidualNetwork(
-        shift=jnp.asarray(a["shift"]),
-        scale=jnp.asarray(a["scale"]),
+    classifier_weight, classifier_bias = a.get("classifier_weight", 2), a.get("classifier_bias", 1)
+    if classifier_weight.shape != (d, classifier_bias.shape[0]):
+        raise a.error(
+            f"'classifier_weight' needs shape {(d, classifier_bias.shape[0])}, got "
+            f"{classifier_weight.shape}"
+        )
+    network = ResidualNetwork(
+        shift=jnp.asarray(shift),
+        scale=jnp.asarray(scale),
         blocks=tuple(blocks),
-        classifier_weight=jnp.asarray(a["classifier_weight"]),
-        classifier_bias=jnp.asarray(a["classifier_bias"]),
+        classifier_weight=jnp.asarray(classifier_weight),
+        classifier_bias=jnp.asarray(classifier_bias),
     )
+    if not return_classes:
+        return network
+    classes = a.arrays.get("classes")
+    if classes is not None and classes.shape != classifier_bias.shape:
+        raise a.error(f"'classes' needs shape {classifier_bias.shape}, got {classes.shape}")
+    return network, classes

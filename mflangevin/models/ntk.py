@@ -22,6 +22,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mflangevin.models.two_layer import ACTIVATIONS as _MEAN_FIELD_ACTIVATIONS
 from mflangevin.types import Array, PRNGKey
@@ -110,6 +111,8 @@ class NTKNetwork:
         >>> bool((B[:2] == B[2:]).all())
         True
         """
+        if not isinstance(width, bool) and isinstance(width, np.integer):
+            width = int(width)  # NumPy integers (np.int64(32)) are integers too
         if isinstance(width, bool) or not isinstance(width, int) or width < 2 or width % 2:
             raise ValueError(f"width: must be an even integer >= 2, got {width!r}.")
         if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:

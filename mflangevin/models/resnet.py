@@ -83,6 +83,17 @@ def _check_y(name: str, y, num_samples: int) -> np.ndarray:
             f"{name}: expected one label per row of the inputs ({num_samples}), "
             f"got shape {y.shape}."
         )
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name}: labels must be finite, got NaN or infinite values.")
+    if y.dtype == object:
+        try:
+            np.unique(y)
+        except TypeError as err:
+            raise TypeError(
+                f"{name}: labels must be of one comparable type (all numbers or all strings)."
+            ) from err
+        if any(isinstance(v, float) and not np.isfinite(v) for v in y):
+            raise ValueError(f"{name}: labels must be finite, got NaN or infinite values.")
     return y
 
 
@@ -364,6 +375,28 @@ class ResFGB:
         x = jnp.asarray((X_val - shift) / scale)
         labels = np.searchsorted(self.classes_, y_val)
         return (x, x, jax.nn.one_hot(jnp.asarray(labels), len(self.classes_)))
+
+    def save(self, file) -> None:
+        """Save the fitted network and its ``classes_`` to an ``.npz`` archive (:func:`save`).
+
+        :func:`load` with ``return_classes=True`` gives back both; the suffix ``.npz`` is added
+        when ``file`` lacks it, and ``load`` finds the archive under either name.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from sklearn.datasets import make_moons
+        >>> X, y = make_moons(60, random_state=0)
+        >>> model = ResFGB(num_iterations=1, block=MLPBlock(hidden_sizes=(8,), num_steps=5))
+        >>> model = model.fit(X, y)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     model.save(f"{tmp}/net")
+        ...     network, classes = load(f"{tmp}/net", return_classes=True)
+        >>> network.depth, classes.tolist()
+        (1, [0, 1])
+        """
+        self._check_fitted()
+        save(file, self.network_, classes=self.classes_)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "classifiers_"):

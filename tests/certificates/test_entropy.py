@@ -33,9 +33,10 @@ def test_entropy_of_gaussians(p):
     theta = jax.random.normal(key_x, (n, p)) @ A.T
     expected = 0.5 * p * (1 + np.log(2 * np.pi)) + np.linalg.slogdet(np.asarray(A))[1]
     # Near-neighbour counts are locally Gamma(k): Var Ĥ ≈ (Var log μ(θ) + ψ'(k)) / N with
-    # Var log μ(θ) = p/2 for a Gaussian (ψ' the trigamma function). 4σ, which also absorbs the
-    # estimator's bias at this N (≈ 1.7σ at p = 5, less below; measured over 50 replicates).
-    sigma = np.sqrt((p / 2 + polygamma(1, k)) / n)
+    # Var log μ(θ) = p/2 for a Gaussian (ψ' the trigamma function); the measured standard
+    # deviation is up to 1.17 times that at fixed k, hence the factor 1.2 (see the docstring of
+    # entropy). 4σ, which also absorbs the estimator's bias at this N (≈ 1.7σ at p = 5).
+    sigma = 1.2 * np.sqrt((p / 2 + polygamma(1, k)) / n)
     estimate = float(jax.jit(entropy, static_argnums=(1, 2))(theta, k, 512))
     assert abs(estimate - expected) < 4 * sigma
 

@@ -57,6 +57,10 @@ def test_dual_only_leaves_the_primal_empty(problem):
     recorded = np.isfinite(np.asarray(infos.certificate.dual))
     assert recorded.sum() == NUM_STEPS // EVERY
     assert not np.isfinite(np.asarray(infos.certificate.primal)).any()
+    # The effective sample size of the dual's weights is recorded beside its standard error.
+    ess = np.asarray(infos.certificate.dual_ess)
+    np.testing.assert_array_equal(np.isfinite(ess), recorded)
+    assert ((ess[recorded] >= 1) & (ess[recorded] <= 4096)).all()
 
 
 def test_step_compiles_once(problem):

@@ -34,6 +34,27 @@ def test_ess_agrees_with_arviz(draws, method):
     np.testing.assert_allclose(ours, reference, rtol=1e-4)
 
 
+def _special_draws():
+    """Columns: one NaN draw, one infinite draw, constant, and ordinary draws (review 2026-11)."""
+    x = np.random.default_rng(1).normal(size=(4, 40, 4)).astype(np.float32)
+    x[0, 0, 0] = np.nan
+    x[1, 5, 1] = np.inf
+    x[..., 2] = 3.5
+    return x
+
+
+@pytest.mark.parametrize("method", ["bulk", "tail", "mean"])
+def test_ess_of_nan_and_constant_draws_agrees_with_arviz(method):
+    """NaN draws give NaN (not 416.5) and constant draws the draw count (not NaN), as ArviZ."""
+    x = _special_draws()
+    ours = np.asarray(jax.jit(lambda v: diagnostics.ess(v, method=method))(x))
+    kwargs = {"prob": 0.89} if method == "tail" else {}
+    with np.errstate(invalid="ignore"):
+        reference = array_stats.ess(np.moveaxis(x, (0, 1), (-2, -1)), method=method, **kwargs)
+    assert np.isnan(ours[0]) and ours[2] == 4 * 40
+    np.testing.assert_allclose(ours, reference, rtol=1e-4)
+
+
 def test_rhat_agrees_with_arviz_and_flags_a_stuck_chain(draws):
     rhat = jax.jit(diagnostics.rhat)
     ours = np.asarray(rhat(draws))

@@ -202,6 +202,10 @@ def test_numpyro_bayesian_model_prior_has_one_draw_per_particle():
             lambda h: mf_arviz.to_datatree(h, reference=mflangevin.gaussian_reference(1.0)),
             "rng_key",
         ),
+        (
+            lambda h: mf_arviz.to_datatree(h, observables=lambda p: p["w"].mean(axis=0)),
+            "^observables: must return a dict",
+        ),
     ],
 )
 def test_bad_input(chains_history, call, match):
@@ -213,3 +217,11 @@ def test_neuron_scatter_needs_two_dimensional_inputs(chains_history):
     tree = mf_arviz.to_datatree(chains_history, observables=None)
     with pytest.raises(ValueError, match="var_name"):
         mf_arviz.plot_neurons(tree, var_name="b", backend="none")
+
+
+def test_leaf_named_like_a_dimension_is_a_clear_error():
+    class State:
+        position = {"chain": np.zeros((5, 3, 2), np.float32)}
+
+    with pytest.raises(ValueError, match=r"^source: particle leaves may not be named \['chain'\]"):
+        mf_arviz.to_datatree((State(), {"energy": np.zeros(5, np.float32)}))

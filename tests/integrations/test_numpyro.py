@@ -218,8 +218,14 @@ def test_non_finite_init_params_are_an_error(bad):
     params = {"x": jnp.zeros(4).at[1].set(bad)}
     with pytest.raises(ValueError, match=r"init_params: site 'x' has NaN or infinite"):
         kernel.init(jax.random.key(0), 0, init_params=params)
-    mcmc = MCMC(kernel, num_warmup=1, num_samples=1, num_chains=2, chain_method="vectorized",
-                progress_bar=False)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=1,
+        num_samples=1,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     with pytest.raises(ValueError, match="init_params"):
         mcmc.run(jax.random.key(0), init_params={"x": jnp.zeros((2, 4)).at[0, 0].set(bad)})
 
@@ -276,3 +282,15 @@ def test_bad_input(model, kwargs, error, match):
         kernel = MFLD(model, **options)
         args = (X, y) if model is mean_field_network else ()
         kernel.init(jax.random.key(0), 0, None, args, {})
+
+
+def test_improper_uniform_latent_initialises():
+    """Review 2026-11: an ImproperUniform latent gave an empty NotImplementedError."""
+    from numpyro.distributions import constraints
+
+    def model():
+        x = numpyro.sample("x", dist.ImproperUniform(constraints.real, (), ()))
+        numpyro.sample("y", dist.Normal(x, 1.0), obs=0.5)
+
+    state = MFLD(model, 4, 0.01).init(jax.random.key(0), 0)
+    assert state.z["x"].shape == (4,) and bool(jnp.all(jnp.isfinite(state.z["x"])))

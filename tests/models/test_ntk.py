@@ -100,3 +100,11 @@ def test_no_closed_form_ntk_for_other_activations():
 def test_bad_input(build, error, match):
     with pytest.raises(error, match=match):
         build()
+
+
+def test_numpy_integer_width_is_accepted():
+    """Review 2026-11: width=np.int64(32) was refused as not an integer."""
+    params = NTKNetwork().init_params(jax.random.key(0), width=np.int64(32), input_dim=2)
+    assert params.shape == (32, 2)
+    with pytest.raises(ValueError, match="^width: "):
+        NTKNetwork().init_params(jax.random.key(0), width=np.int64(31), input_dim=2)

@@ -120,6 +120,13 @@ def test_apply_reproduces_predict_after_save_and_load(tmp_path, moons, variant, 
     np.testing.assert_allclose(
         jax.nn.softmax(logits, axis=1), model.predict_proba(X_val), atol=1e-6
     )
+    # Review 2026-11: a path without .npz loads under the name it was saved with, with labels.
+    model.save(tmp_path / "network")
+    network, classes = resnet.load(tmp_path / "network", return_classes=True)
+    assert (tmp_path / "network.npz").exists() and not (tmp_path / "network").exists()
+    np.testing.assert_array_equal(classes, model.classes_)
+    logits = resnet.apply(network, jnp.asarray(X_val, jnp.float32))
+    np.testing.assert_array_equal(classes[np.argmax(logits, axis=1)], model.predict(X_val))
 
 
 def test_mean_field_block_is_the_particle_average_and_separates(moons):
@@ -210,6 +217,9 @@ def test_bad_hyperparameters(kwargs, error, match):
         (lambda: MLPBlock(learning_rate=-1.0), "learning_rate"),
         (lambda: MFLDBlock(num_particles=0), "num_particles"),
         (lambda: MFLDBlock(temperature=0.0), "temperature"),
+        (lambda: MFLDBlock(step_size=float("inf")), "^step_size: must be positive and finite"),
+        (lambda: MFLDBlock(temperature=float("nan")), "^temperature"),
+        (lambda: MFLDBlock(reference_scale=float("inf")), "^reference_scale"),
     ],
 )
 def test_bad_block_settings(make, match):
@@ -222,3 +232,84 @@ def test_load_rejects_other_archives(tmp_path):
     np.savez(path, weights=np.zeros(3))
     with pytest.raises(ValueError, match="file: not a residual network archive"):
         resnet.load(path)
+
+
+def test_nan_or_mixed_labels_are_an_error(moons):
+    X, y, _, _ = moons
+    labels = y.astype(float)
+    labels[3] = np.nan
+    with pytest.raises(ValueError, match="^y: labels must be finite"):
+        ResFGB(**SETTINGS).fit(X, labels)
+    mixed = np.array([0, "a"] * 75, dtype=object)
+    with pytest.raises(TypeError, match="^y: labels must be of one comparable type"):
+        ResFGB(**SETTINGS).fit(X, mixed)
+
+
+def _small_network():
+    block = resnet.ResidualBlock(
+        layers=((jnp.ones((2, 3)), jnp.zeros(3)), (jnp.ones((3, 4)), jnp.zeros(4))),
+        weight=jnp.ones((4, 2)),
+        decay=jnp.array(1.0),
+        step=jnp.array(0.5),
+    )
+    return resnet.ResidualNetwork(jnp.zeros(2), jnp.ones(2), (block,), jnp.eye(2), jnp.zeros(2))
+
+
+def test_save_load_without_suffix_and_with_classes(tmp_path):
+    network = _small_network()
+    resnet.save(tmp_path / "net", network, classes=np.array(["a", "b"], dtype=object))
+    for name in ("net", "net.npz", str(tmp_path / "net")):
+        loaded, classes = resnet.load(tmp_path / name, return_classes=True)
+        assert classes.tolist() == ["a", "b"] and loaded.depth == 1
+    assert resnet.load(tmp_path / "net").depth == 1
+    resnet.save(tmp_path / "plain.npz", network)
+    assert resnet.load(tmp_path / "plain.npz", return_classes=True)[1] is None
+    with pytest.raises(ValueError, match=r"^classes: expected one label per class"):
+        resnet.save(tmp_path / "bad", network, classes=[1, 2, 3])
+    with pytest.raises(FileNotFoundError):
+        resnet.load(tmp_path / "missing")
+
+
+def _corrupt(arrays, key, value):
+    arrays = dict(arrays)
+    if value is None:
+        del arrays[key]
+    else:
+        arrays[key] = value
+    return arrays
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("block0/weight", None, "'block0/weight' is missing"),
+        ("num_blocks", np.array(2), "'block1/num_layers' is missing"),
+        ("num_blocks", np.array(1.5), "'num_blocks' needs a non-negative integer"),
+        ("block0/layer1/weight", np.ones((5, 4)), "does not chain"),
+        ("block0/weight", np.ones((4, 3)), "'block0/weight' needs shape"),
+        ("classifier_weight", np.ones((3, 2)), "'classifier_weight' needs shape"),
+        ("scale", np.zeros(2), "'scale' needs 2 positive values"),
+        ("shift", np.array([0.0, np.nan]), "'shift' has NaN"),
+        ("block0/step", np.array("x"), "'block0/step' needs floating-point values"),
+        ("block0/output_activation", np.array("tanh"), "output_activation' is 'tanh'"),
+    ],
+)
+def test_malformed_archives_are_clear_errors(tmp_path, key, value, match):
+    resnet.save(tmp_path / "net.npz", _small_network())
+    with np.load(tmp_path / "net.npz") as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    np.savez(tmp_path / "bad.npz", **_corrupt(arrays, key, value))
+    with pytest.raises(ValueError, match="^file: malformed residual network archive.*" + match):
+        resnet.load(tmp_path / "bad.npz")
+
+
+def test_unreadable_files_are_clear_errors(tmp_path):
+    resnet.save(tmp_path / "net.npz", _small_network())
+    data = (tmp_path / "net.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    np.savez(tmp_path / "objects.npz", format=np.array(["x", 1], dtype=object))
+    for name in ("cut.npz", "empty.npz", "array.npy", "objects.npz"):
+        with pytest.raises(ValueError, match="^file: "):
+            resnet.load(tmp_path / name)

@@ -98,9 +98,32 @@ def test_teacher_similarity(data):
             ValueError,
             "num_particles",
         ),
+        # Review 2026-11: accepted before, then NaN energies or a silently missing penalty.
+        (lambda X, y: MeanFieldNetwork().objective(X[:0], y[:0]), ValueError, r"^X: needs at"),
+        (lambda X, y: MeanFieldNetwork().objective(X, y, l2=float("nan")), ValueError, "^l2"),
+        (lambda X, y: MeanFieldNetwork().objective(X, y, l2=float("inf")), ValueError, "^l2"),
+        (lambda X, y: MeanFieldNetwork().objective(X, y, l2="0.1"), TypeError, "^l2"),
+        (lambda X, y: MeanFieldNetwork().objective(X, y, l2=jnp.ones(2)), TypeError, "^l2"),
+        (
+            lambda X, y: MeanFieldNetwork().objective(X, y, reference="gaussian"),
+            TypeError,
+            "^reference",
+        ),
+        (
+            lambda X, y: MeanFieldNetwork().objective(X, y.astype(jnp.complex64)),
+            TypeError,
+            "^y: labels must be real",
+        ),
+        (lambda X, y: gaussian_reference(float("inf")), ValueError, "^scale"),
     ],
 )
 def test_bad_input(data, make, error, match):
     X, y, _ = data
     with pytest.raises(error, match=match):
         make(X, y)
+
+
+def test_numpy_scalar_l2_is_accepted(data):
+    X, y, _ = data
+    objective = MeanFieldNetwork().objective(X, y, l2=np.float32(1e-3))
+    assert objective.penalty.weight == pytest.approx(1e-3)
