@@ -77,6 +77,17 @@ def test_energy_objective_drift_is_n_times_gradient():
     np.testing.assert_allclose(drift, expected, rtol=1e-6)
 
 
+def sizes(jaxpr):
+    """The size of every intermediate of a jaxpr, its sub-jaxprs (loops, branches) included."""
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            yield int(np.prod(var.aval.shape))
+        for param in eqn.params.values():
+            sub = getattr(param, "jaxpr", param)  # a ClosedJaxpr holds its Jaxpr
+            if isinstance(sub, jax.extend.core.Jaxpr):
+                yield from sizes(sub)
+
+
 def test_drift_is_matrix_products():
     """No intermediate of the drift is larger than the (n, N) pre-activation matrix: the cost
     is O(n·d·N) with no per-(datum, particle) gradient."""
@@ -86,15 +97,6 @@ def test_drift_is_matrix_products():
     objective = net.objective(X, y, l2=1e-3)
     particles = net.init_particles(jax.random.key(1), num, d)
     jaxpr = jax.make_jaxpr(objective.energy_and_drift)(particles)
-
-    def sizes(jaxpr):
-        for eqn in jaxpr.eqns:
-            for var in eqn.outvars:
-                yield int(np.prod(var.aval.shape))
-            for param in eqn.params.values():
-                sub = getattr(param, "jaxpr", param)  # a ClosedJaxpr holds its Jaxpr
-                if isinstance(sub, jax.extend.core.Jaxpr):
-                    yield from sizes(sub)
 
     assert max(sizes(jaxpr.jaxpr)) <= n * num
     assert any(eqn.primitive.name == "dot_general" for eqn in jaxpr.jaxpr.eqns)
@@ -184,15 +186,6 @@ def test_blocked_drift_working_set_is_one_block():
     objective = net.objective(X, y, l2=1e-3, chunk_size=16)
     particles = net.init_particles(jax.random.key(1), num, d)
     jaxpr = jax.make_jaxpr(objective.energy_and_drift)(particles)
-
-    def sizes(jaxpr):
-        for eqn in jaxpr.eqns:
-            for var in eqn.outvars:
-                yield int(np.prod(var.aval.shape))
-            for param in eqn.params.values():
-                sub = getattr(param, "jaxpr", param)
-                if isinstance(sub, jax.extend.core.Jaxpr):
-                    yield from sizes(sub)
 
     largest = max(sizes(jaxpr.jaxpr))
     assert largest <= max(16 * num, n * d), largest
