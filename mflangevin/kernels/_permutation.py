@@ -32,11 +32,11 @@ for all ``B`` of them, whatever ``n`` is.
 
 from __future__ import annotations
 
-import operator
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mflangevin._checks import check_count
 
 __all__ = ["permuted_indices"]
 
@@ -70,16 +70,6 @@ def _feistel(x: jax.Array, round_keys: jax.Array, half_width: int) -> jax.Array:
     for i in range(_NUM_ROUNDS):
         left, right = right, left ^ (_mix(right ^ round_keys[i]) & mask)
     return (left << shift) | right
-
-
-def _check_count(name: str, value) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError as err:
-        raise TypeError(f"{name}: expected a static Python integer, got {value!r}.") from err
-    if value < 1:
-        raise ValueError(f"{name}: must be >= 1, got {value}.")
-    return value
 
 
 def permuted_indices(rng_key, num_samples: int, start, size: int) -> jax.Array:
@@ -124,8 +114,8 @@ def permuted_indices(rng_key, num_samples: int, start, size: int) -> jax.Array:
     >>> batch.shape, batch.dtype, bool(jnp.all((batch >= 0) & (batch < 4_000_000)))
     ((256,), dtype('int32'), True)
     """
-    num_samples = _check_count("num_samples", num_samples)
-    size = _check_count("size", size)
+    num_samples = check_count("num_samples", num_samples)
+    size = check_count("size", size)
     if num_samples > 2**31:
         raise ValueError(f"num_samples: int32 indices need n <= 2**31, got {num_samples}.")
     if size > num_samples:
