@@ -14,6 +14,7 @@ four times more outer steps and particles.
 """
 
 import argparse
+import functools
 import pathlib
 import sys
 
@@ -76,7 +77,8 @@ def main():
     objective = net.objective(X, y, reference=mflangevin.gaussian_reference(1.0))
     start = net.init_particles(jax.random.key(0), num_particles, 2)
 
-    pda = mflangevin.pda(objective, lam * args.mfld_step, lam, args.inner_steps, dual_samples=1024)
+    dual_fn = functools.partial(mflangevin.dual_objective, num_samples=1024)
+    pda = mflangevin.pda(objective, lam * args.mfld_step, lam, args.inner_steps, dual_fn=dual_fn)
     mfld = mflangevin.mfld(objective, step_size=args.mfld_step, temperature=lam)
 
     @jax.jit

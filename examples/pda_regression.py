@@ -62,7 +62,10 @@ def main():
     objective = net.objective(X, y, reference=mflangevin.gaussian_reference(1.0))
     lam = args.temperature
     algorithm = mflangevin.pda(
-        objective, step_size=lam * args.mfld_step, temperature=lam, num_inner_steps=args.inner_steps
+        objective,
+        inner_step_size=lam * args.mfld_step,
+        temperature=lam,
+        num_inner_steps=args.inner_steps,
     )
     state = algorithm.init(net.init_particles(jax.random.key(1), num_particles, 5))
 

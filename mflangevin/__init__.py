@@ -5,6 +5,8 @@ mean-field and NTK-regime networks, residual networks by functional gradient boo
 NumPyro inference and ArviZ diagnostics with convergence certificates.
 """
 
+import sys as _sys
+
 from blackjax import GenerateSamplingAPI as _GenerateSamplingAPI
 
 from mflangevin import certificates as certificates
@@ -29,6 +31,10 @@ from mflangevin.objectives import as_objective as as_objective
 from mflangevin.objectives import num_particles as num_particles
 from mflangevin.references import density_reference as density_reference
 from mflangevin.references import gaussian_reference as gaussian_reference
+
+# `import mflangevin.gradients` and `import mflangevin.data` work as for a module of their own.
+_sys.modules[f"{__name__}.gradients"] = gradients
+_sys.modules[f"{__name__}.data"] = data
 
 mfld = _GenerateSamplingAPI(_mfld.as_top_level_api, _mfld.init, _mfld.build_kernel)
 asgd = _GenerateSamplingAPI(_asgd.as_top_level_api, _asgd.init, _asgd.build_kernel)

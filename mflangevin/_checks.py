@@ -51,6 +51,23 @@ def check_positive(name: str, value) -> None:
         raise ValueError(f"{name}: must be positive and finite, got {value}.")
 
 
+def check_factor(value, name: str = "divergence_factor") -> None:
+    """A growth factor: a real number ``> 1``, or ``inf`` to switch the test off.
+
+    Examples
+    --------
+    >>> check_factor(10.0)
+    >>> check_factor(1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: divergence_factor: must be a number > 1 (inf switches the test off), got 1.0.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"{name}: expected a number > 1, got {value!r}.")
+    if not float(value) > 1:
+        raise ValueError(f"{name}: must be a number > 1 (inf switches the test off), got {value}.")
+
+
 def check_particles(position: ArrayTree, objective=None, name: str = "position") -> int:
     """Check the particle pytree (and, given an objective, that it fits); returns ``N``.
 
@@ -151,13 +168,8 @@ def _check_reference(objective) -> None:
 
 
 def _check_has_samples(objective) -> None:
-    if not getattr(objective, "finite_sum", False) or not jax.tree.leaves(objective.data):
-        return
-    size = num_samples(objective.data)
-    if size < 1:
-        raise ValueError(
-            "objective: its data have no samples (n = 0); an empirical risk needs n >= 1."
-        )
+    if getattr(objective, "finite_sum", False):
+        num_samples(objective.data)  # raises on n = 0
 
 
 def _used_inputs(jaxpr) -> list[bool]:

@@ -162,6 +162,8 @@ def num_samples(data: Any, name: str = "objective") -> int:
             f"sizes {sorted(sizes, key=str)}."
         )
     (n,) = sizes
+    if n < 1:
+        raise ValueError(f"{name}: the data have no samples (n = 0); at least one is needed.")
     return int(n)
 
 
@@ -234,6 +236,12 @@ class MeanFieldObjective:
         ``max(1, BLOCK_ELEMENTS // (N · k))`` for ``N`` particles and ``k`` feature entries per
         sample (see :data:`BLOCK_ELEMENTS`). Results equal the unblocked computation up to float
         round-off. Ignored unless ``finite_sum``.
+    check_data
+        Optional ``check_data(data, name) -> in_domain``: the domain of the risk (e.g. finite
+        inputs and labels ±1 for the logistic loss). On concrete data it raises ``ValueError``
+        naming ``name`` when a sample lies outside; it returns the same test as a boolean scalar,
+        so that the data path can refuse and flag a traced batch outside it (streamed
+        minibatches are checked with it).
 
     Notes
     -----
@@ -263,12 +271,13 @@ class MeanFieldObjective:
     data: Any = None
     finite_sum: bool = False
     chunk_size: int | None = None
+    check_data: Callable[[Any, str], Array] | None = None
 
     def __post_init__(self):
         for name in ("feature_map", "risk"):
             if not callable(getattr(self, name)):
                 raise TypeError(f"{name}: expected a callable, got {getattr(self, name)!r}.")
-        for name in ("penalty", "risk_conjugate"):
+        for name in ("penalty", "risk_conjugate", "check_data"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise TypeError(f"{name}: expected a callable or None, got {value!r}.")
@@ -573,6 +582,7 @@ jax.tree_util.register_dataclass(
         "risk_conjugate",
         "finite_sum",
         "chunk_size",
+        "check_data",
     ],
 )
 

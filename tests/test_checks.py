@@ -82,7 +82,7 @@ def test_empty_data_is_an_error():
         data=(X, y),
         finite_sum=True,
     )
-    with pytest.raises(ValueError, match=r"^objective: its data have no samples \(n = 0\)"):
+    with pytest.raises(ValueError, match=r"^objective: the data have no samples \(n = 0\)"):
         mfld_init(objective, jnp.zeros((4, 2)))
 
 

@@ -22,9 +22,11 @@ LAYERS = {
     "mflangevin.schedules": 0,
     "mflangevin.references": 0,
     "mflangevin.objectives": 0,
+    "mflangevin.proximal": 0,
     "mflangevin._checks": 0,
     "mflangevin._naming": 0,
     "mflangevin.datasets": 0,
+    "mflangevin.sharding": 0,
     "mflangevin.certificates": 1,
     "mflangevin.diagnostics": 1,
     "mflangevin.kernels": 2,
@@ -124,6 +126,15 @@ def test_importing_the_package_loads_no_model_or_integration():
         "import sys, mflangevin; "
         "bad = [m for m in sys.modules if m.startswith(('mflangevin.models', "
         "'mflangevin.integrations', 'numpyro', 'arviz'))]; print(bad); sys.exit(bool(bad))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_public_submodules_import_as_modules():
+    code = (
+        "import mflangevin.gradients, mflangevin.data; from mflangevin.gradients import sgd; "
+        "import mflangevin; assert mflangevin.gradients.sgd is sgd"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -162,7 +162,8 @@ def test_bad_numbers_are_named(data, argument, value, entry):
     _, objective, _, _ = data.draw(problems())
     args = {"step_size": 0.1, "temperature": 1e-2, argument: value}
     extra = (2,) if entry == "pda" else ()
-    with pytest.raises((ValueError, TypeError), match=f"^{argument}: "):
+    named = "inner_step_size" if (entry, argument) == ("pda", "step_size") else argument
+    with pytest.raises((ValueError, TypeError), match=f"^{named}: "):
         getattr(mflangevin, entry)(objective, args["step_size"], args["temperature"], *extra)
 
 

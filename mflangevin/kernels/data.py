@@ -53,7 +53,8 @@ __all__ = [
 
 class Draw(NamedTuple):
     """The samples of one step: the objective on them, their indices into ``objective.data``
-    (``None`` for the full data and for streamed batches) and how many there are.
+    (``None`` for the full data and for streamed batches), how many there are, and whether they
+    lie in the domain of the objective's risk (its ``check_data``; always true unless streamed).
 
     Examples
     --------
@@ -69,6 +70,7 @@ class Draw(NamedTuple):
     objective: Any
     indices: Array | None
     num_samples: Array
+    in_domain: Array | bool = True
 
 
 class MinibatchState(NamedTuple):
@@ -221,7 +223,10 @@ class _Stream(DataSource):
         if batch is None:
             batch = self.sampler(rng_key)
         batch_objective = self.on_batch(objective, batch)
-        return Draw(batch_objective, None, _count(num_samples(batch))), state
+        in_domain = True
+        if getattr(objective, "check_data", None) is not None:
+            in_domain = objective.check_data(batch, "minibatch")
+        return Draw(batch_objective, None, _count(num_samples(batch)), in_domain), state
 
 
 def full() -> DataSource:

@@ -3,6 +3,8 @@
 
 A step proposes ``θ − η·drift + √(2λη) ξ`` for every particle; a proposal that is not finite or
 leaves the box ``|θ| < divergence_threshold`` is refused (the particles are kept) and flagged.
+A step whose energy is not finite, or (with the exact drift) exceeds the running best by more
+than ``divergence_factor`` times its scale, is flagged too (see :func:`energy_diverged`).
 Particles keep their dtype: the step size, the temperature and the noise are cast to it.
 """
 
@@ -15,7 +17,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from mflangevin.keys import estimator_key
-from mflangevin.objectives import Objective
+from mflangevin.objectives import Objective, num_particles
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "langevin_update",
     "add_reference_score",
     "per_particle_sq_norm",
+    "energy_diverged",
 ]
 
 
@@ -33,21 +36,24 @@ class MFLDState(NamedTuple):
     """State of MFLD: the particles and the step counter that drives the schedules.
 
     ``gradient_state`` is the state of the drift estimator (``()`` for the full drift; the
-    snapshot of SVRG, the previous estimate of SARAH) and ``num_gradient_evaluations`` the number
-    of per-sample gradients evaluated so far (see :mod:`mflangevin.kernels.gradients`).
+    snapshot of SVRG, the previous estimate of SARAH), ``num_gradient_evaluations`` the number
+    of per-sample gradients evaluated so far (see :mod:`mflangevin.kernels.gradients`) and
+    ``best_energy`` the lowest exact energy ``F(μ)`` seen so far (``inf`` until the first exact
+    one; minibatch estimators never set it), which :func:`energy_diverged` compares against.
 
     Examples
     --------
     >>> import jax.numpy as jnp
     >>> state = initial_state(jnp.zeros((16, 2)))
-    >>> state.position.shape, int(state.count), state.gradient_state
-    ((16, 2), 0, ())
+    >>> state.position.shape, int(state.count), state.gradient_state, float(state.best_energy)
+    ((16, 2), 0, (), inf)
     """
 
     position: ArrayTree
     count: Array
     gradient_state: ArrayTree
     num_gradient_evaluations: Array
+    best_energy: Array
 
     @property
     def particles(self) -> ArrayTree:
@@ -71,8 +77,9 @@ class MFLDInfo(NamedTuple):
     included); with a minibatch estimator both are estimates from the samples the step used.
     ``num_gradient_evaluations`` counts the per-sample gradients evaluated up to and including
     this step (the cost axis on which estimators compare); ``is_divergent`` is true when the
-    proposed particles were non-finite or beyond
-    ``divergence_threshold``, in which case the step was not taken and the particles were kept.
+    proposed particles were non-finite or beyond ``divergence_threshold``, in which case the step
+    was not taken and the particles were kept, or when the energy diverged (see
+    :func:`energy_diverged`; the step is then taken, only flagged).
 
     Examples
     --------
@@ -93,7 +100,8 @@ class MFLDInfo(NamedTuple):
 
 
 def initial_state(position: ArrayTree, gradient_state: ArrayTree = ()) -> MFLDState:
-    """The state at step 0: the particles, the drift estimator's state, zero counters.
+    """The state at step 0: the particles, the drift estimator's state, zero counters, no best
+    energy yet (``inf`` in the particles' dtype).
 
     Examples
     --------
@@ -102,7 +110,8 @@ def initial_state(position: ArrayTree, gradient_state: ArrayTree = ()) -> MFLDSt
     0
     """
     zero = jnp.zeros((), jnp.int32)
-    return MFLDState(position, zero, gradient_state, zero)
+    dtype = jnp.result_type(*jax.tree.leaves(position))
+    return MFLDState(position, zero, gradient_state, zero, jnp.full((), jnp.inf, dtype))
 
 
 def per_particle_sq_norm(tree: ArrayTree) -> Array:
@@ -133,6 +142,36 @@ def add_reference_score(drift: ArrayTree, reference, temperature, position: Arra
         return drift
     score = reference.score(position)
     return jax.tree.map(lambda d, s: d - (temperature * s).astype(d.dtype), drift, score)
+
+
+def energy_diverged(energy, best_energy, temperature, position, factor: float) -> Array:
+    """Whether ``energy`` signals a diverging run: it is not finite, or it exceeds the running
+    best by more than ``(factor − 1)`` times ``max(|best|, λ·p)``.
+
+    ``p`` is the number of coordinates of one particle. The floor ``λ·p`` is the scale by which
+    the entropy lets ``F(μ)`` rise above its running best in a run that converges (for a
+    quadratic ``F`` the stationary energy sits ``λp/2`` above the minimum), so a run started
+    where ``F`` is near zero is not flagged for spreading out. The test is one-sided and never
+    changes the trajectory.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> position = jnp.zeros((4, 2))
+    >>> bool(energy_diverged(5.37, 0.195, 1e-3, position, 10.0))  # 27 times the best
+    True
+    >>> bool(energy_diverged(0.5, 0.195, 1e-3, position, 10.0))
+    False
+    >>> bool(energy_diverged(jnp.nan, jnp.inf, 1e-3, position, 10.0))
+    True
+    """
+    energy = jnp.asarray(energy)
+    best = jnp.asarray(best_energy, energy.dtype)
+    num = num_particles(position)
+    size = sum(x.size for x in jax.tree.leaves(position)) // max(num, 1)
+    scale = jnp.maximum(jnp.abs(best), jnp.asarray(temperature, energy.dtype) * size)
+    grew = energy - best > (factor - 1) * scale
+    return ~jnp.isfinite(energy) | (jnp.isfinite(best) & grew)
 
 
 def _bound(threshold: float, dtype) -> Array:
@@ -195,9 +234,12 @@ def langevin_step(
     step_size,
     temperature,
     divergence_threshold: float,
+    divergence_factor: float = 10.0,
 ) -> tuple[MFLDState, MFLDInfo]:
     """One MFLD step with the drift of ``estimator`` (see :mod:`mflangevin.kernels.gradients`):
-    the drift, the reference score, the guarded Langevin update, the info.
+    the drift, the reference score, the guarded Langevin update, the divergence test of the
+    energy (:func:`energy_diverged`, against the running best when the estimator's energy is
+    exact), the info.
 
     Examples
     --------
@@ -223,6 +265,10 @@ def langevin_step(
     new_position, is_divergent = langevin_update(
         rng_key, position, drift, step_size, temperature, divergence_threshold
     )
+    best = state.best_energy
+    is_divergent |= energy_diverged(energy, best, temperature, position, divergence_factor)
+    if estimator.exact:
+        best = jnp.fmin(best, jnp.asarray(energy, best.dtype))
     info = MFLDInfo(
         energy=energy,
         drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
@@ -232,6 +278,6 @@ def langevin_step(
         num_gradient_evaluations=state.num_gradient_evaluations + evaluations,
     )
     new_state = MFLDState(
-        new_position, state.count + 1, gradient_state, info.num_gradient_evaluations
+        new_position, state.count + 1, gradient_state, info.num_gradient_evaluations, best
     )
     return new_state, info

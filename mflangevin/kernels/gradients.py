@@ -60,8 +60,10 @@ class GradientEstimator(NamedTuple):
     ``(energy, drift, state, evaluations)`` for step ``count``: the energy ``F(μ_Θ)`` estimated on
     the samples used, the drift without the reference term, the new state and the number of
     per-sample gradients ``v_j(Θ)`` the step evaluated; ``check(objective)`` raises on an
-    objective the estimator cannot use, before anything is compiled. Minibatches come from
-    :func:`mflangevin.kernels.data.minibatch`.
+    objective the estimator cannot use, before anything is compiled; ``exact`` says that its
+    energy is ``F(μ_Θ)`` itself rather than a minibatch estimate (the kernels then test it
+    against the running best, see :func:`mflangevin.kernels.diffusions.energy_diverged`).
+    Minibatches come from :func:`mflangevin.kernels.data.minibatch`.
 
     Examples
     --------
@@ -80,6 +82,7 @@ class GradientEstimator(NamedTuple):
     init: Callable[[StructuredObjective, ArrayTree], ArrayTree]
     estimate: Callable[..., tuple[Array, ArrayTree, ArrayTree, Array]]
     check: Callable[[StructuredObjective], None]
+    exact: bool = False
 
 
 class SVRGState(NamedTuple):
@@ -181,7 +184,7 @@ def full() -> GradientEstimator:
         return energy, drift, state, draw.num_samples
 
     return GradientEstimator(
-        lambda objective, position: source.init(objective), estimate, source.check
+        lambda objective, position: source.init(objective), estimate, source.check, exact=True
     )
 
 

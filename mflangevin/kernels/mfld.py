@@ -19,7 +19,7 @@ from collections.abc import Callable
 import jax
 from blackjax.base import SamplingAlgorithm
 
-from mflangevin._checks import check_particles, check_positive
+from mflangevin._checks import check_factor, check_particles, check_positive
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import MFLDInfo, MFLDState, initial_state, langevin_step
 from mflangevin.kernels.gradients import GradientEstimator, full
@@ -59,7 +59,9 @@ def init(
 
 
 def build_kernel(
-    divergence_threshold: float = 1e6, gradient: GradientEstimator | None = None
+    divergence_threshold: float = 1e6,
+    gradient: GradientEstimator | None = None,
+    divergence_factor: float = 10.0,
 ) -> Callable:
     """Build the low-level MFLD kernel.
 
@@ -72,6 +74,11 @@ def build_kernel(
         The drift estimator (default :func:`~mflangevin.kernels.gradients.full`). Its minibatches
         are drawn from a key folded from the step key, so the Langevin noise is the same for
         every estimator.
+    divergence_factor
+        With the exact drift, a step whose energy exceeds the running best by more than
+        ``(divergence_factor − 1) · max(|best|, λp)`` (``p`` coordinates per particle) is flagged
+        in ``info.is_divergent``, without being refused; see
+        :func:`~mflangevin.kernels.diffusions.energy_diverged`.
 
     Returns
     -------
@@ -98,7 +105,14 @@ def build_kernel(
         temperature: ArrayTree,
     ) -> tuple[MFLDState, MFLDInfo]:
         return langevin_step(
-            rng_key, state, objective, estimator, step_size, temperature, divergence_threshold
+            rng_key,
+            state,
+            objective,
+            estimator,
+            step_size,
+            temperature,
+            divergence_threshold,
+            divergence_factor,
         )
 
     return kernel
@@ -108,8 +122,8 @@ def build_kernel(
 def _step(settings, rng_key, state, held):
     """One step of :func:`as_top_level_api`, compiled once per settings and data shapes: the
     held data are arguments (see :func:`mflangevin.kernels.data.hold`)."""
-    step_size, temperature, divergence_threshold, gradient, static_objective = data.thaw(settings)
-    return build_kernel(divergence_threshold, gradient)(
+    step_size, temperature, thresholds, gradient, static_objective = data.thaw(settings)
+    return build_kernel(thresholds[0], gradient, thresholds[1])(
         rng_key,
         state,
         data.read(held) if static_objective is None else static_objective,
@@ -125,6 +139,7 @@ def as_top_level_api(
     *,
     gradient: GradientEstimator | None = None,
     divergence_threshold: float = 1e6,
+    divergence_factor: float = 10.0,
 ) -> SamplingAlgorithm:
     """Mean-field Langevin dynamics over ``N`` particles.
 
@@ -142,7 +157,7 @@ def as_top_level_api(
         How the drift is formed: :func:`~mflangevin.kernels.gradients.full` (default),
         ``sgd``, ``svrg`` or ``sarah`` from :mod:`mflangevin.gradients`; the minibatch
         estimators need a finite-sum :class:`~mflangevin.MeanFieldObjective`.
-    divergence_threshold
+    divergence_threshold, divergence_factor
         See :func:`build_kernel`.
 
     Returns
@@ -168,6 +183,7 @@ def as_top_level_api(
     check_positive("step_size", step_size)
     check_positive("temperature", temperature)
     check_positive("divergence_threshold", divergence_threshold)
+    check_factor(divergence_factor)
     gradient = full() if gradient is None else gradient
     if not isinstance(gradient, GradientEstimator):
         raise TypeError(
@@ -175,7 +191,8 @@ def as_top_level_api(
             f"got {type(gradient).__name__}."
         )
     gradient.check(objective)
-    settings = (step_size, temperature, divergence_threshold, gradient, None)
+    thresholds = (divergence_threshold, float(divergence_factor))
+    settings = (step_size, temperature, thresholds, gradient, None)
     holder = data.Holder(objective)
     if jax.tree.leaves(objective) == [objective]:  # not a pytree: a static part of the step
         holder, settings = None, (*settings[:-1], objective)

@@ -31,10 +31,15 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin import keys
-from mflangevin._checks import check_choice, check_count, check_particles, check_positive
-from mflangevin.certificates.duality import dual_objective
+from mflangevin._checks import (
+    check_choice,
+    check_count,
+    check_factor,
+    check_particles,
+    check_positive,
+)
 from mflangevin.kernels import data
-from mflangevin.kernels.diffusions import add_reference_score, langevin_update
+from mflangevin.kernels.diffusions import add_reference_score, energy_diverged, langevin_update
 from mflangevin.objectives import StructuredObjective, num_samples
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
@@ -50,9 +55,10 @@ class PDAState(NamedTuple):
 
     ``position`` is the current iterate ``Θ̃_{t+1}``, from which the next inner loop starts;
     ``output`` the iterate the output rule selects among ``Θ̃_2 … Θ̃_{t+1}``; ``weighted_sum``
-    is ``Σ_{s≤t} s g_s`` and ``weight_sum`` is ``Σ_{s≤t} s``. In online mode ``samples`` holds the
-    data the ``g_s`` were computed on (``None`` otherwise); in minibatch mode ``batches`` is where
-    the minibatch stream stands (``None`` otherwise).
+    is ``Σ_{s≤t} s g_s`` and ``weight_sum`` is ``Σ_{s≤t} s``; ``best_energy`` is the lowest
+    full-data energy seen (``inf`` in the minibatch and online modes). In online mode
+    ``samples`` holds the data the ``g_s`` were computed on (``None`` otherwise); in minibatch
+    mode ``batches`` is where the minibatch stream stands (``None`` otherwise).
 
     Examples
     --------
@@ -69,6 +75,7 @@ class PDAState(NamedTuple):
     weighted_sum: Array
     weight_sum: Array
     count: Array
+    best_energy: Array
     samples: ArrayTree | None = None
     batches: data.MinibatchState | None = None
 
@@ -93,8 +100,10 @@ class PDAInfo(NamedTuple):
 
     ``energy`` is ``F(μ)`` at the particles the step started from, on the step's data (the full
     data, the minibatch or the fresh sample); ``dual_bound`` is ``D(g_t)``, a lower bound on
-    ``min G`` (``None`` unless requested); ``is_divergent`` is true when an inner proposal was
-    non-finite or beyond the divergence threshold (that inner step was refused).
+    ``min G`` (``None`` without ``dual_fn``); ``is_divergent`` is true when an inner proposal was
+    non-finite or beyond the divergence threshold (that inner step was refused), or when the
+    energy diverged (see :func:`~mflangevin.kernels.diffusions.energy_diverged`; flagged only);
+    ``inner_step_size`` is this step's ``η_t``.
 
     Examples
     --------
@@ -103,7 +112,7 @@ class PDAInfo(NamedTuple):
     >>> objective = mflangevin.MeanFieldObjective(
     ...     lambda theta, _: theta, lambda z, _: 0.5 * jnp.sum(z**2)
     ... )
-    >>> algorithm = mflangevin.pda(objective, step_size=0.01, temperature=0.1, num_inner_steps=5)
+    >>> algorithm = mflangevin.pda(objective, 0.01, temperature=0.1, num_inner_steps=5)
     >>> _, info = algorithm.step(jax.random.key(0), algorithm.init(jnp.zeros((16, 2))))
     >>> info.dual_bound is None, bool(info.is_divergent), int(info.num_inner_steps)
     (True, False, 5)
@@ -112,7 +121,7 @@ class PDAInfo(NamedTuple):
     energy: Array
     dual_bound: Array | None
     is_divergent: Array
-    step_size: Array
+    inner_step_size: Array
     num_inner_steps: Array
 
 
@@ -166,6 +175,7 @@ def init(
         weighted_sum=jnp.zeros(embedding.shape, dtype),
         weight_sum=jnp.zeros((), dtype),
         count=jnp.zeros((), jnp.int32),
+        best_energy=jnp.full((), jnp.inf, dtype),
         samples=samples,
         batches=batches,
     )
@@ -178,7 +188,8 @@ def build_kernel(
     data_sampler: Callable[[PRNGKey], ArrayTree] | None = None,
     num_outer_steps: int | None = None,
     divergence_threshold: float = 1e6,
-    dual_samples: int | None = None,
+    dual_fn: Callable | None = None,
+    divergence_factor: float = 10.0,
 ) -> Callable:
     """Build the low-level PDA kernel (one call = one outer step).
 
@@ -189,7 +200,7 @@ def build_kernel(
 
     Returns
     -------
-    ``kernel(rng_key, state, objective, step_size, temperature, num_inner_steps)
+    ``kernel(rng_key, state, objective, inner_step_size, temperature, num_inner_steps)
     -> (state, info)``, with this outer step's ``η_t``, ``λ`` and ``K_t``.
 
     Examples
@@ -207,7 +218,7 @@ def build_kernel(
     check_choice("output", output, OUTPUTS)
     batches = None if batch_size is None else data.minibatch(batch_size)
 
-    def kernel(rng_key, state, objective, step_size, temperature, num_inner_steps):
+    def kernel(rng_key, state, objective, inner_step_size, temperature, num_inner_steps):
         key_data, key_inner, key_output = keys.pda_keys(rng_key)
         t = state.count + 1
         dtype = state.weight_sum.dtype
@@ -229,7 +240,7 @@ def build_kernel(
             state.position,
             step.batches,
             grad_potential,
-            step_size,
+            inner_step_size,
             dtype,
             num_inner_steps,
             divergence_threshold,
@@ -237,20 +248,24 @@ def build_kernel(
         new_output = _output_rule(output, key_output, weight, new_position, state.output)
 
         dual = None
-        if dual_samples is not None:
-            key_dual = keys.dual_key(rng_key)
-            dual = dual_objective(
-                step.objective, g, temperature, key_dual, dual_samples, particles=state.position
+        if dual_fn is not None:
+            dual = dual_fn(
+                step.objective, g, temperature, keys.dual_key(rng_key), particles=state.position
             )
+        best = state.best_energy
+        diverged |= jnp.logical_not(step.in_domain)  # an online sample outside the risk's domain
+        diverged |= energy_diverged(energy, best, lam, state.position, divergence_factor)
+        if step.indices is None and step.sample is None:  # the full data: F(μ) itself
+            best = jnp.fmin(best, energy.astype(best.dtype))
         info = PDAInfo(
             energy=energy,
             dual_bound=dual,
             is_divergent=diverged,
-            step_size=jnp.asarray(step_size),
+            inner_step_size=jnp.asarray(inner_step_size),
             num_inner_steps=jnp.asarray(num_inner_steps),
         )
         new_state = PDAState(
-            new_position, new_output, weighted_sum, weight_sum, t, samples, batches_state
+            new_position, new_output, weighted_sum, weight_sum, t, best, samples, batches_state
         )
         return new_state, info
 
@@ -267,6 +282,7 @@ class _Step(NamedTuple):
     start: Array | None
     sample: ArrayTree | None
     batches: data.MinibatchState | None
+    in_domain: Array | bool = True
 
     def inner_objective(self, samples):
         return dataclasses.replace(self.objective, data=samples)
@@ -277,7 +293,7 @@ def _step_samples(rng_key, state, objective, batches, data_sampler, num_outer_st
         draw, _ = data.stream(data_sampler).draw(rng_key, objective, ())
         size = num_samples(draw.objective.data)
         start = (state.count % num_outer_steps) * size
-        return _Step(draw.objective, None, start, draw.objective.data, None)
+        return _Step(draw.objective, None, start, draw.objective.data, None, draw.in_domain)
     if batches is not None:
         draw, batches_state = batches.draw(rng_key, objective, state.batches)
         return _Step(draw.objective, draw.indices, None, None, batches_state)
@@ -345,7 +361,7 @@ def _potential_gradient(objective, weighted_sum, weight_sum, scale, lam, batches
 
 
 def _inner_langevin(
-    rng_key, position, stream, grad_potential, step_size, dtype, num_inner_steps, threshold
+    rng_key, position, stream, grad_potential, inner_step_size, dtype, num_inner_steps, threshold
 ):
     """``K_t`` unit-temperature Langevin steps on ``V_t``; inner step ``k`` draws its noise (and
     its minibatch) from ``fold_in(rng_key, k)``. Returns the particles, whether a step was refused,
@@ -356,7 +372,7 @@ def _inner_langevin(
         key = keys.inner_step_key(rng_key, k)
         drift, stream = grad_potential(keys.estimator_key(key), particles, stream)
         particles, is_divergent = langevin_update(
-            key, particles, drift, step_size, jnp.ones((), dtype), threshold
+            key, particles, drift, inner_step_size, jnp.ones((), dtype), threshold
         )
         return particles, diverged | is_divergent, stream
 
@@ -414,15 +430,22 @@ def _check_mode(objective, batch_size, data_sampler, num_outer_steps) -> None:
         raise ValueError("num_outer_steps: only the online mode (data_sampler) uses it.")
 
 
-def _check_dual(objective, dual_samples) -> None:
-    """The dual bound needs ``K ≥ 1`` draws of ν and the conjugate ``R*``."""
-    if dual_samples is None:
+def _check_dual_fn(dual_fn, objective, position, temperature, data_sampler) -> None:
+    """``dual_fn`` must accept ``(objective, g, λ, rng_key, particles=…)``: traced once, eagerly."""
+    if dual_fn is None:
         return
-    check_count("dual_samples", dual_samples)
-    if objective.risk_conjugate is None:
-        raise ValueError(
-            "dual_samples: the dual bound needs the objective's risk_conjugate R*, and it has none."
-        )
+    if data_sampler is not None:
+        sample = jax.eval_shape(data_sampler, jax.random.key(0))
+        objective = dataclasses.replace(objective, data=sample)
+
+    def probe(objective):
+        g = objective.risk_gradient(objective.mean_embedding(position))
+        return dual_fn(objective, g, temperature, jax.random.key(0), particles=position)
+
+    try:
+        jax.eval_shape(probe, objective)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"dual_fn: calling it on the objective and g_t failed: {err}") from err
 
 
 def _check_fit(position, objective, per_sample: bool) -> None:
@@ -453,12 +476,12 @@ def _empty_store(rng_key, data_sampler, num_outer_steps: int):
 def _step(settings, rng_key, state, held):
     """One outer step of :func:`as_top_level_api`, compiled once per settings and data shapes:
     the held data are arguments (see :func:`mflangevin.kernels.data.hold`)."""
-    structure, step_size, temperature, num_inner_steps = data.thaw(settings)
+    structure, inner_step_size, temperature, num_inner_steps = data.thaw(settings)
     return build_kernel(*structure)(
         rng_key,
         state,
         data.read(held),
-        schedule_value(step_size, state.count),
+        schedule_value(inner_step_size, state.count),
         temperature,
         num_inner_steps(state.count) if callable(num_inner_steps) else num_inner_steps,
     )
@@ -466,7 +489,7 @@ def _step(settings, rng_key, state, held):
 
 def as_top_level_api(
     objective: StructuredObjective,
-    step_size: ScalarOrSchedule,
+    inner_step_size: ScalarOrSchedule,
     temperature: float,
     num_inner_steps: int | Callable[[Array], Array],
     *,
@@ -476,7 +499,8 @@ def as_top_level_api(
     data_sampler: Callable[[PRNGKey], ArrayTree] | None = None,
     num_outer_steps: int | None = None,
     divergence_threshold: float = 1e6,
-    dual_samples: int | None = None,
+    divergence_factor: float = 10.0,
+    dual_fn: Callable | None = None,
 ) -> SamplingAlgorithm:
     """Particle dual averaging over ``N`` particles; one ``step`` is one outer iteration.
 
@@ -486,8 +510,8 @@ def as_top_level_api(
         A :class:`~mflangevin.MeanFieldObjective`: PDA needs the first variation at arbitrary θ,
         which a plain ``energy_fn`` does not give. Its reference ν enters ``V_t`` as
         ``−c_t log ν``.
-    step_size
-        Inner step size ``η_t > 0`` of the unit-temperature Langevin steps on ``V_t``, or a
+    inner_step_size
+        Step size ``η_t > 0`` of the inner, unit-temperature Langevin steps on ``V_t``, or a
         schedule ``t − 1 -> η_t``. ``V_t`` is ``1/λ`` times the MFLD potential, so ``η_t = λη``
         matches an MFLD step size ``η``.
     temperature
@@ -518,11 +542,17 @@ def as_top_level_api(
         Online mode: the number of outer steps whose samples the state keeps.
     divergence_threshold
         A proposed coordinate beyond this magnitude (or non-finite) refuses that inner step.
-    dual_samples
-        If given, ``info.dual_bound`` is the dual ``D(g_t)`` of
-        :func:`~mflangevin.certificates.dual_objective` at the step's ``g_t``, with this many
-        draws of ν (the objective needs ``risk_conjugate``). With the full data it is a lower
-        bound on ``min G``; in minibatch and online modes it is that of the step's sample.
+    divergence_factor
+        In full-data mode, an outer step whose energy exceeds the running best by more than
+        ``(divergence_factor − 1) · max(|best|, λp)`` is flagged in ``info.is_divergent``
+        (not refused); see :func:`~mflangevin.kernels.diffusions.energy_diverged`.
+    dual_fn
+        If given, ``info.dual_bound`` is ``dual_fn(objective_t, g_t, λ, key, particles=Θ̃_t)``
+        at every outer step, with the objective on the step's data and its ``g_t``, e.g.
+        ``functools.partial(mflangevin.dual_objective, num_samples=1024)``: the dual ``D(g_t)``
+        with 1024 draws of ν (the objective needs ``risk_conjugate``). With the full data it
+        is a lower bound on ``min G``; in minibatch and online modes it is that of the step's
+        sample. It leaves the trajectory unchanged (its key is a stream of its own).
 
     Returns
     -------
@@ -543,23 +573,25 @@ def as_top_level_api(
     ...     risk=lambda z, _: 0.5 * jnp.sum((z - 1.0) ** 2),
     ...     penalty=lambda theta: 0.5 * jnp.sum(theta**2),
     ... )
-    >>> algorithm = mflangevin.pda(objective, step_size=0.01, temperature=0.1, num_inner_steps=10)
+    >>> algorithm = mflangevin.pda(objective, 0.01, temperature=0.1, num_inner_steps=10)
     >>> state = algorithm.init(jnp.zeros((16, 2)))
     >>> state, info = jax.jit(algorithm.step)(jax.random.key(0), state)
     >>> state.particles.shape, bool(info.is_divergent)
     ((16, 2), False)
     """
     _check_structured(objective)
-    check_positive("step_size", step_size)
+    check_positive("inner_step_size", inner_step_size)
     if callable(temperature):
         raise TypeError("temperature: PDA needs a constant λ (it defines the objective).")
     check_positive("temperature", temperature)
     check_positive("divergence_threshold", divergence_threshold)
+    check_factor(divergence_factor)
     _check_inner_steps(num_inner_steps)
     check_choice("normalisation", normalisation, NORMALISATIONS)
     check_choice("output", output, OUTPUTS)
     _check_mode(objective, batch_size, data_sampler, num_outer_steps)
-    _check_dual(objective, dual_samples)
+    if dual_fn is not None and not callable(dual_fn):
+        raise TypeError(f"dual_fn: expected a callable or None, got {dual_fn!r}.")
     structure = (
         normalisation,
         output,
@@ -567,13 +599,15 @@ def as_top_level_api(
         data_sampler,
         num_outer_steps,
         divergence_threshold,
-        dual_samples,
+        dual_fn,
+        float(divergence_factor),
     )
-    settings = data.freeze((structure, step_size, temperature, num_inner_steps))
+    settings = data.freeze((structure, inner_step_size, temperature, num_inner_steps))
     holder = data.Holder(objective)
 
     def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> PDAState:
         holder.place_like(position)
+        _check_dual_fn(dual_fn, objective, position, temperature, data_sampler)
         return init(
             position,
             objective,

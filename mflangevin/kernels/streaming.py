@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin._checks import check_particles, check_positive
@@ -73,13 +75,30 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
     >>> int(info.num_gradient_evaluations)
     8
     """
-    source, estimator = data.stream(), full()
+    # The drift of the minibatch's objective, whose energy is an estimate: not a running best.
+    source, estimator = data.stream(), full()._replace(exact=False)
 
     def kernel(rng_key, state, objective, minibatch, step_size, temperature):
         draw, _ = source.draw(rng_key, objective, (), batch=minibatch)
-        return langevin_step(
-            rng_key, state, draw.objective, estimator, step_size, temperature, divergence_threshold
+        try:
+            new_state, info = langevin_step(
+                rng_key,
+                state,
+                draw.objective,
+                estimator,
+                step_size,
+                temperature,
+                divergence_threshold,
+            )
+        except TypeError as err:  # e.g. inputs of the wrong width for the particles
+            raise ValueError(f"minibatch: does not fit the objective and particles: {err}") from err
+        # A traced minibatch outside the risk's domain (e.g. labels not ±1): step refused, flagged.
+        refused = jnp.logical_not(draw.in_domain)
+        position = jax.tree.map(
+            lambda new, old: jnp.where(refused, old, new), new_state.position, state.position
         )
+        info = info._replace(is_divergent=info.is_divergent | refused)
+        return new_state._replace(position=position), info
 
     return kernel
 

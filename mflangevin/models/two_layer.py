@@ -20,6 +20,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from mflangevin._checks import check_count
 from mflangevin.models.losses import Loss, get_loss
 from mflangevin.objectives import L2Penalty, MeanFieldObjective
 from mflangevin.references import DensityReference, GaussianReference
@@ -86,8 +87,7 @@ class MeanFieldNetwork:
                 f"activation: unknown activation {self.activation!r}; "
                 f"choose one of {sorted(ACTIVATIONS)}."
             )
-        if int(self.num_outputs) < 1:
-            raise ValueError(f"num_outputs: must be >= 1, got {self.num_outputs}.")
+        object.__setattr__(self, "num_outputs", check_count("num_outputs", self.num_outputs))
         if self.num_outputs > 1 and self.neuron != "output_weight":
             raise ValueError("num_outputs: vector outputs need neuron='output_weight'.")
         loss = get_loss(self.loss)
@@ -248,22 +248,39 @@ class MeanFieldNetwork:
             data=(X, y),
             finite_sum=True,
             chunk_size=chunk_size,
+            check_data=self._check_data,
         )
 
-    def _check_labels(self, y: Array) -> None:
-        name = self.loss.name
+    def _check_labels(self, y: Array, name: str = "y") -> None:
         if jnp.iscomplexobj(y):
-            raise TypeError(f"y: labels must be real, got {y.dtype}.")
-        if name == "cross_entropy" and not jnp.issubdtype(y.dtype, jnp.integer):
-            raise TypeError(f"y: the cross-entropy needs integer class labels, got {y.dtype}.")
-        if isinstance(y, jax.core.Tracer):
-            return
-        if name in ("logistic", "smoothed_hinge") and not bool(jnp.all(jnp.abs(y) == 1)):
-            raise ValueError(f"y: the {name} loss needs labels in {{-1, +1}}.")
-        if name == "cross_entropy" and not bool(jnp.all((y >= 0) & (y < self.num_outputs))):
-            raise ValueError(f"y: class labels must lie in [0, {self.num_outputs}).")
-        if name == "squared" and not bool(jnp.all(jnp.isfinite(y))):
-            raise ValueError("y: contains NaN or infinite values.")
+            raise TypeError(f"{name}: labels must be real, got {y.dtype}.")
+        if self.loss.name == "cross_entropy" and not jnp.issubdtype(y.dtype, jnp.integer):
+            raise TypeError(f"{name}: the cross-entropy needs integer class labels, got {y.dtype}.")
+        if not isinstance(y, jax.core.Tracer) and not bool(self._labels_in_domain(y)):
+            raise ValueError(f"{name}: the {self.loss.name} loss needs {self._label_domain()}.")
+
+    def _label_domain(self) -> str:
+        if self.loss.name in ("logistic", "smoothed_hinge"):
+            return "labels in {-1, +1}"
+        if self.loss.name == "cross_entropy":
+            return f"class labels in [0, {self.num_outputs})"
+        return "finite labels"
+
+    def _labels_in_domain(self, y: Array) -> Array:
+        if self.loss.name in ("logistic", "smoothed_hinge"):
+            return jnp.all(jnp.abs(y) == 1)
+        if self.loss.name == "cross_entropy":
+            return jnp.all((y >= 0) & (y < self.num_outputs))
+        return jnp.all(jnp.isfinite(y))
+
+    def _check_data(self, data: tuple[Array, Array], name: str) -> Array:
+        """The objective's ``check_data``: finite inputs and labels in the loss's domain."""
+        X, y = data
+        self._check_labels(y, f"{name} labels")
+        in_domain = jnp.all(jnp.isfinite(X)) & self._labels_in_domain(y)
+        if not isinstance(in_domain, jax.core.Tracer) and not bool(in_domain):
+            raise ValueError(f"{name}: the inputs contain NaN or infinite values.")
+        return in_domain
 
     def _feature_map(self, theta: ArrayTree, data: tuple[Array, Array]) -> Array:
         return self.unit(theta, data[0])

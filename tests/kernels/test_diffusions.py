@@ -7,7 +7,7 @@ import pytest
 import mflangevin
 from mflangevin import gradients
 from mflangevin.datasets import teacher_student
-from mflangevin.kernels.diffusions import add_reference_score, langevin_update
+from mflangevin.kernels.diffusions import add_reference_score, energy_diverged, langevin_update
 from mflangevin.models import MeanFieldNetwork
 
 
@@ -54,3 +54,49 @@ def test_kernels_keep_the_particles_dtype(make, dtype, x64):
             state, info = algorithm.step(key, state)
         assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(state.position))
         assert not bool(info.is_divergent)
+
+
+def test_energy_divergence_is_relative_to_the_running_best():
+    position = jnp.zeros((4, 2))
+    assert bool(energy_diverged(5.37, 0.195, 1e-3, position, 10.0))  # the 27-fold rise
+    assert not bool(energy_diverged(1.5, 0.195, 1e-3, position, 10.0))
+    assert not bool(energy_diverged(0.5, jnp.inf, 1e-3, position, 10.0))  # no best yet
+    assert bool(energy_diverged(jnp.nan, jnp.inf, 1e-3, position, 10.0))
+    assert not bool(energy_diverged(5.37, 0.195, 1e-3, position, jnp.inf))  # switched off
+    # From a best near zero, the entropy's scale λp is the floor: spreading out is not divergence.
+    assert not bool(energy_diverged(0.5, 0.0, 0.1, position, 10.0))
+    assert bool(energy_diverged(2.0, 0.0, 0.1, position, 10.0))
+
+
+def _teacher_student_run(step_size, num_steps=60, **kwargs):
+    X, y, _ = teacher_student(jax.random.key(0), 64, 3)
+    net = MeanFieldNetwork("tanh")
+    algorithm = mflangevin.mfld(net.objective(X, y, l2=1e-3), step_size, 1e-3, **kwargs)
+    state = algorithm.init(net.init_particles(jax.random.key(1), 16, 3))
+    keys = jax.random.split(jax.random.key(2), num_steps)
+    return jax.lax.scan(lambda s, k: algorithm.step(k, s), state, keys)
+
+
+def test_a_rising_objective_is_flagged_without_changing_the_trajectory():
+    """η = 500 on teacher–student regression: no particle leaves the box, but the objective rises
+    many-fold; the steps are flagged. The flag never changes the particles."""
+    state, info = _teacher_student_run(500.0)
+    assert float(jnp.max(info.energy)) > 10 * float(info.energy[0])
+    assert bool(jnp.any(info.is_divergent))
+    unflagged, _ = _teacher_student_run(500.0, divergence_factor=float("inf"))
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, state.position, unflagged.position))
+    state, info = _teacher_student_run(0.1)
+    assert not bool(jnp.any(info.is_divergent))
+    assert float(state.best_energy) == pytest.approx(float(jnp.min(info.energy)))
+
+
+def test_minibatch_energies_do_not_set_a_running_best():
+    state, info = _teacher_student_run(0.1, num_steps=5, gradient=gradients.sgd(8))
+    assert float(state.best_energy) == float("inf")
+    assert not bool(jnp.any(info.is_divergent))
+
+
+@pytest.mark.parametrize("factor, error", [(1.0, ValueError), (0.5, ValueError), ("10", TypeError)])
+def test_bad_divergence_factor(factor, error):
+    with pytest.raises(error, match="^divergence_factor: "):
+        mflangevin.mfld(lambda p: jnp.sum(p**2), 0.1, 0.1, divergence_factor=factor)

@@ -1,3 +1,5 @@
+import functools
+
 import blackjax
 import chex
 import jax
@@ -63,7 +65,11 @@ def test_one_inner_step_with_all_weight_on_the_last_term_is_a_noisy_gradient_ste
         objective = quadratic_objective(jnp.array([1.0, -1.0]), 0.0, gaussian_reference(1.5))
         particles = jax.random.normal(jax.random.key(2), (16, 2))
     algorithm = mflangevin.pda(
-        objective, step_size=lam * eta, temperature=lam, num_inner_steps=1, normalisation="average"
+        objective,
+        inner_step_size=lam * eta,
+        temperature=lam,
+        num_inner_steps=1,
+        normalisation="average",
     )
     state = algorithm.init(particles)._replace(count=jnp.asarray(count, jnp.int32))
     key = jax.random.key(3)
@@ -291,7 +297,9 @@ def _objective():
     [
         (lambda p: jnp.sum(p), {}, TypeError, "objective"),
         (EnergyObjective(lambda p: jnp.sum(p)), {}, TypeError, "objective"),
-        (_objective(), {"step_size": -0.1}, ValueError, "step_size"),
+        (_objective(), {"inner_step_size": -0.1}, ValueError, "inner_step_size"),
+        (_objective(), {"divergence_factor": 1.0}, ValueError, "divergence_factor"),
+        (_objective(), {"dual_fn": 3}, TypeError, "dual_fn"),
         (_objective(), {"temperature": 0.0}, ValueError, "temperature"),
         (_objective(), {"temperature": lambda k: 0.1}, TypeError, "temperature"),
         (_objective(), {"num_inner_steps": 0}, ValueError, "num_inner_steps"),
@@ -304,7 +312,7 @@ def _objective():
     ],
 )
 def test_bad_parameters(objective, kwargs, error, match):
-    args = {"step_size": 0.1, "temperature": 0.1, "num_inner_steps": 2} | kwargs
+    args = {"inner_step_size": 0.1, "temperature": 0.1, "num_inner_steps": 2} | kwargs
     with pytest.raises(error, match=match):
         mflangevin.pda(objective, **args)
 
@@ -333,7 +341,8 @@ def test_dual_bound_on_request_leaves_the_trajectory_unchanged():
     objective = net.objective(X, y, reference=gaussian_reference(1.0))
     lam, key = 0.05, jax.random.key(3)
     plain = mflangevin.pda(objective, 0.01, lam, 2)
-    with_dual = mflangevin.pda(objective, 0.01, lam, 2, dual_samples=256)
+    dual_fn = functools.partial(mflangevin.dual_objective, num_samples=256)
+    with_dual = mflangevin.pda(objective, 0.01, lam, 2, dual_fn=dual_fn)
     state, info = jax.jit(plain.step)(key, plain.init(particles))
     dual_state, dual_info = jax.jit(with_dual.step)(key, with_dual.init(particles))
     assert info.dual_bound is None
@@ -343,5 +352,22 @@ def test_dual_bound_on_request_leaves_the_trajectory_unchanged():
         objective, g, lam, keys.dual_key(key), 256, particles=particles
     )
     np.testing.assert_allclose(dual_info.dual_bound, expected, rtol=1e-5)
-    with pytest.raises(ValueError, match="dual_samples"):
-        mflangevin.pda(quadratic_objective(jnp.ones(2), 0.5), 0.1, 0.1, 2, dual_samples=16)
+    no_conjugate = mflangevin.pda(
+        quadratic_objective(jnp.ones(2), 0.5), 0.1, 0.1, 2, dual_fn=dual_fn
+    )
+    with pytest.raises(ValueError, match="^dual_fn: .*risk_conjugate"):
+        no_conjugate.init(jnp.zeros((8, 2)))
+
+
+def test_the_running_best_is_kept_on_the_full_data_only():
+    net, X, y, particles = network_problem()
+    objective = net.objective(X, y, l2=1e-2)
+    full = mflangevin.pda(objective, 0.01, 0.05, 2)
+    state, info = jax.lax.scan(
+        lambda s, k: full.step(k, s), full.init(particles), jax.random.split(jax.random.key(0), 4)
+    )
+    assert float(state.best_energy) == pytest.approx(float(jnp.min(info.energy)))
+    assert not bool(jnp.any(info.is_divergent))
+    minibatch = mflangevin.pda(objective, 0.01, 0.05, 2, batch_size=8)
+    state, _ = minibatch.step(jax.random.key(0), minibatch.init(particles))
+    assert float(state.best_energy) == float("inf")

@@ -1,3 +1,5 @@
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -72,3 +74,35 @@ def test_bad_input():
         streaming.step(jax.random.key(0), state, X[:8])
     with pytest.raises(ValueError, match="sample axis"):
         streaming.step(jax.random.key(0), state, (X[:8], y[:7]))
+
+
+def test_minibatch_labels_outside_the_loss_domain():
+    """{0, 1} labels for the logistic loss: a clear error on a concrete minibatch; under jit the
+    step is refused (particles kept) and flagged."""
+    X, y, _ = teacher_student(jax.random.key(0), 40, 3)
+    net = MeanFieldNetwork("tanh", loss="logistic")
+    objective = net.objective(X, jnp.sign(y), l2=1e-2)
+    streaming = mflangevin.streaming_mfld(objective, 0.1, 1e-2)
+    state = streaming.init(net.init_particles(jax.random.key(1), 8, 3))
+    bad = (X[:8], (y[:8] > 0).astype(X.dtype))
+    with pytest.raises(ValueError, match=r"^minibatch labels: .*logistic.*\{-1, \+1\}"):
+        streaming.step(jax.random.key(2), state, bad)
+    new, info = jax.jit(streaming.step)(jax.random.key(2), state, bad)
+    assert bool(info.is_divergent)
+    chex.assert_trees_all_equal(new.position, state.position)
+    new, info = jax.jit(streaming.step)(jax.random.key(2), state, (X[:8], jnp.sign(y[:8])))
+    assert not bool(info.is_divergent)
+    with pytest.raises(ValueError, match="^minibatch: the inputs contain NaN"):
+        streaming.step(jax.random.key(2), state, (X[:8].at[0, 0].set(jnp.nan), jnp.sign(y[:8])))
+
+
+def test_empty_and_misshapen_minibatches():
+    X, y, objective, particles = problem()
+    streaming = mflangevin.streaming_mfld(objective, 0.1, 1e-2)
+    state = streaming.init(particles)
+    with pytest.raises(ValueError, match=r"^minibatch: the data have no samples \(n = 0\)"):
+        streaming.step(jax.random.key(2), state, (X[:0], y[:0]))
+    structure_only = dataclasses.replace(objective, data=None)
+    streaming = mflangevin.streaming_mfld(structure_only, 0.1, 1e-2)
+    with pytest.raises(ValueError, match="^minibatch: does not fit the objective and particles"):
+        streaming.step(jax.random.key(2), streaming.init(particles), (X[:8, :2], y[:8]))

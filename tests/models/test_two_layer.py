@@ -68,6 +68,8 @@ def test_teacher_similarity(data):
         (lambda X, y: MeanFieldNetwork(loss="hinge"), ValueError, "loss"),
         (lambda X, y: MeanFieldNetwork("output_weight", "cross_entropy"), ValueError, "loss"),
         (lambda X, y: MeanFieldNetwork("tanh", num_outputs=3), ValueError, "num_outputs"),
+        (lambda X, y: MeanFieldNetwork("output_weight", num_outputs=2.5), TypeError, "num_outputs"),
+        (lambda X, y: MeanFieldNetwork("output_weight", num_outputs="3"), TypeError, "num_outputs"),
         (lambda X, y: MeanFieldNetwork().objective(X[0], y), ValueError, "X"),
         (lambda X, y: MeanFieldNetwork().objective(X, y[:-1]), ValueError, "y"),
         (lambda X, y: MeanFieldNetwork().objective(X.at[0, 0].set(jnp.nan), y), ValueError, "X"),
