@@ -1,6 +1,8 @@
-"""Strict JAX settings for the whole suite, as in equinox's tests."""
+"""Strict JAX settings for the whole suite, as in equinox's tests, and per-file progress."""
 
+import collections
 import os
+import time
 
 # Several fake CPU devices, so that sharding and parallel chains are exercised on a laptop.
 # This must happen before JAX initialises its backend.
@@ -10,3 +12,32 @@ import jax  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+class _FileProgress:
+    """Under ``pytest -n``, a line per test file when its last test finishes, so that a run shows
+    where it stands (xdist itself prints only dots)."""
+
+    def __init__(self, config):
+        self.config, self.totals, self.done = config, None, {}
+        self.start = time.monotonic()
+
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        if self.totals is None:
+            self.totals = collections.Counter(nodeid.split("::")[0] for nodeid in ids)
+
+    def pytest_runtest_logreport(self, report):
+        if self.totals is None or report.when != "teardown":
+            return
+        path = report.nodeid.split("::")[0]
+        self.done[path] = self.done.get(path, 0) + 1
+        if self.done[path] == self.totals[path]:
+            elapsed = time.monotonic() - self.start
+            reporter = self.config.pluginmanager.getplugin("terminalreporter")
+            reporter.ensure_newline()
+            reporter.write_line(f"{path}: {self.totals[path]} done ({elapsed:.0f} s)")
+
+
+def pytest_configure(config):
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_FileProgress(config), "file-progress")

@@ -138,3 +138,13 @@ def test_public_submodules_import_as_modules():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "kernels").glob("*.py")), ids=lambda p: p.name)
+def test_kernels_use_the_core_only(path):
+    """Kernels and certificates sit side by side: a kernel never imports a certificate (PDA's
+    dual bound is a hook the caller hands in) nor a diagnostic."""
+    for module, _ in imports(path):
+        assert not module.startswith(("mflangevin.certificates", "mflangevin.diagnostics")), (
+            f"{path.name} imports {module}"
+        )
