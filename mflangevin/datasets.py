@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from mflangevin._checks import check_count, check_positive
 from mflangevin.types import Array, PRNGKey
 
 __all__ = ["teacher_student", "teacher_similarity"]
@@ -33,14 +34,12 @@ def teacher_student(
     >>> X.shape, y.shape, teacher["w"].shape
     ((100, 5), (100,), (3, 5))
     """
-    if int(num_samples) < 1:
-        raise ValueError(f"num_samples: must be >= 1, got {num_samples}.")
-    if int(input_dim) < 1:
-        raise ValueError(f"input_dim: must be >= 1, got {input_dim}.")
-    if int(num_teacher) < 1:
-        raise ValueError(f"num_teacher: must be >= 1, got {num_teacher}.")
-    if noise < 0:
-        raise ValueError(f"noise: must be >= 0, got {noise}.")
+    num_samples = check_count("num_samples", num_samples)
+    input_dim = check_count("input_dim", input_dim)
+    num_teacher = check_count("num_teacher", num_teacher)
+    check_positive("teacher_norm", teacher_norm)
+    if noise != 0:
+        check_positive("noise", noise)
     key_w, key_x, key_e = jax.random.split(rng_key, 3)
     w = jax.random.normal(key_w, (num_teacher, input_dim))
     w = teacher_norm * w / jnp.linalg.norm(w, axis=1, keepdims=True)

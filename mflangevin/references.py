@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
@@ -171,6 +172,8 @@ def gaussian_reference(scale: float = 1.0) -> GaussianReference:
     >>> nu.score(jnp.ones((3, 2)))[0]
     Array([-0.25, -0.25], dtype=float32)
     """
+    if isinstance(scale, bool) or not isinstance(scale, int | float | np.integer | np.floating):
+        raise TypeError(f"scale: expected a real number, got {scale!r}.")
     if not (scale > 0 and scale < float("inf")):
         raise ValueError(f"scale: the Gaussian reference needs a finite scale > 0, got {scale}.")
     return GaussianReference(float(scale))

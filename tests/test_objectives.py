@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mflangevin
-from mflangevin import EnergyObjective, MeanFieldObjective, gaussian_reference
+from mflangevin import EnergyObjective, MeanFieldObjective
 from mflangevin.datasets import teacher_student
 from mflangevin.models import MeanFieldNetwork
 
@@ -214,25 +214,9 @@ def test_objective_is_a_pytree_of_its_data():
     )
 
 
-def test_references():
-    theta = jax.random.normal(jax.random.key(0), (5, 3))
-    nu = gaussian_reference(2.0)
-    np.testing.assert_allclose(nu.score(theta), -theta / 4.0, rtol=1e-6)
-    by_density = mflangevin.density_reference(nu.log_density)
-    np.testing.assert_allclose(by_density.score(theta), nu.score(theta), rtol=1e-6)
-    draws = nu.sample(jax.random.key(1), {"w": jnp.zeros((4000, 2)), "b": jnp.zeros(4000)})
-    assert draws["w"].shape == (4000, 2) and draws["b"].shape == (4000,)
-    # std of 4000 draws of N(0, 4): the estimate has standard error ≈ 2/√(2·4000) ≈ 0.022.
-    assert abs(float(jnp.std(draws["b"])) - 2.0) < 5 * 0.023
-    with pytest.raises(ValueError, match="sampler"):
-        by_density.sample(jax.random.key(0), theta)
-
-
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda: gaussian_reference(0.0), "scale"),
-        (lambda: mflangevin.density_reference(3.0), "log_density"),
         (lambda: MeanFieldObjective(feature_map=1, risk=jnp.sum), "feature_map"),
         (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, penalty=2), "penalty"),
         (lambda: EnergyObjective("f"), "energy_fn"),

@@ -186,11 +186,7 @@ def _from_numpyro(mcmc, rng_key):
 
     positions = mcmc.get_samples(group_by_chain=True)
     extra = mcmc.get_extra_fields(group_by_chain=True)
-    # The NumPyro state calls F(μ_Θ) `objective`; here that name is the primal Ĝ.
-    renames = {"objective": "energy"}
-    stats = {
-        renames.get(k, _stat_name(k)): np.asarray(v) for k, v in extra.items() if np.ndim(v) >= 2
-    }
+    stats = {_stat_name(k): np.asarray(v) for k, v in extra.items() if np.ndim(v) >= 2}
     num_draws = jax.tree.leaves(positions)[0].shape[1]
     draw_coord = np.arange(num_draws)
     prior = None
@@ -227,7 +223,7 @@ def to_datatree(
         (or of ``jax.lax.scan``) for any kernel of the package, with leaves shaped
         ``(draw, N, …)`` or, for chains run under ``jax.vmap``, ``(chain, draw, N, …)``; or a
         ``numpyro.infer.MCMC`` that ran :class:`mflangevin.numpyro.MFLD` (its extra fields, e.g.
-        ``extra_fields=("objective", "drift_norm")``, go to ``sample_stats``).
+        ``extra_fields=("energy", "drift_norm")``, go to ``sample_stats``).
     observables
         A function of one particle set returning a dict of permutation-invariant arrays; default
         :func:`mflangevin.diagnostics.particle_moments`. ``None``: trajectories only.

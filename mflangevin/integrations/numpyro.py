@@ -40,7 +40,7 @@ class MFLDModelState(NamedTuple):
     """State of :class:`MFLD` on a NumPyro model.
 
     ``z`` holds the particles in unconstrained space, one leading axis of size ``N`` per latent
-    site; ``objective`` is ``F(μ_Θ)`` and ``drift_norm`` the root-mean-square drift at the particles
+    site; ``energy`` is ``F(μ_Θ)`` and ``drift_norm`` the root-mean-square drift at the particles
     the last step started from; ``diverging`` flags a refused step. Each step splits ``rng_key``
     into the next state's key and the step key.
 
@@ -56,7 +56,7 @@ class MFLDModelState(NamedTuple):
 
     i: Array
     z: dict
-    objective: Array
+    energy: Array
     drift_norm: Array
     diverging: Array
     rng_key: PRNGKey
@@ -298,7 +298,7 @@ class MFLD(MCMCKernel):
         >>> kernel.get_diagnostics_str(state)  # doctest: +ELLIPSIS
         'F(μ) ..., |drift| ...'
         """
-        return f"F(μ) {float(state.objective):.4g}, |drift| {float(state.drift_norm):.3g}"
+        return f"F(μ) {float(state.energy):.4g}, |drift| {float(state.drift_norm):.3g}"
 
     def _initial_particles(self, key: PRNGKey, model_args: tuple, model_kwargs: dict) -> dict:
         return _numpyro_model.initial_particles(

@@ -157,7 +157,7 @@ def test_numpyro_mcmc_run():
         chain_method="vectorized",
         progress_bar=False,
     )
-    mcmc.run(jax.random.key(0), jnp.array([1.0, -1.0]), extra_fields=("objective", "drift_norm"))
+    mcmc.run(jax.random.key(0), jnp.array([1.0, -1.0]), extra_fields=("energy", "drift_norm"))
     tree = mf_arviz.to_datatree(mcmc, rng_key=jax.random.key(1))
     assert set(tree.children) == {"posterior", "sample_stats", "particle_measure", "prior"}
     assert tree["posterior"]["theta"].dims == ("chain", "draw", "particle", "theta_dim_0")

@@ -122,7 +122,7 @@ def test_mean_field_drift_equals_mfld_on_the_objective():
         np.testing.assert_allclose(new_state.z[name], expected.position[name], rtol=1e-5, atol=1e-6)
     # The Gaussian likelihood carries the constant ½ log 2π per datum on top of the squared loss.
     np.testing.assert_allclose(
-        new_state.objective, info.energy + 0.5 * math.log(2 * math.pi), rtol=1e-6
+        new_state.energy, info.energy + 0.5 * math.log(2 * math.pi), rtol=1e-6
     )
     np.testing.assert_allclose(new_state.drift_norm, info.drift_norm, rtol=1e-5)
 
