@@ -557,7 +557,7 @@ class MeanFieldObjective:
         """
         if self.data is None:
             raise ValueError("indices: this objective has no data to subsample.")
-        return dataclasses.replace(self, data=jax.tree.map(lambda a: a[indices], self.data))
+        return dataclasses.replace(self, data=jax.tree.map(lambda a: _rows(a, indices), self.data))
 
     def _block_embedding(self, particles: ArrayTree) -> Array:
         return jnp.mean(self.features(particles), axis=0)
@@ -569,6 +569,18 @@ class MeanFieldObjective:
         if self.penalty is None:
             return drift
         return _tree_add(drift, jax.vmap(jax.grad(self.penalty))(particles))
+
+
+def _rows(a: Array, indices: Array) -> Array:
+    """``a[indices]``; rows of data split over Explicit mesh axes come back replicated (a
+    minibatch is small: one all-reduce of its rows)."""
+    sharding = jax.typeof(a).sharding
+    explicit = jax.sharding.AxisType.Explicit in getattr(sharding.mesh, "axis_types", ())
+    if explicit and any(axis is not None for axis in sharding.spec):
+        return a.at[indices].get(
+            out_sharding=jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        )
+    return a[indices]
 
 
 jax.tree_util.register_dataclass(

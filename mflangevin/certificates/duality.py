@@ -24,15 +24,18 @@ AISTATS 2022; Chizat, TMLR 2022.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
 from mflangevin._checks import check_positive
 from mflangevin.certificates.entropy import check_neighbors, entropy, flatten_particles
 from mflangevin.objectives import StructuredObjective, num_particles
+from mflangevin.sharding import constrain, particle_sharding
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
 __all__ = [
@@ -174,13 +177,24 @@ def check_dual_arguments(objective, temperature, num_samples, batch_size, partic
 
 
 def dual_bound_and_stderr(
-    objective, g, temperature, rng_key, num_samples, particles, batch_size, *, return_ess=False
+    objective,
+    g,
+    temperature,
+    rng_key,
+    num_samples,
+    particles,
+    batch_size,
+    *,
+    return_ess=False,
+    sharding=None,
 ):
     """``D(g)`` and its Monte-Carlo standard error: the computation behind
     :func:`dual_objective` and :func:`~mflangevin.certificates.monitor`, without the checks.
 
     With ``return_ess``, also the effective sample size ``(Σ w)² / Σ w²`` of the ``K``
-    importance weights (see :data:`DUAL_ESS_MIN`).
+    importance weights (see :data:`DUAL_ESS_MIN`). On particles split over devices (their
+    ``sharding``, read off them by default, see :func:`mflangevin.sharding.particle_sharding`)
+    the draws are split the same way: each device evaluates ``ψ`` at ``K/D`` of them.
 
     Examples
     --------
@@ -203,20 +217,12 @@ def dual_bound_and_stderr(
     like = jax.tree.map(lambda x: jnp.zeros((num_samples, *x.shape[1:]), x.dtype), particles)
     draws = sample(rng_key, like)
 
-    def psi(thetas: ArrayTree) -> Array:
-        """``⟨g, Φ(θ_k)⟩ + r(θ_k)`` for a block of draws, over blocks of samples."""
-        value = objective.pairing(g, thetas)
-        return value if penalty is None else value + jax.vmap(penalty)(thetas)
-
-    size = min(batch_size, num_samples)
-    num_full, rest = divmod(num_samples, size)
-    blocks = jax.tree.map(
-        lambda x: x[: num_full * size].reshape(num_full, size, *x.shape[1:]), draws
-    )
-    values = [jax.lax.map(psi, blocks).reshape(-1)]
-    if rest:
-        values.append(psi(jax.tree.map(lambda x: x[num_full * size :], draws)))
-    log_weights = -jnp.concatenate(values) / temperature
+    sharding = particle_sharding(particles) if sharding is None else sharding
+    if sharding is None:
+        values = _psi(objective, penalty, g, draws, batch_size)
+    else:
+        values = _split_draws(objective, penalty, g, draws, batch_size, sharding)
+    log_weights = -values / temperature
     log_partition = jax.nn.logsumexp(log_weights) - jnp.log(num_samples) + log_normaliser
     # Delta method: sd(log Ẑ) ≈ sd(w) / (√K · mean(w)); weights rescaled by their max for range.
     weights = jnp.exp(log_weights - jnp.max(log_weights))
@@ -226,6 +232,49 @@ def dual_bound_and_stderr(
         return dual, temperature * relative_error
     ess = jnp.sum(weights) ** 2 / jnp.sum(weights**2)
     return dual, temperature * relative_error, ess
+
+
+def _psi(objective, penalty, g: Array, draws: ArrayTree, batch_size: int) -> Array:
+    """``ψ'(θ_k) = ⟨g, Φ(θ_k)⟩ + r'(θ_k)`` at every draw, ``batch_size`` draws at a time."""
+
+    def psi(thetas: ArrayTree) -> Array:
+        value = objective.pairing(g, thetas)
+        return value if penalty is None else value + jax.vmap(penalty)(thetas)
+
+    num = num_particles(draws, "draws")
+    size = min(batch_size, num)
+    num_full, rest = divmod(num, size)
+    blocks = jax.tree.map(
+        lambda x: x[: num_full * size].reshape(num_full, size, *x.shape[1:]), draws
+    )
+    values = [jax.lax.map(psi, blocks).reshape(-1)]
+    if rest:
+        values.append(psi(jax.tree.map(lambda x: x[num_full * size :], draws)))
+    return jnp.concatenate(values)
+
+
+def _split_draws(objective, penalty, g, draws, batch_size, sharding: NamedSharding) -> Array:
+    """:func:`_psi` with the draws split over the particle axis of ``sharding`` (padded to a
+    multiple of its size): every device evaluates its share, the values come back split."""
+    axis = sharding.spec[0]
+    names = set(axis) if isinstance(axis, tuple) else {axis}
+    shards = math.prod(sharding.mesh.shape[a] for a in names)
+    num = num_particles(draws, "draws")
+    padded = jax.tree.map(
+        lambda x: jnp.pad(x, [(0, -num % shards)] + [(0, 0)] * (x.ndim - 1)), draws
+    )
+    split = jax.shard_map(
+        lambda o, g, d: _psi(o, penalty, g, d, batch_size),
+        mesh=sharding.mesh,
+        in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(axis)),
+        out_specs=PartitionSpec(axis),
+        axis_names=names,
+        check_vma=False,
+    )
+    values = split(
+        objective, g, constrain(padded, NamedSharding(sharding.mesh, PartitionSpec(axis)))
+    )
+    return constrain(values, NamedSharding(sharding.mesh, PartitionSpec()))[:num]
 
 
 def warn_if_degenerate(ess) -> None:
@@ -309,6 +358,7 @@ def primal_objective(
     *,
     num_neighbors: int = 1,
     block_size: int = 1024,
+    sharding: NamedSharding | None = None,
 ) -> Array:
     """``Ĝ(μ_Θ) = F(μ_Θ) + λ (−Ĥ(μ) − E_μ log ν)``, with the k-nearest-neighbour entropy ``Ĥ``.
 
@@ -326,8 +376,9 @@ def primal_objective(
         Particle pytree, leading axis ``N > num_neighbors``.
     temperature
         λ > 0.
-    num_neighbors, block_size
-        ``k`` and block size of the entropy estimator.
+    num_neighbors, block_size, sharding
+        ``k``, block size and particle layout of the entropy estimator (see
+        :func:`mflangevin.certificates.entropy.kth_neighbor_distance`).
 
     Examples
     --------
@@ -345,7 +396,7 @@ def primal_objective(
     check_positive("temperature", temperature)
     check_neighbors(num_particles(particles, "particles"), num_neighbors, block_size)
     log_reference = jax.vmap(lambda theta: _reference_log_density(objective, theta))(particles)
-    negative_entropy = -entropy(particles, num_neighbors, block_size)
+    negative_entropy = -entropy(particles, num_neighbors, block_size, sharding=sharding)
     return objective.energy(particles) + temperature * (negative_entropy - jnp.mean(log_reference))
 
 
@@ -358,6 +409,7 @@ def duality_gap(
     num_samples: int = 4096,
     num_neighbors: int = 1,
     block_size: int = 1024,
+    sharding: NamedSharding | None = None,
 ) -> Certificate:
     """Primal ``Ĝ(μ)``, dual ``D(g_μ)`` and the gap ``Ĝ − D = λ KL(μ ‖ p_μ) ≥ G(μ) − G(μ*)``.
 
@@ -380,6 +432,10 @@ def duality_gap(
         ``K``, draws of ν.
     num_neighbors, block_size
         As for :func:`primal_objective` (``block_size`` also batches the draws of ν).
+    sharding
+        How the particles are split over devices (read off them by default; see
+        :func:`mflangevin.sharding.particle_sharding`): the neighbour search and the draws of ν
+        are then split the same way, each device doing ``1/D`` of the work.
 
     Examples
     --------
@@ -397,10 +453,23 @@ def duality_gap(
     check_dual_arguments(objective, temperature, num_samples, block_size, particles)
     g = objective.risk_gradient(objective.mean_embedding(particles))
     primal = primal_objective(
-        objective, particles, temperature, num_neighbors=num_neighbors, block_size=block_size
+        objective,
+        particles,
+        temperature,
+        num_neighbors=num_neighbors,
+        block_size=block_size,
+        sharding=sharding,
     )
     dual, dual_stderr, dual_ess = dual_bound_and_stderr(
-        objective, g, temperature, rng_key, num_samples, particles, block_size, return_ess=True
+        objective,
+        g,
+        temperature,
+        rng_key,
+        num_samples,
+        particles,
+        block_size,
+        return_ess=True,
+        sharding=sharding,
     )
     warn_if_degenerate(dual_ess)
     return Certificate(primal, dual, primal - dual, dual_stderr, dual_ess)

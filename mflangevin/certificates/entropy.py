@@ -6,7 +6,9 @@ from particle ``i`` to its ``k``-th nearest other particle.
 
 The neighbour search runs over row blocks (``jax.lax.map``) and, inside each, over column blocks
 (``jax.lax.scan``) with a running top-``k``: memory is ``O(B·(B + k))`` for a block size ``B``, so
-``N = 10^5`` particles never materialise an ``N × N`` matrix.
+``N = 10^5`` particles never materialise an ``N × N`` matrix. Particles split over devices are
+searched where they live: each device ranks all ``N`` particles for its own ``N/D``
+(``jax.shard_map`` over the particle axis, the cloud all-gathered once).
 
 References: Kozachenko, Leonenko, *Sample estimate of the entropy of a random vector*, Problems
 Inform. Transmission 1987; Berrett, Samworth, Yuan, *Efficient multivariate entropy estimation via
@@ -18,8 +20,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import digamma, gammaln
+from jax.sharding import NamedSharding, PartitionSpec
 
 from mflangevin.objectives import num_particles
+from mflangevin.sharding import constrain, particle_sharding
 from mflangevin.types import Array, ArrayTree
 
 __all__ = ["flatten_particles", "check_neighbors", "kth_neighbor_distance", "entropy"]
@@ -53,13 +57,21 @@ def check_neighbors(n: int, num_neighbors: int, block_size: int) -> None:
 
 
 def kth_neighbor_distance(
-    particles: ArrayTree, num_neighbors: int = 1, block_size: int = 1024
+    particles: ArrayTree,
+    num_neighbors: int = 1,
+    block_size: int = 1024,
+    *,
+    sharding: NamedSharding | None = None,
 ) -> Array:
     """``ε_{i,k}``: the Euclidean distance from each particle to its ``k``-th nearest other one.
 
     Candidates are ranked by ``‖a‖² + ‖b‖² − 2a·b`` (one matrix product per block, after
     centring the cloud); the selected neighbours' distances are then recomputed exactly from
     coordinates, so round-off in the expansion cannot make a small distance zero or negative.
+
+    On particles split over devices, each device searches the neighbours of its own particles
+    among all ``N`` (gathered once: ``N·p`` numbers), so the ``O(N² p)`` work is split ``D``
+    ways and the distances come back split like the particles.
 
     Parameters
     ----------
@@ -69,6 +81,9 @@ def kth_neighbor_distance(
         ``k``, with ``1 ≤ k < N``.
     block_size
         Rows and columns handled at once; memory grows as ``block_size · (block_size + k)``.
+    sharding
+        How the particles are split (see :func:`mflangevin.sharding.particle_sharding`, which
+        reads it off the particles by default); give it for particles traced on Auto mesh axes.
 
     Examples
     --------
@@ -77,47 +92,79 @@ def kth_neighbor_distance(
     Array([1., 1., 2.], dtype=float32)
     """
     x = flatten_particles(particles)
-    n, p = x.shape
+    n = x.shape[0]
     check_neighbors(n, num_neighbors, block_size)
-    k = num_neighbors
-    b = min(block_size, n)
-    num_blocks = -(-n // b)
+    sharding = particle_sharding(particles) if sharding is None else sharding
     x = x - jnp.mean(x, axis=0)[None, :]
-    padded = jnp.pad(x, ((0, num_blocks * b - n), (0, 0)))
-    sq_norm = jnp.sum(padded**2, axis=1)
-    index = jnp.arange(num_blocks * b)
-    blocks = (
-        jnp.reshape(padded, (num_blocks, b, p)),
-        jnp.reshape(sq_norm, (num_blocks, b)),
-        jnp.reshape(index, (num_blocks, b)),
-    )
+    if sharding is None:
+        return _search(x, x, 0, num_neighbors, block_size)
+    axis = sharding.spec[0]
+
+    def local(rows: Array) -> Array:
+        cols = jax.lax.all_gather(rows, axis, tiled=True)
+        offset = jax.lax.axis_index(axis) * rows.shape[0]
+        return _search(rows, cols, offset, num_neighbors, block_size)
+
+    names = set(axis) if isinstance(axis, tuple) else {axis}
+    spec = PartitionSpec(axis)
+    x = constrain(x, NamedSharding(sharding.mesh, spec))
+    return jax.shard_map(
+        local, mesh=sharding.mesh, in_specs=spec, out_specs=spec, axis_names=names, check_vma=False
+    )(x)
+
+
+def _search(rows: Array, cols: Array, offset, k: int, block_size: int) -> Array:
+    """The ``k``-th neighbour distance of each of ``rows`` among ``cols`` (row ``i`` of
+    ``rows`` is column ``offset + i``, excluded), by blocks of rows and of columns."""
+    n, p = cols.shape
+    b = min(block_size, n)
+
+    def blocked(x: Array, start) -> tuple[Array, Array, Array]:
+        num_blocks = -(-x.shape[0] // b)
+        padded = jnp.pad(x, ((0, num_blocks * b - x.shape[0]), (0, 0)))
+        index = start + jnp.arange(num_blocks * b)
+        return (
+            jnp.reshape(padded, (num_blocks, b, p)),
+            jnp.reshape(jnp.sum(padded**2, axis=1), (num_blocks, b)),
+            jnp.reshape(index, (num_blocks, b)),
+        )
+
+    col_blocks = blocked(cols, 0)
 
     def row_block(rows_block):
-        rows, rows_sq, rows_index = rows_block
+        block, block_sq, block_index = rows_block
 
         def merge(best, cols_block):
             best_score, best_index = best
-            cols, cols_sq, cols_index = cols_block
-            sq_dist = rows_sq[:, None] + cols_sq[None, :] - 2 * (rows @ cols.T)
-            excluded = (cols_index[None, :] == rows_index[:, None]) | (cols_index[None, :] >= n)
+            others, others_sq, others_index = cols_block
+            sq_dist = block_sq[:, None] + others_sq[None, :] - 2 * (block @ others.T)
+            excluded = (others_index[None, :] == block_index[:, None]) | (
+                others_index[None, :] >= n
+            )
             score = jnp.where(excluded, -jnp.inf, -sq_dist)
             scores = jnp.concatenate([best_score, score], axis=1)
             indices = jnp.concatenate(
-                [best_index, jnp.broadcast_to(cols_index[None, :], (b, b))], axis=1
+                [best_index, jnp.broadcast_to(others_index[None, :], (b, b))], axis=1
             )
             top, position = jax.lax.top_k(scores, k)
             return (top, jnp.take_along_axis(indices, position, axis=1)), None
 
-        start = (jnp.full((b, k), -jnp.inf, x.dtype), jnp.zeros((b, k), index.dtype))
-        (_, neighbors), _ = jax.lax.scan(merge, start, blocks)
-        offsets = padded[neighbors] - rows[:, None, :]
+        start = (jnp.full((b, k), -jnp.inf, cols.dtype), jnp.zeros((b, k), jnp.int32))
+        (_, neighbors), _ = jax.lax.scan(merge, start, col_blocks)
+        offsets = jnp.take(cols, neighbors, axis=0, mode="clip") - block[:, None, :]
         return jnp.sqrt(jnp.max(jnp.sum(offsets**2, axis=-1), axis=1))
 
-    distances = jax.lax.map(row_block, blocks)
-    return jnp.reshape(distances, (-1,))[:n]
+    distances = jax.lax.map(row_block, blocked(rows, offset))
+    return jnp.reshape(distances, (-1,))[: rows.shape[0]]
 
 
-def entropy(particles: ArrayTree, num_neighbors: int = 1, block_size: int = 1024) -> Array:
+def entropy(
+    particles: ArrayTree,
+    num_neighbors: int = 1,
+    block_size: int = 1024,
+    *,
+    sharding: NamedSharding | None = None,
+) -> Array:
     """Kozachenko–Leonenko estimate of the differential entropy ``H(μ) = −E_μ log μ``.
 
     Consistent for any fixed ``k`` as ``N → ∞``. Its standard deviation is of the order of
@@ -138,7 +185,7 @@ def entropy(particles: ArrayTree, num_neighbors: int = 1, block_size: int = 1024
         Particle pytree, leading axis ``N``; ``p`` is the total size of one particle.
     num_neighbors
         ``k``, with ``1 ≤ k < N``. Larger ``k`` lowers the variance and raises the bias.
-    block_size
+    block_size, sharding
         See :func:`kth_neighbor_distance`.
 
     Examples
@@ -150,7 +197,7 @@ def entropy(particles: ArrayTree, num_neighbors: int = 1, block_size: int = 1024
     >>> abs(float(entropy(theta, num_neighbors=3)) - 2.84) < 0.1
     True
     """
-    distances = kth_neighbor_distance(particles, num_neighbors, block_size)
+    distances = kth_neighbor_distance(particles, num_neighbors, block_size, sharding=sharding)
     n = distances.shape[0]
     p = flatten_particles(particles).shape[1]
     dtype = distances.dtype

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
+from jax.sharding import NamedSharding
 
 from mflangevin._checks import check_positive
 from mflangevin.certificates.duality import (
@@ -26,11 +27,10 @@ from mflangevin.certificates.entropy import check_neighbors, flatten_particles
 from mflangevin.keys import certificate_key
 from mflangevin.objectives import StructuredObjective
 from mflangevin.schedules import schedule_value
+from mflangevin.sharding import particle_sharding
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["MonitorState", "MonitorInfo", "monitor"]
-
-# The certificate's draws of ν use a key folded from the step key, so the inner kernel sees the
 
 
 class MonitorState(NamedTuple):
@@ -171,6 +171,9 @@ def monitor(
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every: must be a positive integer, got {every!r}.")
     check_positive("temperature", temperature)
+    # The particles' layout, seen by init on concrete particles: the certificate's work is
+    # split over the same devices even when the step is traced on Auto mesh axes.
+    layout: dict[str, NamedSharding | None] = {}
 
     def certificate(position: ArrayTree, lam: Array, rng_key: PRNGKey) -> Certificate:
         if gap:
@@ -182,10 +185,19 @@ def monitor(
                 num_samples=num_samples,
                 num_neighbors=num_neighbors,
                 block_size=block_size,
+                sharding=layout.get("sharding"),
             )
         g = objective.risk_gradient(objective.mean_embedding(position))
         dual, stderr, ess = dual_bound_and_stderr(
-            objective, g, lam, rng_key, num_samples, position, block_size, return_ess=True
+            objective,
+            g,
+            lam,
+            rng_key,
+            num_samples,
+            position,
+            block_size,
+            return_ess=True,
+            sharding=layout.get("sharding"),
         )
         nan = jnp.full_like(dual, jnp.nan)
         return Certificate(nan, dual, nan, stderr, ess.astype(dual.dtype))
@@ -194,6 +206,7 @@ def monitor(
         check_dual_arguments(objective, temperature, num_samples, block_size, position)
         if gap:
             check_neighbors(flatten_particles(position).shape[0], num_neighbors, block_size)
+        layout["sharding"] = particle_sharding(position)
         return MonitorState(algorithm.init(position, rng_key), jnp.zeros((), jnp.int32))
 
     def step_fn(rng_key: PRNGKey, state: MonitorState) -> tuple[MonitorState, MonitorInfo]:
