@@ -17,6 +17,7 @@ from mflangevin.certificates import entropy as entropy
 from mflangevin.certificates import monitor as monitor
 from mflangevin.certificates import primal_objective as primal_objective
 from mflangevin.certificates import proximal_gibbs_log_density as proximal_gibbs_log_density
+from mflangevin.kernels import acc_prox_svrg as _acc_prox_svrg
 from mflangevin.kernels import asgd as _asgd
 from mflangevin.kernels import data as data
 from mflangevin.kernels import gradients as gradients
@@ -42,6 +43,9 @@ pda = _GenerateSamplingAPI(_pda.as_top_level_api, _pda.init, _pda.build_kernel)
 streaming_mfld = _GenerateSamplingAPI(
     _streaming.as_top_level_api, _streaming.init, _streaming.build_kernel
 )
+acc_prox_svrg = _GenerateSamplingAPI(
+    _acc_prox_svrg.as_top_level_api, _acc_prox_svrg.init, _acc_prox_svrg.build_kernel
+)
 
 __version__ = "0.1.0"
 
@@ -50,6 +54,7 @@ __all__ = [
     "pda",
     "asgd",
     "streaming_mfld",
+    "acc_prox_svrg",
     "gradients",
     "data",
     "Objective",
