@@ -11,6 +11,7 @@ from blackjax import GenerateSamplingAPI as _GenerateSamplingAPI
 
 from mflangevin import certificates as certificates
 from mflangevin import diagnostics as diagnostics
+from mflangevin import sharding as sharding
 from mflangevin.certificates import dual_objective as dual_objective
 from mflangevin.certificates import duality_gap as duality_gap
 from mflangevin.certificates import entropy as entropy
@@ -73,6 +74,7 @@ __all__ = [
     "entropy",
     "monitor",
     "diagnostics",
+    "sharding",
     "arviz",
     "numpyro",
     "__version__",

@@ -11,7 +11,7 @@ import numpy as np
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 
 from mflangevin.objectives import EnergyObjective, MeanFieldObjective, num_particles, num_samples
-from mflangevin.references import DensityReference, GaussianReference
+from mflangevin.references import check_reference
 from mflangevin.types import ArrayTree
 
 
@@ -156,15 +156,7 @@ def _check_finite(position: ArrayTree, name: str) -> None:
 
 
 def _check_reference(objective) -> None:
-    reference = getattr(objective, "reference", None)
-    if reference is None or isinstance(reference, GaussianReference | DensityReference):
-        return
-    if callable(getattr(reference, "score", None)):
-        return  # a reference of one's own, with the interface the kernels use
-    raise TypeError(
-        "objective: its reference measure must be None, mflangevin.gaussian_reference(scale) or "
-        f"mflangevin.density_reference(log_density), got {reference!r}."
-    )
+    check_reference(getattr(objective, "reference", None), "objective: its reference measure")
 
 
 def _check_has_samples(objective) -> None:
@@ -280,6 +272,27 @@ def check_count(name: str, value) -> int:
     if value < 1:
         raise ValueError(f"{name}: must be a positive integer, got {value}.")
     return value
+
+
+def check_state(state, expected: type) -> None:
+    """The state handed to ``step`` is the one its algorithm's ``init`` makes.
+
+    Examples
+    --------
+    >>> from typing import NamedTuple
+    >>> class State(NamedTuple):
+    ...     count: int
+    >>> check_state(State(0), State)
+    >>> check_state((0,), State)
+    Traceback (most recent call last):
+    ...
+    TypeError: state: expected the State of this algorithm's init, got tuple.
+    """
+    if not isinstance(state, expected):
+        raise TypeError(
+            f"state: expected the {expected.__name__} of this algorithm's init, "
+            f"got {type(state).__name__}."
+        )
 
 
 def check_choice(name: str, value, choices: tuple[str, ...]) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import jax
 import jax.numpy as jnp
 
-from mflangevin.references import DensityReference, GaussianReference
+from mflangevin.references import DensityReference, GaussianReference, check_reference
 from mflangevin.types import Array, ArrayTree
 
 __all__ = [
@@ -277,6 +277,7 @@ class MeanFieldObjective:
         for name in ("feature_map", "risk"):
             if not callable(getattr(self, name)):
                 raise TypeError(f"{name}: expected a callable, got {getattr(self, name)!r}.")
+        check_reference(self.reference)
         for name in ("penalty", "risk_conjugate", "check_data"):
             value = getattr(self, name)
             if value is not None and not callable(value):
@@ -622,6 +623,7 @@ class EnergyObjective:
     def __post_init__(self):
         if not callable(self.energy_fn):
             raise TypeError(f"energy_fn: expected a callable, got {self.energy_fn!r}.")
+        check_reference(self.reference)
 
     def energy(self, particles: ArrayTree) -> Array:
         """``F(μ_Θ) = F_N(Θ)``.

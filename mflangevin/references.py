@@ -16,7 +16,13 @@ import numpy as np
 
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
-__all__ = ["GaussianReference", "DensityReference", "gaussian_reference", "density_reference"]
+__all__ = [
+    "GaussianReference",
+    "DensityReference",
+    "gaussian_reference",
+    "density_reference",
+    "check_reference",
+]
 
 
 def _tree_sum(tree: ArrayTree) -> Array:
@@ -157,6 +163,28 @@ class DensityReference:
                 "so it cannot draw from ν."
             )
         return self.sampler(rng_key, like)
+
+
+def check_reference(reference, name: str = "reference") -> None:
+    """A reference measure is ``None`` (entropy only), a :func:`gaussian_reference`, a
+    :func:`density_reference`, or an object of one's own with a callable ``score``.
+
+    Examples
+    --------
+    >>> check_reference(gaussian_reference(1.0))
+    >>> check_reference("gaussian")
+    Traceback (most recent call last):
+    ...
+    TypeError: reference: expected None, mflangevin.gaussian_reference(scale) or ...
+    """
+    if reference is None or isinstance(reference, GaussianReference | DensityReference):
+        return
+    if callable(getattr(reference, "score", None)):
+        return  # a reference of one's own, with the interface the kernels use
+    raise TypeError(
+        f"{name}: expected None, mflangevin.gaussian_reference(scale) or "
+        f"mflangevin.density_reference(log_density), got {reference!r}."
+    )
 
 
 def gaussian_reference(scale: float = 1.0) -> GaussianReference:

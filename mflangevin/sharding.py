@@ -176,8 +176,8 @@ def particle_sharding(particles: ArrayTree) -> NamedSharding | None:
 
     Read off the first leaf: a concrete array on a mesh, or a traced one whose mesh axes are
     Explicit (its sharding is in its type). ``None`` when the particles are on one device, not
-    split (replicated, or an axis of size 1), or traced on Auto axes, where the compiler decides
-    the layout.
+    split (replicated, or an Auto axis of size 1), or traced on Auto axes, where the compiler
+    decides the layout.
 
     Examples
     --------
@@ -201,7 +201,11 @@ def particle_sharding(particles: ArrayTree) -> NamedSharding | None:
     if not isinstance(sharding, NamedSharding) or not sharding.spec or sharding.spec[0] is None:
         return None
     axes = sharding.spec[0] if isinstance(sharding.spec[0], tuple) else (sharding.spec[0],)
-    if math.prod(sharding.mesh.shape[a] for a in axes) == 1:
+    mesh = sharding.mesh
+    explicit = any(mesh.axis_types[mesh.axis_names.index(a)] == AxisType.Explicit for a in axes)
+    # An Explicit axis of size 1 still types the arrays as split: kept, so that the certificates
+    # take their split path (one shard) rather than mix split and unsplit operands.
+    if math.prod(mesh.shape[a] for a in axes) == 1 and not explicit:
         return None
     return NamedSharding(sharding.mesh, PartitionSpec(sharding.spec[0]))
 

@@ -1,5 +1,8 @@
 """The eager argument checks of mflangevin._checks, through the public kernels (review 2026-11)."""
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -87,9 +90,20 @@ def test_empty_data_is_an_error():
 
 
 def test_reference_of_the_wrong_type_is_an_error():
-    objective = EnergyObjective(lambda p: jnp.mean(p**2), reference="gaussian")
-    with pytest.raises(TypeError, match="^objective: its reference measure"):
-        mflangevin.mfld(objective, 0.1, 0.1).init(jnp.zeros((4, 2)))
+    with pytest.raises(TypeError, match="^reference: expected None"):
+        EnergyObjective(lambda p: jnp.mean(p**2), reference="gaussian")
+    with pytest.raises(TypeError, match="^reference: expected None"):
+        EnergyObjective(lambda p: jnp.mean(p**2), reference=3.0)
+
+    class OwnObjective(NamedTuple):  # a protocol implementation of one's own
+        energy: Callable
+        reference: object = "gaussian"
+
+        def energy_and_drift(self, particles):
+            return jax.value_and_grad(self.energy)(particles)
+
+    with pytest.raises(TypeError, match="^objective: its reference measure: expected None"):
+        mflangevin.mfld(OwnObjective(lambda p: jnp.mean(p**2)), 0.1, 0.1).init(jnp.zeros((4, 2)))
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mflangevin._checks import check_positive
+from mflangevin._checks import check_particles, check_positive
 from mflangevin.certificates.entropy import check_neighbors, entropy, flatten_particles
 from mflangevin.objectives import StructuredObjective, num_particles
 from mflangevin.sharding import constrain, particle_sharding
@@ -173,7 +173,7 @@ def check_dual_arguments(objective, temperature, num_samples, batch_size, partic
         raise ValueError(f"num_samples: K must be a positive integer, got {num_samples!r}.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}.")
-    num_particles(particles, "particles")
+    check_particles(particles, name="particles")
 
 
 def dual_bound_and_stderr(

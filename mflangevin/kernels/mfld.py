@@ -19,7 +19,7 @@ from collections.abc import Callable
 import jax
 from blackjax.base import SamplingAlgorithm
 
-from mflangevin._checks import check_factor, check_particles, check_positive
+from mflangevin._checks import check_factor, check_particles, check_positive, check_state
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import MFLDInfo, MFLDState, initial_state, langevin_step
 from mflangevin.kernels.gradients import GradientEstimator, full
@@ -205,6 +205,7 @@ def as_top_level_api(
         return init(position, rng_key, objective=objective, gradient=gradient)
 
     def step_fn(rng_key: PRNGKey, state: MFLDState) -> tuple[MFLDState, MFLDInfo]:
+        check_state(state, MFLDState)
         return _step(settings, rng_key, state, None if holder is None else holder.held)
 
     return SamplingAlgorithm(init_fn, step_fn)

@@ -37,6 +37,7 @@ from mflangevin._checks import (
     check_factor,
     check_particles,
     check_positive,
+    check_state,
 )
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import add_reference_score, energy_diverged, langevin_update
@@ -618,6 +619,7 @@ def as_top_level_api(
         )
 
     def step_fn(rng_key: PRNGKey, state: PDAState) -> tuple[PDAState, PDAInfo]:
+        check_state(state, PDAState)
         return _step(settings, rng_key, state, holder.held)
 
     return SamplingAlgorithm(init_fn, step_fn)

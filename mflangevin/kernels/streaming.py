@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
-from mflangevin._checks import check_particles, check_positive
+from mflangevin._checks import check_particles, check_positive, check_state
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import MFLDState, initial_state, langevin_step
 from mflangevin.kernels.gradients import full
@@ -157,6 +157,7 @@ def as_top_level_api(
         return init(position, rng_key)
 
     def step_fn(rng_key: PRNGKey, state: MFLDState, minibatch) -> tuple:
+        check_state(state, MFLDState)
         return kernel(
             rng_key,
             state,

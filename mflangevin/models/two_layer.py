@@ -20,7 +20,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from mflangevin._checks import check_count
+from mflangevin._checks import check_count, check_positive
 from mflangevin.models.losses import Loss, get_loss
 from mflangevin.objectives import L2Penalty, MeanFieldObjective
 from mflangevin.references import DensityReference, GaussianReference
@@ -142,10 +142,11 @@ class MeanFieldNetwork:
         >>> {name: leaf.shape for name, leaf in particles.items()}
         {'a': (16,), 'b': (16,), 'w': (16, 3)}
         """
-        if int(num_particles) < 1:
-            raise ValueError(f"num_particles: must be >= 1, got {num_particles}.")
-        if int(input_dim) < 1:
-            raise ValueError(f"input_dim: must be >= 1, got {input_dim}.")
+        num_particles = check_count("num_particles", num_particles)
+        input_dim = check_count("input_dim", input_dim)
+        check_positive("scale", scale)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"dtype: particles must be floating point, got {jnp.dtype(dtype)}.")
         shapes = {"w": (num_particles, input_dim), "b": (num_particles,)}
         if self.neuron == "bounded":
             shapes["a"] = (num_particles,)

@@ -241,6 +241,9 @@ def test_bad_input():
         dual_objective(no_reference, g, LAMBDA, key, particles=particles)
     with pytest.raises(TypeError, match="MeanFieldObjective"):
         dual_objective(mflangevin.EnergyObjective(jnp.sum), g, LAMBDA, key, particles=particles)
+    nan_particles = jax.tree.map(lambda x: x.at[0].set(jnp.nan), particles)
+    with pytest.raises(ValueError, match="^particles: .*NaN"):
+        duality_gap(objective, nan_particles, LAMBDA, key)
 
 
 def test_dual_reports_the_effective_sample_size_and_warns_when_small():

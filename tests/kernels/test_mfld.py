@@ -247,3 +247,10 @@ def test_energy_objective_with_reference():
     algorithm = mflangevin.mfld(objective, step_size=0.5, temperature=1.0)
     state, info = algorithm.step(jax.random.key(0), algorithm.init(jnp.ones((3, 2))))
     assert float(info.drift_norm) == pytest.approx(np.sqrt(2.0), rel=1e-6)
+
+
+def test_a_state_of_another_algorithm_is_named():
+    objective = quadratic_objective(jnp.ones(2), 0.5)
+    pda_state = mflangevin.pda(objective, 0.01, 0.1, 2).init(jnp.zeros((8, 2)))
+    with pytest.raises(TypeError, match="^state: expected the MFLDState .* got PDAState"):
+        mflangevin.mfld(objective, 0.1, 0.1).step(jax.random.key(0), pda_state)

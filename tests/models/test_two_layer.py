@@ -117,6 +117,23 @@ def test_teacher_similarity(data):
             "^y: labels must be real",
         ),
         (lambda X, y: gaussian_reference(float("inf")), ValueError, "^scale"),
+        (
+            lambda X, y: MeanFieldNetwork().init_particles(jax.random.key(0), 2.7, 3),
+            TypeError,
+            "^num_particles",
+        ),
+        (
+            lambda X, y: MeanFieldNetwork().init_particles(jax.random.key(0), 4, 3, scale=jnp.nan),
+            ValueError,
+            "^scale",
+        ),
+        (
+            lambda X, y: MeanFieldNetwork().init_particles(
+                jax.random.key(0), 4, 3, dtype=jnp.int32
+            ),
+            TypeError,
+            "^dtype",
+        ),
     ],
 )
 def test_bad_input(data, make, error, match):
