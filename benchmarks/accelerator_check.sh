@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check the kernels on an accelerator and measure the MFLD step at scale, in one run.
-# Usage: benchmarks/accelerator_check.sh OUTPUT_DIR   (writes devices.txt, tests.txt, benchmark.txt)
+# Usage: benchmarks/accelerator_check.sh OUTPUT_DIR
+#   (writes devices.txt, tests.txt, benchmark.txt, sharding.txt)
 set -uo pipefail
 out=${1:-accelerator-check}
 mkdir -p "$out"
@@ -14,3 +15,7 @@ timeout 240 "$PYTHON" -m pytest -q -p no:cacheprovider -x \
 timeout 300 "$PYTHON" benchmarks/mfld_step.py \
   --sizes 2000,32,2048 8000,64,8192 50000,128,16384 --steps 50 --repeats 5 \
   2>&1 | tee "$out/benchmark.txt"
+# Step time and memory per device against the number of local accelerators (1, 2, 4, … up to
+# all of them, one process per count); sizes × 8 so that the step is the accelerator's work.
+timeout 300 "$PYTHON" benchmarks/sharding.py --platform gpu --scale 8 --repeats 5 \
+  2>&1 | tee "$out/sharding.txt"
