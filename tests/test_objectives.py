@@ -126,37 +126,33 @@ def test_blocked_equals_unblocked(neuron, loss, kwargs):
         particles = net.init_particles(jax.random.key(1), 17, 4, dtype=jnp.float64)
         whole = net.objective(X, y, l2=1e-2, chunk_size=10**6)
         assert whole.block_size(particles) == 103
-        energy, drift = whole.energy_and_drift(particles)
         g = whole.risk_gradient(whole.mean_embedding(particles))
-        expected = {
-            "energy": energy,
-            "drift": drift,
-            "energy_only": whole.energy(particles),
-            "embedding": whole.mean_embedding(particles),
-            "grad": whole.first_variation_grad(g, particles),
-            "pairing": whole.pairing(g, particles),
-            "dual": mflangevin.dual_objective(
-                whole, g, 0.1, jax.random.key(2), 64, particles=particles, batch_size=16
-            ),
-        }
+        expected = _blocked_quantities(whole, particles, g)
         for chunk_size in (7, 50, 103):
             blocked = net.objective(X, y, l2=1e-2, chunk_size=chunk_size)
             assert blocked.block_size(particles) == chunk_size
-            energy, drift = jax.jit(blocked.energy_and_drift)(particles)
-            got = {
-                "energy": energy,
-                "drift": drift,
-                "energy_only": blocked.energy(particles),
-                "embedding": blocked.mean_embedding(particles),
-                "grad": blocked.first_variation_grad(g, particles),
-                "pairing": blocked.pairing(g, particles),
-                "dual": mflangevin.dual_objective(
-                    blocked, g, 0.1, jax.random.key(2), 64, particles=particles, batch_size=16
-                ),
-            }
+            got = _blocked_quantities(blocked, particles, g)
             for name, value in expected.items():
                 for a, b in zip(jax.tree.leaves(got[name]), jax.tree.leaves(value), strict=True):
                     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+@jax.jit
+def _blocked_quantities(objective, particles, g):
+    """Every blocked computation of an objective, in one program (one compilation per block
+    size, rather than one per operation eagerly)."""
+    energy, drift = objective.energy_and_drift(particles)
+    return {
+        "energy": energy,
+        "drift": drift,
+        "energy_only": objective.energy(particles),
+        "embedding": objective.mean_embedding(particles),
+        "grad": objective.first_variation_grad(g, particles),
+        "pairing": objective.pairing(g, particles),
+        "dual": mflangevin.dual_objective(
+            objective, g, 0.1, jax.random.key(2), 64, particles=particles, batch_size=16
+        ),
+    }
 
 
 def test_default_block_size_bounds_the_working_set():

@@ -451,6 +451,20 @@ def duality_gap(
     ()
     """
     check_dual_arguments(objective, temperature, num_samples, block_size, particles)
+    check_neighbors(num_particles(particles, "particles"), num_neighbors, block_size)
+    sharding = particle_sharding(particles) if sharding is None else sharding
+    settings = (num_samples, num_neighbors, block_size, sharding)
+    if jax.tree.leaves(objective) == [objective]:  # not a pytree: computed op by op
+        certificate = _certificate(objective, particles, temperature, rng_key, *settings)
+    else:  # one compiled program per settings and shapes, rather than op by op
+        certificate = _compiled_certificate(objective, particles, temperature, rng_key, *settings)
+    warn_if_degenerate(certificate.dual_ess)
+    return certificate
+
+
+def _certificate(
+    objective, particles, temperature, rng_key, num_samples, num_neighbors, block_size, sharding
+) -> Certificate:
     g = objective.risk_gradient(objective.mean_embedding(particles))
     primal = primal_objective(
         objective,
@@ -471,5 +485,7 @@ def duality_gap(
         return_ess=True,
         sharding=sharding,
     )
-    warn_if_degenerate(dual_ess)
     return Certificate(primal, dual, primal - dual, dual_stderr, dual_ess)
+
+
+_compiled_certificate = jax.jit(_certificate, static_argnums=(4, 5, 6, 7))

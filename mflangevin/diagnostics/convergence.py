@@ -14,6 +14,7 @@ so that they run jitted where the samples are.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -162,18 +163,23 @@ def ess(
     def one(leaf):
         x = _standard_axes(leaf, chain_axis, draw_axis, need_chains=1)
         event_shape = jnp.moveaxis(jnp.asarray(leaf), (chain_axis, draw_axis), (0, 1)).shape[2:]
-        if method == "bulk":
-            value = _ess_core(_z_scale(_split_chains(x)))
-        elif method == "mean":
-            value = _ess_core(_split_chains(x))
-        else:
-            lower, upper = sorted((1 - prob, prob))
-            value = jnp.minimum(_quantile_ess(x, lower), _quantile_ess(x, upper))
-        # The rank transform and the quantile indicators hide NaN draws: mask them here.
-        value = jnp.where(jnp.any(jnp.isnan(x), axis=(0, 1)), jnp.nan, value)
-        return value.reshape(event_shape)
+        return _ess_of(x, method, float(prob)).reshape(event_shape)
 
     return jax.tree.map(one, draws)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _ess_of(x: Array, method: str, prob: float) -> Array:
+    """The ESS of ``(chain, draw, K)`` samples, compiled once per shape (not op by op)."""
+    if method == "bulk":
+        value = _ess_core(_z_scale(_split_chains(x)))
+    elif method == "mean":
+        value = _ess_core(_split_chains(x))
+    else:
+        lower, upper = sorted((1 - prob, prob))
+        value = jnp.minimum(_quantile_ess(x, lower), _quantile_ess(x, upper))
+    # The rank transform and the quantile indicators hide NaN draws: mask them here.
+    return jnp.where(jnp.any(jnp.isnan(x), axis=(0, 1)), jnp.nan, value)
 
 
 def rhat(draws: ArrayTree, *, chain_axis: int = 0, draw_axis: int = 1) -> ArrayTree:
@@ -199,13 +205,19 @@ def rhat(draws: ArrayTree, *, chain_axis: int = 0, draw_axis: int = 1) -> ArrayT
     """
 
     def one(leaf):
-        x = _split_chains(_standard_axes(leaf, chain_axis, draw_axis, need_chains=2))
+        x = _standard_axes(leaf, chain_axis, draw_axis, need_chains=2)
         event_shape = jnp.moveaxis(jnp.asarray(leaf), (chain_axis, draw_axis), (0, 1)).shape[2:]
-        folded = jnp.abs(x - jnp.median(x.reshape(-1, x.shape[-1]), axis=0)[None, None, :])
-        value = jnp.maximum(_rhat_core(_z_scale(x)), _rhat_core(_z_scale(folded)))
-        return value.reshape(event_shape)
+        return _rhat_of(x).reshape(event_shape)
 
     return jax.tree.map(one, draws)
+
+
+@jax.jit
+def _rhat_of(x: Array) -> Array:
+    """R-hat of ``(chain, draw, K)`` samples, compiled once per shape (not op by op)."""
+    x = _split_chains(x)
+    folded = jnp.abs(x - jnp.median(x.reshape(-1, x.shape[-1]), axis=0)[None, None, :])
+    return jnp.maximum(_rhat_core(_z_scale(x)), _rhat_core(_z_scale(folded)))
 
 
 def particle_moments(particles: ArrayTree) -> dict[str, Array]:
