@@ -80,8 +80,7 @@ def measure(config: dict) -> dict:
     y = jnp.tanh(X[:, 0])
     particles = net.init_particles(key_p, N, d)
     shards = (1, D) if kind == "data" else (D, 1)
-    # The certificate on Auto axes, told the layout: on Explicit axes its blocked mean embedding
-    # (N·n above mflangevin.objectives.BLOCK_ELEMENTS) mixes split and unsplit blocks.
+    # The certificate on Auto axes, told the layout as `sharding=` (the path the guide measures).
     mesh = sharding.make_mesh(*shards, devices=devices, explicit=kind != "gap")
     particles = sharding.shard_particles(particles, mesh)
     X, y = sharding.shard_data((X, y), mesh)

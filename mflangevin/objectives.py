@@ -366,7 +366,7 @@ class MeanFieldObjective:
             z_block = jnp.mean(block.features(particles), axis=0)
             if z is None:
                 return z_block
-            return jax.lax.dynamic_update_slice_in_dim(z, z_block, start, axis=0)
+            return jax.lax.dynamic_update_slice_in_dim(z, _laid_out_like(z_block, z), start, axis=0)
 
         if self.block_size(particles) >= num_samples(self.data):
             return fn(self, 0, None, None)
@@ -570,6 +570,15 @@ class MeanFieldObjective:
         if self.penalty is None:
             return drift
         return _tree_add(drift, jax.vmap(jax.grad(self.penalty))(particles))
+
+
+def _laid_out_like(x: Array, like: Array) -> Array:
+    """``x`` with the layout of ``like`` where layouts are part of the types (Explicit mesh axes:
+    a block of the mean embedding, split like the data, written into the whole vector)."""
+    sharding = jax.typeof(like).sharding
+    if jax.sharding.AxisType.Explicit not in getattr(sharding.mesh, "axis_types", ()):
+        return x
+    return jax.sharding.reshard(x, sharding)
 
 
 def _rows(a: Array, indices: Array) -> Array:

@@ -9,6 +9,7 @@ several tests read are module-scoped fixtures. One test runs tests/sharding_chec
 while the in-process tests compile.
 """
 
+import dataclasses
 import json
 import os
 import socket
@@ -314,6 +315,23 @@ def test_a_one_device_explicit_mesh_is_a_layout_too(certified):
     np.testing.assert_allclose(distances, expected_distances, rtol=1e-6)
     auto = sharding.shard_particles(particles, sharding.make_mesh(1, 1, explicit=False))
     assert sharding.particle_sharding(auto) is None
+
+
+def test_blocked_mean_embedding_over_data_split_on_explicit_axes(certified):
+    """Data split over an Explicit axis and the samples walked in blocks (``chunk_size`` < n):
+    each block of ``E_μΦ``, split like the data, is written into the whole vector. This raised
+    a ``ShardingTypeError`` in ``dynamic_update_slice`` before."""
+    objective, particles, gap, _ = certified
+    mesh = sharding.make_mesh(2, 2)
+    X, y = sharding.shard_data(objective.data, mesh)
+    blocked = dataclasses.replace(objective, data=(X, y), chunk_size=n // 4)
+    placed = sharding.shard_particles(particles, mesh)
+    with jax.set_mesh(mesh):
+        got = jax.jit(
+            lambda p: mflangevin.duality_gap(blocked, p, 0.1, jax.random.key(3), num_samples=250)
+        )(placed)
+    np.testing.assert_allclose(got.primal, gap.primal, rtol=1e-5)
+    np.testing.assert_allclose(got.dual, gap.dual, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
