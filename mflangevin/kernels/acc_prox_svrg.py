@@ -265,7 +265,7 @@ def build_kernel(
 def _step(settings, rng_key, state, held, step_size, momentum):
     """One stage of :func:`as_top_level_api`, compiled once per settings and data shapes: the
     held data, the penalty, ``η`` and ``β`` are arguments."""
-    return build_kernel(*settings)(rng_key, state, data.read(held), step_size, momentum)
+    return build_kernel(*data.thaw(settings))(rng_key, state, data.read(held), step_size, momentum)
 
 
 def _check_objective(objective, position: ArrayTree) -> None:
@@ -382,15 +382,12 @@ def as_top_level_api(
     elif not (isinstance(momentum, int | float) and 0 <= momentum < 1):
         raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}.")
     settings = (batch_size, inner_steps, output, float(divergence_threshold))
-    holder = data.Holder(objective)
 
-    def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> AccProxSVRGState:
+    def start(position: ArrayTree, rng_key: PRNGKey | None) -> AccProxSVRGState:
         state = init(position, rng_key)
         _check_objective(objective, state.position)
-        holder.place_like(state.position)
         return state
 
-    def step_fn(rng_key: PRNGKey, state: AccProxSVRGState):
-        return _step(settings, rng_key, state, holder.held, step_size, momentum)
-
-    return SamplingAlgorithm(init_fn, step_fn)
+    return data.held_algorithm(
+        objective, start, _step, settings, AccProxSVRGState, step_size, momentum
+    )

@@ -30,8 +30,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from blackjax.base import SamplingAlgorithm
 
-from mflangevin._checks import check_count
+from mflangevin._checks import check_count, check_state
 from mflangevin.kernels._permutation import permuted_indices
 from mflangevin.objectives import MeanFieldObjective, StructuredObjective, num_samples
 from mflangevin.types import Array, PRNGKey
@@ -46,6 +47,7 @@ __all__ = [
     "hold",
     "read",
     "Holder",
+    "held_algorithm",
     "freeze",
     "thaw",
 ]
@@ -389,6 +391,48 @@ class Holder:
             return
         data = jax.device_put(self._objective.data, target)
         self.held = hold(dataclasses.replace(self._objective, data=data))
+
+
+def held_algorithm(
+    objective, init: Callable, step: Callable, settings: tuple, state_type: type, *step_args
+) -> SamplingAlgorithm:
+    """The top-level ``SamplingAlgorithm`` of a kernel whose data are held (see :class:`Holder`).
+
+    ``init(position, rng_key)`` is the kernel's checked initialisation; the data follow the
+    particles of the state it returns. ``step(settings, rng_key, state, held, *step_args)`` is
+    the kernel's module-level compiled step, given the frozen ``settings`` (see :func:`freeze`)
+    and the held objective; ``step`` first checks that the state is a ``state_type``.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from typing import NamedTuple
+    >>> from mflangevin import MeanFieldObjective
+    >>> class State(NamedTuple):
+    ...     position: jax.Array
+    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
+    ...                                data=jnp.ones((5, 2)))
+    >>> @jax.jit
+    ... def step(settings, rng_key, state, held):
+    ...     (scale,) = thaw(settings)
+    ...     return State(state.position - scale * read(held).data.sum()), None
+    >>> algorithm = held_algorithm(objective, lambda p, k: State(p), step, (0.1,), State)
+    >>> state, _ = algorithm.step(jax.random.key(0), algorithm.init(jnp.zeros(2)))
+    >>> state.position
+    Array([-1., -1.], dtype=float32)
+    """
+    holder, settings = Holder(objective), freeze(settings)
+
+    def init_fn(position, rng_key=None):
+        state = init(position, rng_key)
+        holder.place_like(state.position)
+        return state
+
+    def step_fn(rng_key, state):
+        check_state(state, state_type)
+        return step(settings, rng_key, state, holder.held, *step_args)
+
+    return SamplingAlgorithm(init_fn, step_fn)
 
 
 class _ByIdentity:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import jax
 from blackjax.base import SamplingAlgorithm
 
-from mflangevin._checks import check_factor, check_particles, check_positive, check_state
+from mflangevin._checks import check_factor, check_particles, check_positive
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import MFLDInfo, MFLDState, initial_state, langevin_step
 from mflangevin.kernels.gradients import GradientEstimator, full
@@ -193,19 +193,12 @@ def as_top_level_api(
     gradient.check(objective)
     thresholds = (divergence_threshold, float(divergence_factor))
     settings = (step_size, temperature, thresholds, gradient, None)
-    holder = data.Holder(objective)
+    held = objective
     if jax.tree.leaves(objective) == [objective]:  # not a pytree: a static part of the step
-        holder, settings = None, (*settings[:-1], objective)
-    settings = data.freeze(settings)
+        held, settings = None, (*settings[:-1], objective)
 
-    def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> MFLDState:
+    def start(position: ArrayTree, rng_key: PRNGKey | None) -> MFLDState:
         check_particles(position, objective)
-        if holder is not None:
-            holder.place_like(position)
         return init(position, rng_key, objective=objective, gradient=gradient)
 
-    def step_fn(rng_key: PRNGKey, state: MFLDState) -> tuple[MFLDState, MFLDInfo]:
-        check_state(state, MFLDState)
-        return _step(settings, rng_key, state, None if holder is None else holder.held)
-
-    return SamplingAlgorithm(init_fn, step_fn)
+    return data.held_algorithm(held, start, _step, settings, MFLDState)

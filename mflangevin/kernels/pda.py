@@ -37,7 +37,6 @@ from mflangevin._checks import (
     check_factor,
     check_particles,
     check_positive,
-    check_state,
 )
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import add_reference_score, energy_diverged, langevin_update
@@ -603,11 +602,9 @@ def as_top_level_api(
         dual_fn,
         float(divergence_factor),
     )
-    settings = data.freeze((structure, inner_step_size, temperature, num_inner_steps))
-    holder = data.Holder(objective)
+    settings = (structure, inner_step_size, temperature, num_inner_steps)
 
-    def init_fn(position: ArrayTree, rng_key: PRNGKey | None = None) -> PDAState:
-        holder.place_like(position)
+    def start(position: ArrayTree, rng_key: PRNGKey | None) -> PDAState:
         _check_dual_fn(dual_fn, objective, position, temperature, data_sampler)
         return init(
             position,
@@ -618,8 +615,4 @@ def as_top_level_api(
             num_outer_steps=num_outer_steps,
         )
 
-    def step_fn(rng_key: PRNGKey, state: PDAState) -> tuple[PDAState, PDAInfo]:
-        check_state(state, PDAState)
-        return _step(settings, rng_key, state, holder.held)
-
-    return SamplingAlgorithm(init_fn, step_fn)
+    return data.held_algorithm(objective, start, _step, settings, PDAState)
