@@ -42,6 +42,7 @@ from mflangevin import keys, proximal
 from mflangevin._checks import check_choice, check_count, check_positive
 from mflangevin.kernels import data
 from mflangevin.kernels.data import MinibatchState
+from mflangevin.kernels.diffusions import refuse_if_divergent
 from mflangevin.proximal import CompositeObjective
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
@@ -133,7 +134,7 @@ def init(position: ArrayTree, rng_key: PRNGKey | None = None) -> AccProxSVRGStat
     _check_position(position)
     position = jax.tree.map(jnp.asarray, position)
     zero = jnp.zeros((), jnp.int32)
-    return AccProxSVRGState(position, zero, zero, MinibatchState(jax.random.key(0), zero))
+    return AccProxSVRGState(position, zero, zero, MinibatchState.start())
 
 
 def _check_position(position: ArrayTree) -> None:
@@ -249,14 +250,12 @@ def build_kernel(
         )
         proposal = last if output == "last" else jax.tree.map(lambda t: t / inner_steps, total)
 
-        leaves = jax.tree.leaves(proposal)
-        ok = jnp.all(jnp.stack([jnp.all(jnp.abs(x) < divergence_threshold) for x in leaves]))
-        position = jax.tree.map(lambda new, old: jnp.where(ok, new, old), proposal, snapshot)
+        position, is_divergent = refuse_if_divergent(proposal, snapshot, divergence_threshold)
         n = objective.num_samples
         evaluations = state.num_gradient_evaluations + n + 2 * batch_size * inner_steps
         stage = state.stage + 1
         new_state = AccProxSVRGState(position, stage, evaluations, batches)
-        return new_state, AccProxSVRGInfo(value, evaluations, stage, ~ok)
+        return new_state, AccProxSVRGInfo(value, evaluations, stage, is_divergent)
 
     return kernel
 

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin._checks import check_positive
+from mflangevin.kernels.diffusions import refuse_if_divergent
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
@@ -157,13 +158,7 @@ def build_kernel(average_from: int = 0, divergence_threshold: float = 1e6) -> Ca
         loss, grad = jax.value_and_grad(sample_loss)(position)
         grad = jax.tree.map(lambda g, p, p0: g + l2 * (p - p0), grad, position, anchor)
         proposal = jax.tree.map(lambda p, g: p - step_size * g, position, grad)
-        bound = jnp.asarray(divergence_threshold)
-        is_divergent = ~jnp.all(
-            jnp.stack([jnp.all(jnp.abs(p) < bound) for p in jax.tree.leaves(proposal)])
-        )
-        new_position = jax.tree.map(
-            lambda new, old: jnp.where(is_divergent, old, new), proposal, position
-        )
+        new_position, is_divergent = refuse_if_divergent(proposal, position, divergence_threshold)
         count = state.count + 1
         # Running mean over Θ_s..Θ_count: weight 1/(count − s + 1); before s the weight is 1.
         weight = 1 / jnp.maximum(count - average_from + 1, 1)

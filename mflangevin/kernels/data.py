@@ -88,6 +88,17 @@ class MinibatchState(NamedTuple):
     key: Array
     position: Array
 
+    @classmethod
+    def start(cls) -> MinibatchState:
+        """A stream that has drawn nothing yet.
+
+        Examples
+        --------
+        >>> int(MinibatchState.start().position)
+        0
+        """
+        return cls(jax.random.key(0), jnp.zeros((), jnp.int32))
+
 
 def _count(value) -> Array:
     return jnp.asarray(value, jnp.int32)
@@ -160,7 +171,7 @@ class _Minibatch(DataSource):
             )
 
     def init(self, objective) -> MinibatchState:
-        return MinibatchState(jax.random.key(0), jnp.zeros((), jnp.int32))
+        return MinibatchState.start()
 
     def indices(self, rng_key, n: int, state: MinibatchState) -> tuple[Array, MinibatchState]:
         """``B`` indices into ``[0, n)`` and the next state; ``O(B)`` work."""

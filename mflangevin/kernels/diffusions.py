@@ -26,6 +26,7 @@ __all__ = [
     "initial_state",
     "langevin_step",
     "langevin_update",
+    "refuse_if_divergent",
     "add_reference_score",
     "per_particle_sq_norm",
     "energy_diverged",
@@ -217,13 +218,27 @@ def langevin_update(
         )
 
     proposal = jax.tree.map(propose, position, drift, noise)
+    return refuse_if_divergent(proposal, position, divergence_threshold)
+
+
+def refuse_if_divergent(
+    proposal: ArrayTree, position: ArrayTree, divergence_threshold: float
+) -> tuple[ArrayTree, Array]:
+    """The divergence guard of every kernel: ``proposal``, or ``position`` kept when a proposed
+    coordinate is not finite or reaches ``divergence_threshold`` in magnitude; and that flag.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> new, is_divergent = refuse_if_divergent(jnp.array([1.0, jnp.nan]), jnp.zeros(2), 1e6)
+    >>> new, bool(is_divergent)
+    (Array([0., 0.], dtype=float32), True)
+    """
     leaves = jax.tree.leaves(proposal)
     inside = [jnp.all(jnp.abs(x) < _bound(divergence_threshold, x.dtype)) for x in leaves]
     is_divergent = ~jnp.all(jnp.stack(inside))
-    new_position = jax.tree.map(
-        lambda new, old: jnp.where(is_divergent, old, new), proposal, position
-    )
-    return new_position, is_divergent
+    kept = jax.tree.map(lambda new, old: jnp.where(is_divergent, old, new), proposal, position)
+    return kept, is_divergent
 
 
 def langevin_step(
