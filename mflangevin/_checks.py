@@ -12,7 +12,7 @@ from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 
 from mflangevin.objectives import EnergyObjective, MeanFieldObjective, num_particles, num_samples
 from mflangevin.references import check_reference
-from mflangevin.types import ArrayTree
+from mflangevin.types import Array, ArrayTree
 
 
 def check_positive(name: str, value) -> None:
@@ -36,11 +36,13 @@ def check_positive(name: str, value) -> None:
     if isinstance(value, jax.core.Tracer):
         return  # a traced value: checked by the caller's own validation, if any
     try:
-        ok = bool(jnp.all(jnp.isfinite(value)) & jnp.all(jnp.asarray(value) > 0))
+        array = np.asarray(value)  # checked on the host: nothing is compiled for a scalar
     except jax.errors.ConcretizationTypeError:
         return
-    except TypeError as err:
-        raise TypeError(f"{name}: expected a number or a schedule, got {value!r}.") from err
+    if array.dtype.kind not in "biuf" and array.dtype != jnp.bfloat16:
+        raise TypeError(f"{name}: expected a number or a schedule, got {value!r}.")
+    with np.errstate(invalid="ignore"):
+        ok = bool(np.all(np.isfinite(array)) & np.all(array > 0))
     shape = np.shape(value)
     if shape != ():
         what = "a schedule returning a scalar" if schedule else "a scalar"
@@ -147,12 +149,18 @@ def _check_finite(position: ArrayTree, name: str) -> None:
         if isinstance(leaf, jax.core.Tracer):
             continue
         with jax.ensure_compile_time_eval():  # concrete leaves, even inside another trace
-            finite = bool(jnp.all(jnp.isfinite(leaf)))
+            finite = bool(_all_finite(leaf))
         if not finite:
             where = f"leaf {_path_name(path)!r}" if path else "the particles"
             raise ValueError(
                 f"{name}: {where} has NaN or infinite values; every particle must start finite."
             )
+
+
+@jax.jit
+def _all_finite(x: Array) -> Array:
+    # One compiled program per shape, where op by op it would be two.
+    return jnp.all(jnp.isfinite(x))
 
 
 def _check_reference(objective) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -40,6 +42,12 @@ def teacher_student(
     check_positive("teacher_norm", teacher_norm)
     if noise != 0:
         check_positive("noise", noise)
+    return _teacher_student(rng_key, num_samples, input_dim, num_teacher, teacher_norm, noise)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _teacher_student(rng_key, num_samples, input_dim, num_teacher, teacher_norm, noise):
+    # One compiled program per shape (op by op, a new shape would compile some twenty).
     key_w, key_x, key_e = jax.random.split(rng_key, 3)
     w = jax.random.normal(key_w, (num_teacher, input_dim))
     w = teacher_norm * w / jnp.linalg.norm(w, axis=1, keepdims=True)

@@ -16,6 +16,7 @@ Neurons (particles are dicts of arrays with leading axis ``N``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -153,11 +154,7 @@ class MeanFieldNetwork:
         elif self.neuron == "output_weight":
             k = self.num_outputs
             shapes["a"] = (num_particles,) if k == 1 else (num_particles, k)
-        keys = jax.random.split(rng_key, len(shapes))
-        return {
-            name: scale * jax.random.normal(key, shape, dtype)
-            for key, (name, shape) in zip(keys, sorted(shapes.items()), strict=True)
-        }
+        return _gaussian_particles(rng_key, tuple(sorted(shapes.items())), jnp.dtype(dtype), scale)
 
     def predict(self, particles: ArrayTree, X: Array) -> Array:
         """``f_Θ(X) = (1/N) Σ_i h(θ_i, X)``: shape ``(n,)`` (``(n, k)`` for vector outputs).
@@ -298,3 +295,14 @@ def _labels_like(y: Array, z: Array) -> Array:
     """Real-valued labels in the dtype of the network's outputs (particles may be of lower
     precision than the data); integer class labels as they are."""
     return y if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(z.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _gaussian_particles(rng_key: PRNGKey, shapes: tuple, dtype, scale) -> dict[str, Array]:
+    """``scale · N(0, I)`` leaves of the given ``(name, shape)`` pairs, one key each, as one
+    compiled program per shapes (op by op, every new shape would compile several)."""
+    keys = jax.random.split(rng_key, len(shapes))
+    return {
+        name: (scale * jax.random.normal(key, shape, dtype)).astype(dtype)
+        for key, (name, shape) in zip(keys, shapes, strict=True)
+    }

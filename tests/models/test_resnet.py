@@ -151,10 +151,10 @@ def test_divergence_is_a_clear_error(moons):
         ResFGB(num_iterations=3, step_size=1.0, block=block, batch_size=50).fit(X, y)
 
 
-def test_digits_beats_logistic_regression_with_one_compilation():
-    """Measured on this split: logistic regression 0.972; ResFGB 0.976, 0.987, 0.980 with seeds
-    0, 1, 2, so a strict improvement holds for every seed measured (this one is seed 0).
-    """
+def test_digits_beats_logistic_regression_for_every_seed_with_one_compilation():
+    """Measured on this split: logistic regression 0.972; ResFGB with one hidden layer of 100
+    units, 10 iterations of 200 steps, 0.980, 0.980, 0.981 with seeds 0, 1, 2 (the default,
+    deeper blocks over 20 iterations: 0.976, 0.987, 0.980, at ten times the cost)."""
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.3, random_state=0, stratify=y
@@ -162,10 +162,12 @@ def test_digits_beats_logistic_regression_with_one_compilation():
     scaler = StandardScaler().fit(X_train)
     baseline = LogisticRegression(max_iter=3000).fit(scaler.transform(X_train), y_train)
     baseline_accuracy = baseline.score(scaler.transform(X_test), y_test)
+    block = MLPBlock(hidden_sizes=(100,), num_steps=200)
     before = resnet._boosting_step._cache_size()
-    model = ResFGB(num_iterations=20, step_size=0.5).fit(X_train, y_train)
-    assert resnet._boosting_step._cache_size() == before + 1  # 20 iterations, one trace
-    assert model.score(X_test, y_test) > baseline_accuracy
+    for seed in range(3):
+        model = ResFGB(num_iterations=10, step_size=0.5, block=block, seed=seed)
+        assert model.fit(X_train, y_train).score(X_test, y_test) > baseline_accuracy, seed
+    assert resnet._boosting_step._cache_size() == before + 1  # 30 iterations, one trace
 
 
 @pytest.mark.parametrize(
