@@ -47,7 +47,8 @@ BLOCK_ELEMENTS = 1 << 22
 A finite-sum :class:`MeanFieldObjective` without ``chunk_size`` walks its data in blocks of
 ``B = max(1, BLOCK_ELEMENTS // (N · k))`` samples, for ``N`` particles and ``k`` feature entries per
 sample, so that a step's working set is a few such blocks whatever ``n`` is; when the whole
-``(N, n, k)`` array fits (``n ≤ B``) there is one block and no loop.
+``(N, n, k)`` array fits (``n ≤ B``) there is one block and no loop. On devices, ``N`` and ``n``
+are each device's share, where their split is known (see :meth:`MeanFieldObjective.block_size`).
 """
 
 
@@ -232,7 +233,8 @@ class MeanFieldObjective:
         blocks of samples in one pass, in bounded memory (see ``chunk_size``).
         :meth:`MeanFieldNetwork.objective <mflangevin.models.MeanFieldNetwork.objective>` sets it.
     chunk_size
-        Samples per block of a finite-sum objective; ``None`` (default) chooses
+        Samples per block of a finite-sum objective (of each device's samples, where the data
+        are split over devices: see :meth:`block_size`); ``None`` (default) chooses
         ``max(1, BLOCK_ELEMENTS // (N · k))`` for ``N`` particles and ``k`` feature entries per
         sample (see :data:`BLOCK_ELEMENTS`). Results equal the unblocked computation up to float
         round-off. Ignored unless ``finite_sum``.
@@ -307,6 +309,12 @@ class MeanFieldObjective:
     def block_size(self, particles: ArrayTree) -> int:
         """Samples per block for these particles: ``n`` when the objective is not blocked.
 
+        Where the data's sample axis is split over ``D`` devices and the split is known (concrete
+        arrays placed with a ``NamedSharding``, or Explicit mesh axes under ``jit``), a block is
+        this many samples of each device's ``n / D``, taken at the same offset on every device,
+        so that no sample leaves its device; the default size then counts each device's share of
+        the particles and of the samples.
+
         Examples
         --------
         >>> import jax.numpy as jnp
@@ -323,32 +331,38 @@ class MeanFieldObjective:
         n = num_samples(self.data)
         if not self.finite_sum:
             return n
+        local = n // _num_shards(self.data, n)
         if self.chunk_size is not None:
-            return min(self.chunk_size, n)
+            return min(self.chunk_size, local)
         theta = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:], x.dtype), particles)
         shape = jax.eval_shape(self.feature_map, theta, self.data).shape
-        per_sample = math.prod(shape[1:])
-        return max(1, min(n, BLOCK_ELEMENTS // (num_particles(particles) * per_sample)))
+        num = num_particles(particles)
+        per_device = num // _num_shards(particles, num) * math.prod(shape[1:])
+        return max(1, min(local, BLOCK_ELEMENTS // per_device))
 
     def _fold_blocks(self, particles: ArrayTree, fn: Callable, init):
-        """``fn(block_objective, start, size, carry)`` over the sample blocks, in order.
+        """``fn(block_objective, rows, carry)`` over the sample blocks, in order (``rows`` a
+        :class:`_Rows`, the block's samples of any array with the sample axis first; ``None``
+        when the one block is the whole objective).
 
         The full blocks run in a ``fori_loop`` (one trace); a last, shorter block runs after it.
         """
         n, size = num_samples(self.data), self.block_size(particles)
-        if size >= n:
-            return fn(self, 0, n, init)
-        num_full, rest = divmod(n, size)
+        shards = _num_shards(self.data, n)
+        local = n // shards
+        if size >= local:
+            return fn(self, None, init)
+        num_full, rest = divmod(local, size)
 
-        def block(start, length):
-            data = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, length), self.data)
-            return dataclasses.replace(self, data=data)
+        def step(rows, carry):
+            block = dataclasses.replace(self, data=jax.tree.map(rows.take, self.data))
+            return fn(block, rows, carry)
 
         carry = jax.lax.fori_loop(
-            0, num_full, lambda i, c: fn(block(i * size, size), i * size, size, c), init
+            0, num_full, lambda i, c: step(_Rows(shards, i * size, size), c), init
         )
         if rest:
-            carry = fn(block(num_full * size, rest), num_full * size, rest, carry)
+            carry = step(_Rows(shards, num_full * size, rest), carry)
         return carry
 
     def mean_embedding(self, particles: ArrayTree) -> Array:
@@ -362,14 +376,12 @@ class MeanFieldObjective:
         Array([2., 1.], dtype=float32)
         """
 
-        def fn(block, start, size, z):
+        def fn(block, rows, z):
             z_block = jnp.mean(block.features(particles), axis=0)
-            if z is None:
-                return z_block
-            return jax.lax.dynamic_update_slice_in_dim(z, _laid_out_like(z_block, z), start, axis=0)
+            return z_block if z is None else rows.put(z, z_block)
 
-        if self.block_size(particles) >= num_samples(self.data):
-            return fn(self, 0, None, None)
+        if not self._is_blocked(particles):
+            return fn(self, None, None)
         shape = jax.eval_shape(lambda p: jnp.mean(self.features(p), axis=0), particles)
         return self._fold_blocks(particles, fn, jnp.zeros(shape.shape, shape.dtype))
 
@@ -405,9 +417,9 @@ class MeanFieldObjective:
         """
         n = num_samples(self.data)
 
-        def fn(block, start, size, risk):
+        def fn(block, rows, risk):
             z = jnp.mean(block.features(particles), axis=0)
-            return risk + (size / n) * block.risk(z, block.data)
+            return risk + _weight(rows, n) * block.risk(z, block.data)
 
         risk = self._fold_blocks(particles, fn, self._zero(particles))
         return risk + self.mean_penalty(particles)
@@ -459,10 +471,10 @@ class MeanFieldObjective:
         Array([5., 1.], dtype=float32)
         """
 
-        def fn(block, start, size, total):
-            g_block = jax.lax.dynamic_slice_in_dim(g, start, size) if block is not self else g
+        def fn(block, rows, total):
             features = block.features(particles)
             axes = tuple(range(1, features.ndim))
+            g_block = g if rows is None else rows.take(g)
             return total + jnp.sum(g_block[None] * features, axis=axes)
 
         n = num_particles(particles)
@@ -489,14 +501,14 @@ class MeanFieldObjective:
         """
         n = num_particles(particles)
 
-        def fn(block, start, size, drift):
-            g_block = jax.lax.dynamic_slice_in_dim(g, start, size) if block is not self else g
+        def fn(block, rows, drift):
+            g_block = g if rows is None else rows.take(g)
             _, pullback = jax.vjp(block._block_embedding, particles)
             (grad,) = pullback(n * g_block)
             return grad if drift is None else _tree_add(drift, grad)
 
-        if self.block_size(particles) >= num_samples(self.data):
-            drift = fn(self, 0, None, None)
+        if not self._is_blocked(particles):
+            drift = fn(self, None, None)
         else:
             drift = self._fold_blocks(particles, fn, jax.tree.map(jnp.zeros_like, particles))
         return self._add_penalty_grad(drift, particles)
@@ -521,17 +533,17 @@ class MeanFieldObjective:
         """
         n, num = num_samples(self.data), num_particles(particles)
 
-        def fn(block, start, size, carry):
+        def fn(block, rows, carry):
             risk, drift = carry
-            weight = size / n
+            weight = _weight(rows, n)
             z, pullback = jax.vjp(block._block_embedding, particles)
             block_risk, g = jax.value_and_grad(block.risk)(z, block.data)
             (grad,) = pullback((weight * num) * g)
             drift = grad if drift is None else _tree_add(drift, grad)
             return risk + weight * block_risk, drift
 
-        if self.block_size(particles) >= n:
-            risk, drift = fn(self, 0, n, (self._zero(particles), None))
+        if not self._is_blocked(particles):
+            risk, drift = fn(self, None, (self._zero(particles), None))
         else:
             zeros = jax.tree.map(jnp.zeros_like, particles)
             risk, drift = self._fold_blocks(particles, fn, (self._zero(particles), zeros))
@@ -560,6 +572,10 @@ class MeanFieldObjective:
             raise ValueError("indices: this objective has no data to subsample.")
         return dataclasses.replace(self, data=jax.tree.map(lambda a: _rows(a, indices), self.data))
 
+    def _is_blocked(self, particles: ArrayTree) -> bool:
+        n = num_samples(self.data)
+        return self.block_size(particles) < n // _num_shards(self.data, n)
+
     def _block_embedding(self, particles: ArrayTree) -> Array:
         return jnp.mean(self.features(particles), axis=0)
 
@@ -570,6 +586,59 @@ class MeanFieldObjective:
         if self.penalty is None:
             return drift
         return _tree_add(drift, jax.vmap(jax.grad(self.penalty))(particles))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rows:
+    """The samples ``start + [0, length)`` of each of ``shards`` equal, consecutive parts of
+    the sample axis: with the data split over ``shards`` devices, a block of every device's own
+    samples (``shards = 1``: the rows ``start + [0, length)``)."""
+
+    shards: int
+    start: Any
+    length: int
+
+    @property
+    def size(self) -> int:
+        return self.shards * self.length
+
+    def take(self, a: Array) -> Array:
+        """The block's rows of ``a`` (sample axis first), in shard order."""
+        parts = _split(a, self.shards)
+        block = jax.lax.dynamic_slice_in_dim(parts, self.start, self.length, axis=1)
+        return block.reshape(self.size, *a.shape[1:])
+
+    def put(self, whole: Array, block: Array) -> Array:
+        """``whole`` with the block's rows replaced by ``block``."""
+        parts = _split(whole, self.shards)
+        block = _laid_out_like(block.reshape(self.shards, self.length, *block.shape[1:]), parts)
+        parts = jax.lax.dynamic_update_slice_in_dim(parts, block, self.start, axis=1)
+        return parts.reshape(whole.shape)
+
+
+def _weight(rows: _Rows | None, n: int) -> float:
+    """The block's share of the samples."""
+    return 1.0 if rows is None else rows.size / n
+
+
+def _split(a: Array, shards: int) -> Array:
+    return a.reshape(shards, a.shape[0] // shards, *a.shape[1:])
+
+
+def _num_shards(tree: ArrayTree, size: int) -> int:
+    """Devices that split the leading axis of the leaves of ``tree`` (of length ``size``) where
+    the split is known: concrete arrays with a ``NamedSharding``, or Explicit mesh axes in a
+    traced value's type. 1 when it is not (Auto axes under ``jit``) or does not divide ``size``."""
+    for leaf in jax.tree.leaves(tree):
+        sharding = getattr(jax.typeof(leaf), "sharding", None)
+        if not isinstance(leaf, jax.core.Tracer) and isinstance(leaf, jax.Array):
+            sharding = leaf.sharding
+        spec = getattr(sharding, "spec", ())
+        if isinstance(sharding, jax.sharding.NamedSharding) and spec and spec[0] is not None:
+            names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+            shards = math.prod(sharding.mesh.shape[name] for name in names)
+            return shards if size % shards == 0 else 1
+    return 1
 
 
 def _laid_out_like(x: Array, like: Array) -> Array:

@@ -334,6 +334,41 @@ def test_blocked_mean_embedding_over_data_split_on_explicit_axes(certified):
     np.testing.assert_allclose(got.dual, gap.dual, rtol=1e-5)
 
 
+@pytest.mark.parametrize("explicit", [True, False])
+def test_blocks_of_split_data_stay_on_their_devices(certified, explicit):
+    """Data split 4 ways and walked in blocks: a block is ``chunk_size`` samples of every
+    device's own share, so the compiled energy and drift gather nothing (contiguous blocks of
+    the whole sample axis gathered the data), and they equal the single-device values. On Auto
+    axes under ``jit`` the split is not known when tracing: the blocks are then contiguous
+    (gathered), and the values are the same."""
+    objective, particles, _, _ = certified
+    mesh = sharding.make_mesh(1, 4, explicit=explicit)
+    blocked = dataclasses.replace(objective, chunk_size=n // 16)
+    split = dataclasses.replace(blocked, data=sharding.shard_data(objective.data, mesh))
+    assert split.block_size(particles) == blocked.block_size(particles) == n // 16
+    energy_and_drift = lambda o, p: o.energy_and_drift(p)  # noqa: E731
+    expected = compile_once(energy_and_drift, blocked, particles)(blocked, particles)
+    with jax.set_mesh(mesh):
+        compiled = compile_once(energy_and_drift, split, particles)
+    got = compiled(split, particles)
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+    assert relative_error(got[1], expected[1]) < 1e-5
+    assert (gathers(compiled.as_text()) == 0) == explicit
+
+
+def test_default_block_counts_each_devices_share(certified, monkeypatch):
+    """The default block bounds each device's working set: with the particles split 2 ways it
+    holds twice the samples of the unsplit block, and never more than a device's samples."""
+    objective, particles, _, _ = certified
+    monkeypatch.setattr(mflangevin.objectives, "BLOCK_ELEMENTS", 8 * N)  # k = 1 feature/sample
+    mesh = sharding.make_mesh(2, 2)
+    split = dataclasses.replace(objective, data=sharding.shard_data(objective.data, mesh))
+    assert objective.block_size(particles) == 8
+    assert split.block_size(sharding.shard_particles(particles, mesh)) == 16
+    monkeypatch.setattr(mflangevin.objectives, "BLOCK_ELEMENTS", 4 * n * N)
+    assert split.block_size(particles) == n // 2
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
