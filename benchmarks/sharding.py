@@ -10,7 +10,11 @@ Three workloads on the tanh ``MeanFieldNetwork`` (synthetic data), each on a
   scaling grows ``n`` with ``D``;
 * ``gap``: ``mflangevin.duality_gap`` (k-NN entropy and the dual's Monte-Carlo draws) on
   particles split ``D`` ways (Auto axes, the layout passed as ``sharding=``); weak scaling grows
-  ``N`` with ``D``.
+  ``N`` with ``D``;
+* ``share``: one device's share of that certificate in a ``D``-way split, timed alone on one
+  device: the body each device runs inside ``shard_map`` (the neighbour search of its ``N/D``
+  particles among all ``N``, and ``ψ'`` at its ``K/D`` draws). Its time is the per-device work,
+  which fake devices sharing the cores cannot show.
 
 Each device count ``D`` runs in a process of its own (its configurations one after the other,
 each one's arrays freed before the next). On CPU that process gets ``D`` fake devices
@@ -71,6 +75,8 @@ def measure(config: dict) -> dict:
     from mflangevin.models import MeanFieldNetwork
 
     kind, D, N, n, d = config["kind"], config["D"], config["N"], config["n"], config["d"]
+    if kind == "share":
+        return _time(config, *_share_of_the_gap(config), jax.devices()[:1])
     devices = jax.devices()[:D]
     if len(devices) < D:
         raise RuntimeError(f"{D} devices asked for, {len(devices)} available")
@@ -105,6 +111,38 @@ def measure(config: dict) -> dict:
             return jax.lax.scan(lambda s, k: (algorithm.step(k, s)[0], None), state, keys)[0]
 
         args = (algorithm.init(particles), jax.random.key(1))
+    return _time(config, program, args, steps, devices)
+
+
+def _share_of_the_gap(config: dict):
+    """The program one device runs in a ``D``-way split of ``duality_gap`` (its default block
+    of 1024 rows or draws), on one device: ``(program, args, 1)``."""
+    import jax
+    import jax.numpy as jnp
+
+    import mflangevin
+    from mflangevin.certificates.duality import _psi
+    from mflangevin.certificates.entropy import _search, flatten_particles
+    from mflangevin.models import MeanFieldNetwork
+
+    D, N, n, d, block = config["D"], config["N"], config["n"], config["d"], 1024
+    net = MeanFieldNetwork("tanh")
+    key_x, key_p, key_d = jax.random.split(jax.random.key(0), 3)
+    X = jax.random.normal(key_x, (n, d))
+    objective = net.objective(X, jnp.tanh(X[:, 0]), reference=mflangevin.gaussian_reference(1.0))
+    particles = net.init_particles(key_p, N, d)
+    g = objective.risk_gradient(objective.mean_embedding(particles))
+    x = flatten_particles(particles)
+    draws = net.init_particles(key_d, config["draws"] // D, d)
+
+    def program(x, draws):
+        return _search(x[: N // D], x, 0, 1, block), _psi(objective, None, g, draws, block)
+
+    return program, (x, draws), 1
+
+
+def _time(config: dict, program, args, steps: int, devices) -> dict:
+    import jax
 
     compiled = jax.jit(program).lower(*args).compile()
     memory = compiled.memory_analysis()
@@ -264,17 +302,20 @@ def main(argv=None) -> None:
         ("particles", "MFLD full drift, particles split", "N"),
         ("data", "MFLD full drift, data split", "n"),
         ("gap", "duality_gap (k-NN entropy + dual draws), particles split", "N"),
+        ("share", "one device's share of duality_gap in a D-way split, alone on one device", None),
     )
     configs = []  # (workload, scaling, config); weak scaling at D = 1 is strong scaling's run
     for kind, _, grows in workloads:
         for D in counts:
             configs.append((kind, "strong", {**common, "kind": kind, "D": D, "N": N, "n": n}))
-            if D > 1:
+            if D > 1 and grows:
                 sizes = {"N": N * D, "n": n} if grows == "N" else {"N": N, "n": n * D}
                 configs.append((kind, "weak", {**common, "kind": kind, "D": D, **sizes}))
     results = []
     for D in counts:  # one process per device count: every configuration on D devices
-        mine = [c for c in configs if c[2]["D"] == D]
+        mine = [c for c in configs if c[2]["D"] == D and c[0] != "share"]
+        if D == 1:  # a device's share runs on one device, for every D
+            mine += [c for c in configs if c[0] == "share"]
         results += zip(mine, run([c[2] for c in mine], platform, D), strict=True)
     show_peak = platform == "gpu"
     for kind, title, grows in workloads:
@@ -283,9 +324,10 @@ def main(argv=None) -> None:
             strong[0],
             *(r for (k, scaling, _), r in results if k == kind and scaling == "weak"),
         ]
-        unit = "ms per certificate" if kind == "gap" else "ms per step"
+        unit = "ms per certificate" if kind in ("gap", "share") else "ms per step"
         table(f"{title}: strong scaling (N = {N}, n = {n}; {unit})", strong, False, show_peak)
-        table(f"{title}: weak scaling ({grows} ∝ D; {unit})", weak, True, show_peak)
+        if grows:
+            table(f"{title}: weak scaling ({grows} ∝ D; {unit})", weak, True, show_peak)
 
 
 if __name__ == "__main__":

@@ -117,9 +117,10 @@ def _search(rows: Array, cols: Array, offset, k: int, block_size: int) -> Array:
     """The ``k``-th neighbour distance of each of ``rows`` among ``cols`` (row ``i`` of
     ``rows`` is column ``offset + i``, excluded), by blocks of rows and of columns."""
     n, p = cols.shape
-    b = min(block_size, n)
+    # A device's rows may be fewer than a block: their blocks are no larger than they are.
+    b, b_rows = min(block_size, n), min(block_size, rows.shape[0])
 
-    def blocked(x: Array, start) -> tuple[Array, Array, Array]:
+    def blocked(x: Array, start, b: int) -> tuple[Array, Array, Array]:
         num_blocks = -(-x.shape[0] // b)
         padded = jnp.pad(x, ((0, num_blocks * b - x.shape[0]), (0, 0)))
         index = start + jnp.arange(num_blocks * b)
@@ -129,7 +130,7 @@ def _search(rows: Array, cols: Array, offset, k: int, block_size: int) -> Array:
             jnp.reshape(index, (num_blocks, b)),
         )
 
-    col_blocks = blocked(cols, 0)
+    col_blocks = blocked(cols, 0, b)
 
     def row_block(rows_block):
         block, block_sq, block_index = rows_block
@@ -144,17 +145,17 @@ def _search(rows: Array, cols: Array, offset, k: int, block_size: int) -> Array:
             score = jnp.where(excluded, -jnp.inf, -sq_dist)
             scores = jnp.concatenate([best_score, score], axis=1)
             indices = jnp.concatenate(
-                [best_index, jnp.broadcast_to(others_index[None, :], (b, b))], axis=1
+                [best_index, jnp.broadcast_to(others_index[None, :], (b_rows, b))], axis=1
             )
             top, position = jax.lax.top_k(scores, k)
             return (top, jnp.take_along_axis(indices, position, axis=1)), None
 
-        start = (jnp.full((b, k), -jnp.inf, cols.dtype), jnp.zeros((b, k), jnp.int32))
+        start = (jnp.full((b_rows, k), -jnp.inf, cols.dtype), jnp.zeros((b_rows, k), jnp.int32))
         (_, neighbors), _ = jax.lax.scan(merge, start, col_blocks)
         offsets = jnp.take(cols, neighbors, axis=0, mode="clip") - block[:, None, :]
         return jnp.sqrt(jnp.max(jnp.sum(offsets**2, axis=-1), axis=1))
 
-    distances = jax.lax.map(row_block, blocked(rows, offset))
+    distances = jax.lax.map(row_block, blocked(rows, offset, b_rows))
     return jnp.reshape(distances, (-1,))[: rows.shape[0]]
 
 
