@@ -148,8 +148,11 @@ def _check_finite(position: ArrayTree, name: str) -> None:
     for path, leaf in jax.tree_util.tree_flatten_with_path(position)[0]:
         if isinstance(leaf, jax.core.Tracer):
             continue
-        with jax.ensure_compile_time_eval():  # concrete leaves, even inside another trace
-            finite = bool(_all_finite(leaf))
+        if on_host(leaf):
+            finite = bool(np.all(np.isfinite(np.asarray(leaf))))
+        else:
+            with jax.ensure_compile_time_eval():  # concrete leaves, even inside another trace
+                finite = bool(_all_finite(leaf))
         if not finite:
             where = f"leaf {_path_name(path)!r}" if path else "the particles"
             raise ValueError(
@@ -157,9 +160,30 @@ def _check_finite(position: ArrayTree, name: str) -> None:
             )
 
 
+def on_host(x) -> bool:
+    """Whether ``x`` is a concrete array in host memory (NumPy, or a JAX array on CPU devices
+    only): a check reads it there with NumPy and compiles nothing.
+
+    Examples
+    --------
+    >>> on_host(np.ones(3)), on_host(jnp.ones(3))  # this machine's JAX arrays are on its CPU
+    (True, True)
+    >>> jax.jit(lambda x: on_host(x) or x)(jnp.ones(1))  # a traced value is not
+    Array([1.], dtype=float32)
+    """
+    if isinstance(x, np.ndarray | np.generic):
+        return True
+    return (
+        isinstance(x, jax.Array)
+        and not isinstance(x, jax.core.Tracer)
+        and x.is_fully_addressable
+        and all(device.platform == "cpu" for device in x.devices())
+    )
+
+
 @jax.jit
 def _all_finite(x: Array) -> Array:
-    # One compiled program per shape, where op by op it would be two.
+    # On an accelerator, one compiled program per shape (op by op it would be two).
     return jnp.all(jnp.isfinite(x))
 
 

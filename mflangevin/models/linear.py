@@ -124,10 +124,19 @@ def _minibatch_smoothness(X: Array, b: int, intercept: bool, seed: int) -> float
     power iteration on at most 4096 rows, times 1.5 for safety, and capped by the exact bound
     ``mean_i ‖x̃_i‖²`` (``x̃_i = (x_i, 1)`` with an intercept)."""
     n = X.shape[0]
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(n, 4096), replace=False))
+    l_max, l_mean, l_sample = map(float, _smoothness_terms(X, jnp.asarray(rows), intercept))
+    l_full = min(l_mean, 1.5 * l_sample)
+    delta = (n - b) / (b * (n - 1)) if n > 1 else 1.0
+    return delta * l_max + (1 - delta) * l_full
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _smoothness_terms(X: Array, rows: Array, intercept: bool) -> tuple[Array, Array, Array]:
+    """``L_max``, ``mean_i ‖x̃_i‖²`` and the power-iteration estimate of ``λ_max`` on ``rows``,
+    as one compiled program (op by op it would be some twenty)."""
     norms = jnp.sum(X**2, axis=1) + float(intercept)
-    l_max, l_mean = float(jnp.max(norms)), float(jnp.mean(norms))
-    rows = np.random.default_rng(seed).choice(n, min(n, 4096), replace=False)
-    sample = X[np.sort(rows)]
+    sample = X[rows]
     if intercept:
         sample = jnp.concatenate([sample, jnp.ones((sample.shape[0], 1), X.dtype)], axis=1)
 
@@ -137,9 +146,7 @@ def _minibatch_smoothness(X: Array, b: int, intercept: bool, seed: int) -> float
 
     start = jnp.ones(sample.shape[1], X.dtype) / math.sqrt(sample.shape[1])
     v, _ = jax.lax.scan(power, start, None, length=50)
-    l_full = min(l_mean, 1.5 * float(jnp.sum((sample @ v) ** 2)) / sample.shape[0])
-    delta = (n - b) / (b * (n - 1)) if n > 1 else 1.0
-    return delta * l_max + (1 - delta) * l_full
+    return jnp.max(norms), jnp.mean(norms), jnp.sum((sample @ v) ** 2) / sample.shape[0]
 
 
 def _as_matrix(X) -> Array:

@@ -20,8 +20,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from mflangevin._checks import check_count, check_positive
+from mflangevin._checks import check_count, check_positive, on_host
 from mflangevin.models.losses import Loss, get_loss
 from mflangevin.objectives import L2Penalty, MeanFieldObjective
 from mflangevin.references import DensityReference, GaussianReference
@@ -265,17 +266,20 @@ class MeanFieldNetwork:
         return "finite labels"
 
     def _labels_in_domain(self, y: Array) -> Array:
+        # Concrete labels in host memory are read there (NumPy): nothing is compiled.
+        xp, y = (np, np.asarray(y)) if on_host(y) else (jnp, y)
         if self.loss.name in ("logistic", "smoothed_hinge"):
-            return jnp.all(jnp.abs(y) == 1)
+            return xp.all(xp.abs(y) == 1)
         if self.loss.name == "cross_entropy":
-            return jnp.all((y >= 0) & (y < self.num_outputs))
-        return jnp.all(jnp.isfinite(y))
+            return xp.all((y >= 0) & (y < self.num_outputs))
+        return xp.all(xp.isfinite(y))
 
     def _check_data(self, data: tuple[Array, Array], name: str) -> Array:
         """The objective's ``check_data``: finite inputs and labels in the loss's domain."""
         X, y = data
         self._check_labels(y, f"{name} labels")
-        in_domain = jnp.all(jnp.isfinite(X)) & self._labels_in_domain(y)
+        xp, X = (np, np.asarray(X)) if on_host(X) else (jnp, X)
+        in_domain = xp.all(xp.isfinite(X)) & self._labels_in_domain(y)
         if not isinstance(in_domain, jax.core.Tracer) and not bool(in_domain):
             raise ValueError(f"{name}: the inputs contain NaN or infinite values.")
         return in_domain
