@@ -14,21 +14,10 @@ os.environ["XLA_FLAGS"] = " ".join(
     [_given, *(flag for flag in _FLAGS if flag.split("=")[0] not in _given)]
 ).strip()
 
-# Compiled programs are kept between runs (JAX's persistent compilation cache, keyed by the
-# program, the XLA flags and the versions): compilation is most of the suite's time, and a second
-# run recompiles only what changed. Set through the environment, so that the processes the tests
-# start (examples, the CLI, the 2-process run) share it. ``JAX_COMPILATION_CACHE_DIR`` chooses
-# another folder.
-_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
-for _name, _value in (
-    ("JAX_COMPILATION_CACHE_DIR", _CACHE),
-    ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
-    ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0"),
-):
-    os.environ.setdefault(_name, _value)
-_CACHE_LIMIT = 1 << 30  # bytes; past it, the oldest entries go (JAX's own size limit rescans the
-# folder at every write, which costs more than it saves at this suite's thousands of programs)
-
+# JAX's persistent compilation cache would make a second run about twice as fast, but with
+# JAX 0.12 a 4-device CPU program read back from it aborts the process now and then
+# (tests/test_sharding.py::test_blocked_mean_embedding_over_data_split_on_explicit_axes, most
+# runs with a warm cache, none without): it is left off.
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -59,22 +48,6 @@ class _FileProgress:
             reporter.write_line(f"{path}: {self.totals[path]} done ({elapsed:.0f} s)")
 
 
-def _trim_cache(folder: str, limit: int = _CACHE_LIMIT) -> None:
-    """Remove the least recently written entries of the compilation cache beyond ``limit``."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.stat().st_mtime)
-    except FileNotFoundError:
-        return
-    total = sum(entry.stat().st_size for entry in entries)
-    for entry in entries:
-        if total <= limit:
-            break
-        total -= entry.stat().st_size
-        os.remove(entry.path)
-
-
 def pytest_configure(config):
-    if not hasattr(config, "workerinput"):
-        _trim_cache(os.environ["JAX_COMPILATION_CACHE_DIR"])
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_FileProgress(config), "file-progress")
