@@ -35,10 +35,7 @@ def check_positive(name: str, value) -> None:
         value = value(jnp.zeros((), jnp.int32))
     if isinstance(value, jax.core.Tracer):
         return  # a traced value: checked by the caller's own validation, if any
-    try:
-        array = np.asarray(value)  # checked on the host: nothing is compiled for a scalar
-    except jax.errors.ConcretizationTypeError:
-        return
+    array = np.asarray(value)  # checked on the host: nothing is compiled for a scalar
     if array.dtype.kind not in "biuf" and array.dtype != jnp.bfloat16:
         raise TypeError(f"{name}: expected a number or a schedule, got {value!r}.")
     with np.errstate(invalid="ignore"):

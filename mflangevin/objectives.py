@@ -331,7 +331,7 @@ class MeanFieldObjective:
         n = num_samples(self.data)
         if not self.finite_sum:
             return n
-        local = n // _num_shards(self.data, n)
+        local = n // self._sample_shards()
         if self.chunk_size is not None:
             return min(self.chunk_size, local)
         theta = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x)[1:], x.dtype), particles)
@@ -348,7 +348,7 @@ class MeanFieldObjective:
         The full blocks run in a ``fori_loop`` (one trace); a last, shorter block runs after it.
         """
         n, size = num_samples(self.data), self.block_size(particles)
-        shards = _num_shards(self.data, n)
+        shards = self._sample_shards()
         local = n // shards
         if size >= local:
             return fn(self, None, init)
@@ -574,7 +574,10 @@ class MeanFieldObjective:
 
     def _is_blocked(self, particles: ArrayTree) -> bool:
         n = num_samples(self.data)
-        return self.block_size(particles) < n // _num_shards(self.data, n)
+        return self.block_size(particles) < n // self._sample_shards()
+
+    def _sample_shards(self) -> int:
+        return _num_shards(self.data, num_samples(self.data))
 
     def _block_embedding(self, particles: ArrayTree) -> Array:
         return jnp.mean(self.features(particles), axis=0)
