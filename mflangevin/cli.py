@@ -40,8 +40,8 @@ def teacher_student_demo(
 
     Examples
     --------
-    >>> history = teacher_student_demo(num_samples=50, num_particles=16, num_steps=20,
-    ...                                report_every=10, progress=False)  # doctest: +ELLIPSIS
+    >>> history = teacher_student_demo(num_samples=30, num_particles=8, num_steps=40,
+    ...                                report_every=20, progress=False)  # doctest: +ELLIPSIS
     step ...
     >>> len(history["objective"])
     3
@@ -202,11 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     Examples
     --------
     >>> import tempfile
-    >>> args = ["--samples", "20", "--particles", "8", "--steps", "10", "--report-every", "10"]
+    >>> args = ["--samples", "30", "--particles", "8", "--steps", "20", "--report-every", "20"]
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     main([*args, "--out", f"{tmp}/demo.png"])  # doctest: +ELLIPSIS
     step      0  objective ...
-    step     10  objective ...
+    step     20  objective ...
     objective ... -> ..., teacher similarity ... figure saved to .../demo.png
     0
     """

@@ -4,6 +4,8 @@ import collections
 import os
 import time
 
+import pytest
+
 # Before JAX initialises its backend: several fake CPU devices, so that sharding and parallel
 # chains are exercised on a laptop; and LLVM at optimisation level 0, because the suite's programs
 # are small and their compilation, not their run time, is what the suite waits for (the results
@@ -46,6 +48,14 @@ class _FileProgress:
             reporter = self.config.pluginmanager.getplugin("terminalreporter")
             reporter.ensure_newline()
             reporter.write_line(f"{path}: {self.totals[path]} done ({elapsed:.0f} s)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The docstring examples of a module run on one worker (``--dist loadgroup``), where the
+    programs of its first example serve the others that share its shapes."""
+    for item in items:
+        if isinstance(item, pytest.DoctestItem):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 def pytest_configure(config):

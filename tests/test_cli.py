@@ -7,7 +7,7 @@ from mflangevin.cli import main
 
 def test_demo_runs_prints_and_saves_its_figure(tmp_path, capsys):
     out = tmp_path / "demo.png"
-    args = ["--samples", "60", "--particles", "32", "--steps", "200", "--report-every", "100"]
+    args = ["--samples", "30", "--particles", "8", "--steps", "40", "--report-every", "20"]
     assert main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     records = [line for line in printed.splitlines() if line.startswith("step")]
@@ -65,8 +65,7 @@ def test_directory_out_writes_inside_it(tmp_path, capsys):
 
 
 def test_divergence_ends_with_one_clear_line(tmp_path, capsys):
-    args = ["--samples", "60", "--particles", "32", "--steps", "50", "--report-every", "50"]
-    assert main([*args, "--step-size", "500", "--out", str(tmp_path / "x.png")]) == 1
+    assert main([*SMALL, "--step-size", "500", "--out", str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mflangevin: MFLD diverged")
     assert "lower the step size" in err[0] and not (tmp_path / "x.png").exists()

@@ -201,11 +201,11 @@ def dual_bound_and_stderr(
     >>> import jax, jax.numpy as jnp
     >>> import mflangevin
     >>> from mflangevin.models import MeanFieldNetwork
-    >>> net = MeanFieldNetwork("tanh")
+    >>> net = MeanFieldNetwork("tanh", loss="squared")
     >>> objective = net.objective(
     ...     jnp.ones((8, 2)), jnp.zeros(8), reference=mflangevin.gaussian_reference(1.0)
     ... )
-    >>> particles = net.init_particles(jax.random.key(0), 16, input_dim=2)
+    >>> particles = net.init_particles(jax.random.key(0), 64, input_dim=2)
     >>> g = objective.risk_gradient(objective.mean_embedding(particles))
     >>> dual, stderr, ess = dual_bound_and_stderr(
     ...     objective, g, 0.1, jax.random.key(1), 512, particles, 512, return_ess=True
@@ -445,7 +445,7 @@ def duality_gap(
     >>> X, y = jnp.ones((8, 2)), jnp.zeros(8)
     >>> net = MeanFieldNetwork("tanh", loss="squared")
     >>> objective = net.objective(X, y, reference=mflangevin.gaussian_reference(1.0))
-    >>> particles = net.init_particles(jax.random.key(0), 256, input_dim=2)
+    >>> particles = net.init_particles(jax.random.key(0), 64, input_dim=2)
     >>> certificate = duality_gap(objective, particles, 0.1, jax.random.key(1))
     >>> certificate.gap.shape
     ()

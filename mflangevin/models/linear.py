@@ -477,9 +477,11 @@ class LinearModel:
         Examples
         --------
         >>> import numpy as np
-        >>> model = LinearModel("squared", l2=1e-3).fit(np.eye(3), np.arange(3.0))
-        >>> model.decision_function(np.eye(3)).shape
-        (3,)
+        >>> X = np.random.default_rng(0).normal(size=(100, 3))
+        >>> y = X @ np.array([1.0, -2.0, 0.0]) + 0.5
+        >>> model = LinearModel("squared", l1=1e-2, l2=1e-3).fit(X, y)
+        >>> model.decision_function(X[:4]).shape
+        (4,)
         """
         X = _as_matrix(X)
         params = self._fitted_params(X.dtype)
@@ -526,9 +528,10 @@ class LinearModel:
         Examples
         --------
         >>> import numpy as np
-        >>> X = np.random.default_rng(0).normal(size=(50, 2))
-        >>> model = LinearModel("squared", l2=1e-4).fit(X, X @ np.array([1.0, 1.0]))
-        >>> model.score(X, X @ np.array([1.0, 1.0])) > 0.99
+        >>> X = np.random.default_rng(0).normal(size=(100, 3))
+        >>> y = X @ np.array([1.0, -2.0, 0.0]) + 0.5
+        >>> model = LinearModel("squared", l1=1e-2, l2=1e-3).fit(X, y)
+        >>> model.score(X, y) > 0.99
         True
         """
         y = np.asarray(y)

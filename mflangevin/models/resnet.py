@@ -154,8 +154,8 @@ class ResFGB:
     Examples
     --------
     >>> from sklearn.datasets import make_moons
-    >>> X, y = make_moons(200, noise=0.1, random_state=0)
-    >>> model = ResFGB(num_iterations=3, block=MLPBlock(hidden_sizes=(32,))).fit(X, y)
+    >>> X, y = make_moons(100, noise=0.1, random_state=0)
+    >>> model = ResFGB(num_iterations=3, block=MLPBlock(hidden_sizes=(8,))).fit(X, y)
     >>> model.depth_, model.score(X, y) > 0.8
     (3, True)
     """
@@ -386,9 +386,8 @@ class ResFGB:
         --------
         >>> import tempfile
         >>> from sklearn.datasets import make_moons
-        >>> X, y = make_moons(60, random_state=0)
-        >>> model = ResFGB(num_iterations=1, block=MLPBlock(hidden_sizes=(8,), num_steps=5))
-        >>> model = model.fit(X, y)
+        >>> X, y = make_moons(100, random_state=0)
+        >>> model = ResFGB(num_iterations=1, block=MLPBlock(hidden_sizes=(8,))).fit(X, y)
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     model.save(f"{tmp}/net")
         ...     network, classes = load(f"{tmp}/net", return_classes=True)

@@ -239,15 +239,15 @@ class MeanFieldNetwork:
         if self.loss.name != "cross_entropy":
             y = y.astype(X.dtype)
         return MeanFieldObjective(
-            feature_map=self._feature_map,
-            risk=self._risk,
+            feature_map=_Method(self, "_feature_map"),
+            risk=_Method(self, "_risk"),
             penalty=L2Penalty(float(l2)) if l2 > 0 else None,
             reference=reference,
-            risk_conjugate=self._risk_conjugate,
+            risk_conjugate=_Method(self, "_risk_conjugate"),
             data=(X, y),
             finite_sum=True,
             chunk_size=chunk_size,
-            check_data=self._check_data,
+            check_data=_Method(self, "_check_data"),
         )
 
     def _check_labels(self, y: Array, name: str = "y") -> None:
@@ -293,6 +293,19 @@ class MeanFieldNetwork:
     def _risk_conjugate(self, g: Array, data: tuple[Array, Array]) -> Array:
         n = data[1].shape[0]
         return jnp.mean(self.loss.conjugate(n * g, _labels_like(data[1], g)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Method:
+    """A method of a network, equal for equal networks. Bound methods are equal only for the
+    same instance, so two equal networks would not share the compiled programs of their
+    objectives (a kernel's step, a certificate)."""
+
+    network: MeanFieldNetwork
+    name: str
+
+    def __call__(self, *args):
+        return getattr(self.network, self.name)(*args)
 
 
 def _labels_like(y: Array, z: Array) -> Array:

@@ -49,6 +49,23 @@ def test_l2_and_reference_are_the_same_regulariser(data):
         np.testing.assert_allclose(drift_l2[k], drift[k] - lam * score[k], rtol=1e-5, atol=1e-6)
 
 
+def test_equal_networks_share_compiled_programs(data):
+    """Two equal networks give equal objectives: a compiled step serves both."""
+    X, y, _ = data
+    traces = []
+
+    @jax.jit
+    def energy(objective, particles):
+        traces.append(None)
+        return objective.energy(particles)
+
+    particles = MeanFieldNetwork("tanh").init_particles(jax.random.key(1), 8, 3)
+    for l2 in (1e-3, 1e-3, 1e-2):
+        energy(MeanFieldNetwork("tanh").objective(X, y, l2=l2), particles)
+    energy(MeanFieldNetwork("bounded").objective(X, y, l2=1e-3), {**particles, "a": particles["b"]})
+    assert len(traces) == 3  # a new l2 and a new network trace again; an equal one does not
+
+
 def test_teacher_similarity(data):
     _, _, teacher = data
     assert float(teacher_similarity(teacher, teacher)) == pytest.approx(1.0, abs=1e-6)
