@@ -18,6 +18,7 @@ The NTK of this parameterisation (only ``B`` is trained) is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -144,11 +145,6 @@ class NTKNetwork:
         negative = sigma(X @ B[half:].T)
         return jnp.sum(positive - negative, axis=1) / jnp.sqrt(jnp.asarray(B.shape[0], X.dtype))
 
-    def _derivative(self, pre: Array) -> Array:
-        """``σ'`` elementwise, by one forward-mode product (no Jacobian is formed)."""
-        sigma = NTK_ACTIVATIONS[self.activation]
-        return jax.jvp(sigma, (pre,), (jnp.ones_like(pre),))[1]
-
     def empirical_ntk(self, params: Array, X1: Array, X2: Array | None = None) -> Array:
         """The NTK Gram matrix of the network at ``B``: ``(n1, n2)``.
 
@@ -166,10 +162,8 @@ class NTKNetwork:
         """
         B = _check_weights(params)
         X1 = _check_inputs("X1", X1, B.shape[1])
-        X2 = X1 if X2 is None else _check_inputs("X2", X2, B.shape[1])
-        S1 = self._derivative(X1 @ B.T)
-        S2 = S1 if X2 is X1 else self._derivative(X2 @ B.T)
-        return (S1 @ S2.T) / jnp.asarray(B.shape[0], X1.dtype) * (X1 @ X2.T)
+        X2 = None if X2 is None else _check_inputs("X2", X2, B.shape[1])
+        return _empirical_ntk(self.activation, B, X1, X2)
 
     def ntk(self, X1: Array, X2: Array | None = None) -> Array:
         """The infinite-width NTK ``k(x, x')`` in closed form (``relu`` and ``erf`` only).
@@ -188,15 +182,39 @@ class NTKNetwork:
             )
         X1 = _check_inputs("X1", X1)
         X2 = X1 if X2 is None else _check_inputs("X2", X2, X1.shape[1])
-        inner = X1 @ X2.T
-        sq1 = jnp.sum(X1**2, axis=1)[:, None]
-        sq2 = jnp.sum(X2**2, axis=1)[None, :]
-        if self.activation == "relu":
-            norms = jnp.sqrt(sq1 * sq2)
-            # A zero input has xᵀx' = 0, so any cosine gives k = 0; 0 keeps arccos finite.
-            cosine = jnp.where(norms > 0, inner / jnp.where(norms > 0, norms, 1.0), 0.0)
-            angle = jnp.arccos(jnp.clip(cosine, -1.0, 1.0))
-            return inner * (jnp.pi - angle) / (2 * jnp.pi)
-        s2 = jnp.asarray(self.init_scale**2, X1.dtype)
-        det = (1 + 2 * s2 * sq1) * (1 + 2 * s2 * sq2) - 4 * s2**2 * inner**2
-        return inner * (4 / jnp.pi) / jnp.sqrt(det)
+        return _ntk(self.activation, float(self.init_scale), X1, X2)
+
+
+# The kernels, compiled once per activation and shapes (op by op, every new shape would compile
+# each operation anew). ``apply`` stays op by op: its two halves must be computed alike to
+# cancel exactly, which a compiler that merges the two products does not promise.
+
+
+def _derivative(activation: str, pre: Array) -> Array:
+    """``σ'`` elementwise, by one forward-mode product (no Jacobian is formed)."""
+    sigma = NTK_ACTIVATIONS[activation]
+    return jax.jvp(sigma, (pre,), (jnp.ones_like(pre),))[1]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _empirical_ntk(activation: str, B: Array, X1: Array, X2: Array | None) -> Array:
+    S1 = _derivative(activation, X1 @ B.T)
+    S2 = S1 if X2 is None else _derivative(activation, X2 @ B.T)
+    X2 = X1 if X2 is None else X2
+    return (S1 @ S2.T) / jnp.asarray(B.shape[0], X1.dtype) * (X1 @ X2.T)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _ntk(activation: str, init_scale: float, X1: Array, X2: Array) -> Array:
+    inner = X1 @ X2.T
+    sq1 = jnp.sum(X1**2, axis=1)[:, None]
+    sq2 = jnp.sum(X2**2, axis=1)[None, :]
+    if activation == "relu":
+        norms = jnp.sqrt(sq1 * sq2)
+        # A zero input has xᵀx' = 0, so any cosine gives k = 0; 0 keeps arccos finite.
+        cosine = jnp.where(norms > 0, inner / jnp.where(norms > 0, norms, 1.0), 0.0)
+        angle = jnp.arccos(jnp.clip(cosine, -1.0, 1.0))
+        return inner * (jnp.pi - angle) / (2 * jnp.pi)
+    s2 = jnp.asarray(init_scale**2, X1.dtype)
+    det = (1 + 2 * s2 * sq1) * (1 + 2 * s2 * sq2) - 4 * s2**2 * inner**2
+    return inner * (4 / jnp.pi) / jnp.sqrt(det)

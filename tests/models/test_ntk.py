@@ -51,7 +51,8 @@ def test_closed_form_ntk_is_the_wide_limit(activation, init_scale):
     # σ'(b_rᵀx)σ'(b_rᵀx') xᵀx' (the second half repeats the first), so its Monte-Carlo standard
     # error is the sample standard deviation of these terms over √(M/2). 21 distinct entries
     # within 5 standard errors each fail together with probability < 21 · 6e-7.
-    S = np.asarray(net._derivative(X @ B[: width // 2].T), np.float64)
+    derivative = jax.vmap(jax.vmap(jax.grad(NTK_ACTIVATIONS[activation])))
+    S = np.asarray(derivative(X @ B[: width // 2].T), np.float64)
     terms = S[:, None, :] * S[None, :, :] * np.asarray(X @ X.T, np.float64)[:, :, None]
     standard_error = terms.std(axis=2) / np.sqrt(width // 2)
     np.testing.assert_allclose(empirical, terms.mean(axis=2), rtol=1e-4, atol=1e-6)
