@@ -47,13 +47,13 @@ def teacher_student(
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def _teacher_student(rng_key, num_samples, input_dim, num_teacher, teacher_norm, noise):
-    # One compiled program per shape (op by op, a new shape would compile some twenty), with
-    # one draw for the teacher, the inputs and the noise (the generator compiles once).
-    draw = jax.random.normal(rng_key, (num_teacher + num_samples, input_dim + 1))
-    w, X, eps = draw[:num_teacher, :-1], draw[num_teacher:, :-1], draw[num_teacher:, -1]
+    # One compiled program per shape (op by op, a new shape would compile some twenty).
+    key_w, key_x, key_e = jax.random.split(rng_key, 3)
+    w = jax.random.normal(key_w, (num_teacher, input_dim))
     w = teacher_norm * w / jnp.linalg.norm(w, axis=1, keepdims=True)
     teacher = {"w": w, "b": jnp.zeros(num_teacher)}
-    y = jnp.mean(jnp.tanh(X @ w.T), axis=1) + noise * eps
+    X = jax.random.normal(key_x, (num_samples, input_dim))
+    y = jnp.mean(jnp.tanh(X @ w.T), axis=1) + noise * jax.random.normal(key_e, (num_samples,))
     return X, y, teacher
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -318,13 +316,10 @@ def _labels_like(y: Array, z: Array) -> Array:
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _gaussian_particles(rng_key: PRNGKey, shapes: tuple, dtype, scale) -> dict[str, Array]:
-    """``scale · N(0, I)`` leaves of the given ``(name, shape)`` pairs, cut from one draw, as
-    one compiled program per shapes (op by op, every new shape would compile several; a draw
-    per leaf would compile the generator once per leaf)."""
-    sizes = [math.prod(shape) for _, shape in shapes]
-    draw = scale * jax.random.normal(rng_key, (sum(sizes),), dtype)
-    pieces = jnp.split(draw, list(itertools.accumulate(sizes))[:-1])
+    """``scale · N(0, I)`` leaves of the given ``(name, shape)`` pairs, one key each, as one
+    compiled program per shapes (op by op, every new shape would compile several)."""
+    keys = jax.random.split(rng_key, len(shapes))
     return {
-        name: piece.reshape(shape).astype(dtype)
-        for piece, (name, shape) in zip(pieces, shapes, strict=True)
+        name: (scale * jax.random.normal(key, shape, dtype)).astype(dtype)
+        for key, (name, shape) in zip(keys, shapes, strict=True)
     }
