@@ -141,16 +141,26 @@ def _check_leaf_types(position: ArrayTree, name: str) -> None:
             )
 
 
+def all_finite(x) -> bool:
+    """Whether a concrete array has no NaN or infinite value: read with NumPy in host memory (no
+    compilation), else by one compiled program per shape.
+
+    Examples
+    --------
+    >>> all_finite(np.ones(3)), all_finite(jnp.array([1.0, jnp.nan]))
+    (True, False)
+    """
+    if on_host(x):
+        return bool(np.all(np.isfinite(np.asarray(x))))
+    with jax.ensure_compile_time_eval():  # concrete values, even inside another trace
+        return bool(_all_finite(x))
+
+
 def _check_finite(position: ArrayTree, name: str) -> None:
     for path, leaf in jax.tree_util.tree_flatten_with_path(position)[0]:
         if isinstance(leaf, jax.core.Tracer):
             continue
-        if on_host(leaf):
-            finite = bool(np.all(np.isfinite(np.asarray(leaf))))
-        else:
-            with jax.ensure_compile_time_eval():  # concrete leaves, even inside another trace
-                finite = bool(_all_finite(leaf))
-        if not finite:
+        if not all_finite(leaf):
             where = f"leaf {_path_name(path)!r}" if path else "the particles"
             raise ValueError(
                 f"{name}: {where} has NaN or infinite values; every particle must start finite."

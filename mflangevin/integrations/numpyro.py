@@ -27,7 +27,7 @@ from numpyro.infer.initialization import init_to_sample
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
 
-from mflangevin._checks import check_positive
+from mflangevin._checks import all_finite, check_positive
 from mflangevin.integrations import _numpyro_model
 from mflangevin.kernels import mfld
 from mflangevin.schedules import schedule_value
@@ -320,7 +320,7 @@ class MFLD(MCMCKernel):
             if isinstance(value, jax.core.Tracer):
                 continue
             try:
-                finite = bool(jnp.all(jnp.isfinite(jnp.asarray(value))))
+                finite = all_finite(jnp.asarray(value))
             except TypeError:
                 continue  # not numeric: _check_init_params reports the shape or dtype
             if not finite:

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin import keys, proximal
-from mflangevin._checks import check_choice, check_count, check_positive
+from mflangevin._checks import all_finite, check_choice, check_count, check_positive
 from mflangevin.kernels import data
 from mflangevin.kernels.data import MinibatchState
 from mflangevin.kernels.diffusions import refuse_if_divergent
@@ -146,7 +146,7 @@ def _check_position(position: ArrayTree) -> None:
             raise TypeError("position: leaves must be arrays; convert them with jnp.asarray.")
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
             raise TypeError(f"position: must be floating point, got {jnp.result_type(leaf)}.")
-        if not isinstance(leaf, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(leaf))):
+        if not isinstance(leaf, jax.core.Tracer) and not all_finite(leaf):
             raise ValueError("position: has NaN or infinite values.")
 
 

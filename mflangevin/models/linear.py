@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mflangevin._checks import check_choice, check_count, check_positive
+from mflangevin._checks import all_finite, check_choice, check_count, check_positive
 from mflangevin.kernels import acc_prox_svrg
 from mflangevin.models.losses import get_loss
 from mflangevin.proximal import CompositeObjective, ElasticNet
@@ -157,7 +157,7 @@ def _as_matrix(X) -> Array:
         X = X.astype(jnp.result_type(float))
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X: needs at least one sample and one feature, got shape {X.shape}.")
-    if not bool(jnp.all(jnp.isfinite(X))):
+    if not all_finite(X):
         raise ValueError("X: has NaN or infinite values.")
     return X
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mflangevin._checks import check_count, check_positive, on_host
+from mflangevin._checks import all_finite, check_count, check_positive, on_host
 from mflangevin.models.losses import Loss, get_loss
 from mflangevin.objectives import L2Penalty, MeanFieldObjective
 from mflangevin.references import DensityReference, GaussianReference
@@ -211,7 +211,7 @@ class MeanFieldNetwork:
             raise TypeError(f"X: expected floating-point inputs, got {X.dtype}.")
         if y.shape != (X.shape[0],):
             raise ValueError(f"y: expected shape ({X.shape[0]},) to match X, got {y.shape}.")
-        if not isinstance(X, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(X))):
+        if not isinstance(X, jax.core.Tracer) and not all_finite(X):
             raise ValueError("X: contains NaN or infinite values.")
         self._check_labels(y)
         real = isinstance(l2, int | float) or (
