@@ -26,6 +26,21 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+@pytest.fixture
+def compilations():
+    """The names of the programs XLA compiles while the test runs, in order (the test reads the
+    list as it grows)."""
+    names = []
+
+    def listener(event, duration, fun_name="?", **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    yield names
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
 class _FileProgress:
     """Under ``pytest -n``, a line per test file when its last test finishes, so that a run shows
     where it stands (xdist itself prints only dots)."""

@@ -403,6 +403,38 @@ class Holder:
         data = jax.device_put(self._objective.data, target)
         self.held = hold(dataclasses.replace(self._objective, data=data))
 
+    def commit(self, state):
+        """``state`` with its uncommitted arrays (``jnp.zeros`` of an ``init``, say) committed to
+        the device of the held data, when they are on one device. The step's outputs are
+        committed there, and a compiled step is specialised to whether its inputs are: an
+        uncommitted initial state would compile the step a second time at the second step. (Over
+        a mesh, where each output's layout is the compiler's choice, the state is left as it is.)
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp
+        >>> from mflangevin import MeanFieldObjective
+        >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
+        ...                                data=jnp.ones((5, 2)))
+        >>> Holder(objective).commit(jnp.zeros(3)).committed
+        True
+        """
+        refs = [
+            x for x in jax.tree.leaves(getattr(self.held, "data", None)) if isinstance(x, jax.Ref)
+        ]
+        if not refs:
+            return state
+        target = refs[0].sharding
+        if not isinstance(target, jax.sharding.SingleDeviceSharding):
+            return state
+
+        def one(x):
+            if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and not x.committed:
+                return jax.device_put(x, target)
+            return x
+
+        return jax.tree.map(one, state)
+
 
 def held_algorithm(
     objective, init: Callable, step: Callable, settings: tuple, state_type: type, *step_args
@@ -437,7 +469,7 @@ def held_algorithm(
     def init_fn(position, rng_key=None):
         state = init(position, rng_key)
         holder.place_like(state.position)
-        return state
+        return holder.commit(state)
 
     def step_fn(rng_key, state):
         check_state(state, state_type)

@@ -12,7 +12,7 @@ import scipy.stats
 import mflangevin
 from mflangevin import EnergyObjective, MeanFieldObjective, gradients
 from mflangevin.kernels import data
-from mflangevin.models import MeanFieldNetwork
+from mflangevin.models import LinearModel, MeanFieldNetwork
 
 
 def finite_sum(n, dim=2):
@@ -174,6 +174,35 @@ def test_equal_shapes_compile_once():
     b, _ = second.step(jax.random.key(0), state)
     assert count > 0 and len(traces) == count
     assert not np.allclose(a.position, b.position)  # different data, different steps
+
+
+@pytest.mark.parametrize("kernel", ["mfld", "pda", "acc_prox_svrg"])
+def test_later_steps_reuse_the_first_steps_compilation(kernel, compilations):
+    """The initial state is committed to the held data's device, as the step's outputs are: the
+    second step reuses the first one's executable (a compiled step is specialised to whether its
+    inputs are committed)."""
+    X = jax.random.normal(jax.random.key(0), (40, 3))
+    if kernel == "acc_prox_svrg":
+        objective = LinearModel("squared", l2=0.1).objective(X, X[:, 0])
+        algorithm = mflangevin.acc_prox_svrg(
+            objective, 0.1, batch_size=3, inner_steps=7, momentum=0.5
+        )
+        state = algorithm.init({"coef": jnp.zeros(3), "intercept": jnp.zeros(())})
+    else:
+        net = MeanFieldNetwork("tanh")
+        objective = net.objective(X, jnp.tanh(X[:, 0]), l2=1e-3)
+        algorithm = (
+            mflangevin.mfld(objective, 0.0123, 1e-3)
+            if kernel == "mfld"
+            else mflangevin.pda(objective, 0.0123, 1e-3, 2)
+        )
+        state = algorithm.init(net.init_particles(jax.random.key(1), 8, 3))
+    assert all(leaf.committed for leaf in jax.tree.leaves(state))
+    keys = list(jax.random.split(jax.random.key(2), 3))
+    compilations.clear()
+    for key in keys:
+        state, _ = algorithm.step(key, state)
+    assert compilations == ["jit(_step)"]
 
 
 def test_held_data_are_not_copied_per_step_and_results_match():
