@@ -381,11 +381,14 @@ class Holder:
         self._objective = objective
         self.held = hold(objective)
 
-    def place_like(self, position) -> None:
-        """Re-hold the data on the devices of the (concrete) particles ``position``."""
-        refs = [
+    def _refs(self) -> list:
+        return [
             x for x in jax.tree.leaves(getattr(self.held, "data", None)) if isinstance(x, jax.Ref)
         ]
+
+    def place_like(self, position) -> None:
+        """Re-hold the data on the devices of the (concrete) particles ``position``."""
+        refs = self._refs()
         leaves = [
             x
             for x in jax.tree.leaves(position)
@@ -419,9 +422,7 @@ class Holder:
         >>> Holder(objective).commit(jnp.zeros(3)).committed
         True
         """
-        refs = [
-            x for x in jax.tree.leaves(getattr(self.held, "data", None)) if isinstance(x, jax.Ref)
-        ]
+        refs = self._refs()
         if not refs:
             return state
         target = refs[0].sharding
