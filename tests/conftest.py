@@ -65,14 +65,6 @@ class _FileProgress:
             reporter.write_line(f"{path}: {self.totals[path]} done ({elapsed:.0f} s)")
 
 
-def pytest_collection_modifyitems(config, items):
-    """The docstring examples of a module run on one worker (``--dist loadgroup``), where the
-    programs of its first example serve the others that share its shapes."""
-    for item in items:
-        if isinstance(item, pytest.DoctestItem):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-
-
 def pytest_configure(config):
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_FileProgress(config), "file-progress")
