@@ -102,7 +102,7 @@ def test_estimator_is_unbiased_with_variance_n_minus_b_over_b_n_minus_1(b):
             )
 
         draws = 10_000
-        v = np.asarray(jax.vmap(one)(jax.random.split(jax.random.key(b), draws)))
+        v = np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(b), draws)))
         A, t = (np.asarray(a) for a in objective.data)
         y, snapshot = np.asarray(y), np.asarray(snapshot)
         per_sample = A * ((A @ y - t) - (A @ snapshot - t))[:, None]  # ∇f_i(y) − ∇f_i(x̃)

@@ -210,7 +210,7 @@ def test_held_data_are_not_copied_per_step_and_results_match():
     algorithm, state = network_algorithm(1000)
     X = jax.random.normal(jax.random.key(0), (1000, 3))
     objective = MeanFieldNetwork("tanh").objective(X, jnp.tanh(X[:, 0]), l2=1e-3, chunk_size=250)
-    expected, _ = mflangevin.kernels.mfld.build_kernel()(
+    expected, _ = jax.jit(mflangevin.kernels.mfld.build_kernel())(
         jax.random.key(3), state, objective, 0.1, 1e-3
     )
     got, _ = jax.jit(algorithm.step)(jax.random.key(3), state)
