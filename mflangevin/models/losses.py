@@ -4,6 +4,9 @@ Each loss acts elementwise over samples: ``z`` has shape ``(n,)`` (``(n, k)`` fo
 multi-class cross-entropy) and ``y`` shape ``(n,)``. The conjugate ``ℓ*(g, y) = sup_z gz − ℓ(z, y)``
 is ``+inf`` outside its domain; with it the empirical risk ``R(z) = (1/n) Σ_j ℓ(z_j, y_j)`` has
 ``R*(g) = (1/n) Σ_j ℓ*(n g_j, y_j)``, which the dual bound of the certificates uses.
+
+Each function is compiled (one program per shapes, rather than one per operation when called
+outside ``jax.jit``).
 """
 
 from __future__ import annotations
@@ -39,26 +42,32 @@ class Loss(NamedTuple):
     conjugate: Callable[[Array, Array], Array]
 
 
+@jax.jit
 def _sq_value(z, y):
     return 0.5 * (z - y) ** 2
 
 
+@jax.jit
 def _sq_derivative(z, y):
     return z - y
 
 
+@jax.jit
 def _sq_conjugate(g, y):
     return 0.5 * g**2 + g * y
 
 
+@jax.jit
 def _logistic_value(z, y):
     return jnp.logaddexp(0.0, -y * z)
 
 
+@jax.jit
 def _logistic_derivative(z, y):
     return -y * jax.nn.sigmoid(-y * z)
 
 
+@jax.jit
 def _logistic_conjugate(g, y):
     u = -y * g
     inside = (u >= 0) & (u <= 1)
@@ -66,16 +75,19 @@ def _logistic_conjugate(g, y):
     return jnp.where(inside, xlogy(u, u) + xlogy(1 - u, 1 - u), jnp.inf)
 
 
+@jax.jit
 def _hinge_value(z, y):
     t = y * z
     return jnp.where(t >= 1, 0.0, jnp.where(t <= 0, 0.5 - t, 0.5 * (1 - t) ** 2))
 
 
+@jax.jit
 def _hinge_derivative(z, y):
     t = y * z
     return y * jnp.where(t >= 1, 0.0, jnp.where(t <= 0, -1.0, t - 1))
 
 
+@jax.jit
 def _hinge_conjugate(g, y):
     s = y * g
     return jnp.where((s >= -1) & (s <= 0), s + 0.5 * s**2, jnp.inf)
@@ -85,14 +97,17 @@ def _one_hot(z, y):
     return jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
 
 
+@jax.jit
 def _ce_value(z, y):
     return jax.nn.logsumexp(z, axis=-1) - jnp.sum(z * _one_hot(z, y), axis=-1)
 
 
+@jax.jit
 def _ce_derivative(z, y):
     return jax.nn.softmax(z, axis=-1) - _one_hot(z, y)
 
 
+@jax.jit
 def _ce_conjugate(g, y):
     # ℓ*(g, y) = Σ_k p_k log p_k with p = g + e_y, finite only on the probability simplex.
     p = g + _one_hot(g, y)

@@ -168,7 +168,7 @@ class MeanFieldNetwork:
         >>> net.predict(particles, jnp.ones((5, 3))).shape
         (5, 4)
         """
-        return jnp.mean(jax.vmap(self.unit, in_axes=(0, None))(particles, X), axis=0)
+        return _predict(self, particles, X)
 
     def objective(
         self,
@@ -312,6 +312,13 @@ def _labels_like(y: Array, z: Array) -> Array:
     """Real-valued labels in the dtype of the network's outputs (particles may be of lower
     precision than the data); integer class labels as they are."""
     return y if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(z.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(network: MeanFieldNetwork, particles: ArrayTree, X: Array) -> Array:
+    """:meth:`MeanFieldNetwork.predict`, one compiled program per network and shapes (op by op,
+    every new shape would compile each operation: four times the first call's time)."""
+    return jnp.mean(jax.vmap(network.unit, in_axes=(0, None))(particles, X), axis=0)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))

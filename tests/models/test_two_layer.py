@@ -34,6 +34,17 @@ def test_predict_matches_the_formulas(data):
     np.testing.assert_allclose(vector.predict(p, X), hidden @ p["a"] / 10, rtol=1e-5, atol=1e-6)
 
 
+def test_predict_is_one_program_per_network_and_shapes(data, compilations):
+    """Called outside jit, predict compiles one program for new shapes (not one per operation),
+    which an equal network reuses."""
+    X = np.asarray(data[0])[:13]
+    particles = MeanFieldNetwork("bounded").init_particles(jax.random.key(1), 7, 3)
+    compilations.clear()
+    MeanFieldNetwork("bounded").predict(particles, X)
+    MeanFieldNetwork("bounded").predict(particles, X)
+    assert compilations == ["jit(_predict)"]
+
+
 def test_l2_and_reference_are_the_same_regulariser(data):
     """λ' E‖θ‖² + λ E log μ = λ KL(μ ‖ N(0, λ/(2λ'))) + const: the drifts agree."""
     X, y, _ = data
