@@ -204,11 +204,17 @@ def _check_has_samples(objective) -> None:
 
 
 def _used_inputs(jaxpr) -> list[bool]:
-    """Which inputs of a jaxpr reach its outputs (sub-jaxprs count as using all their inputs)."""
+    """Which inputs of a jaxpr reach its outputs. A compiled call (``jax.jit`` inside, as the
+    objectives' methods are) uses the inputs its own jaxpr uses; other sub-jaxprs (loops,
+    branches) count as using all their inputs."""
     live = {v for v in jaxpr.outvars if not isinstance(v, Literal)}
     for eqn in reversed(jaxpr.eqns):
         if eqn.effects or any(v in live for v in eqn.outvars):
-            live.update(v for v in eqn.invars if not isinstance(v, Literal))
+            called = eqn.params.get("jaxpr") if eqn.primitive.name == "jit" else None
+            used = _used_inputs(called.jaxpr) if called is not None else [True] * len(eqn.invars)
+            live.update(
+                v for v, u in zip(eqn.invars, used, strict=True) if u and not isinstance(v, Literal)
+            )
     return [v in live for v in jaxpr.invars]
 
 

