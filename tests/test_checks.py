@@ -5,11 +5,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import problems
 import pytest
 
 import mflangevin
 from mflangevin import EnergyObjective, MeanFieldObjective
-from mflangevin.datasets import teacher_student
 from mflangevin.models import MeanFieldNetwork
 
 N, D = 16, 3
@@ -17,9 +17,8 @@ N, D = 16, 3
 
 @pytest.fixture(scope="module")
 def problem():
-    X, y, _ = teacher_student(jax.random.key(0), 64, D)
-    net = MeanFieldNetwork("tanh")
-    return net, net.objective(X, y), net.init_particles(jax.random.key(1), N, D)
+    net, X, y, particles = problems.network_problem(64, D, N)
+    return net, net.objective(X, y), particles
 
 
 def mfld_init(objective, position):

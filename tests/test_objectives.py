@@ -2,6 +2,7 @@ import jax
 import jax.extend
 import jax.numpy as jnp
 import numpy as np
+import problems
 import pytest
 
 import mflangevin
@@ -11,15 +12,15 @@ from mflangevin.models import MeanFieldNetwork
 
 
 def _network_objective(neuron, loss, dtype, **kwargs):
-    n, d, num = 40, 3, 16
-    X, y, _ = teacher_student(jax.random.key(0), n, d)
+    if loss == "cross_entropy":
+        kwargs["num_outputs"] = 3
+    net, X, y, particles = problems.network_problem(
+        40, 3, 16, neuron, loss=loss, dtype=dtype, **kwargs
+    )
     if loss in ("logistic", "smoothed_hinge"):
         y = jnp.sign(y + 1e-3)
     if loss == "cross_entropy":
         y = (y > 0).astype(jnp.int32) + (y > 0.3).astype(jnp.int32)
-        kwargs["num_outputs"] = 3
-    net = MeanFieldNetwork(neuron, loss=loss, **kwargs)
-    particles = net.init_particles(jax.random.key(1), num, d, dtype=dtype)
     return (
         net,
         net.objective(X.astype(dtype), y if loss == "cross_entropy" else y.astype(dtype), l2=0.05),

@@ -6,6 +6,7 @@ The maths: docs/theory/certificates.md.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import problems
 import pytest
 from scipy.special import polygamma
 
@@ -41,11 +42,9 @@ def quadratic(m):
 
 
 def network_problem(loss, **objective_kwargs):
-    X, y, _ = teacher_student(jax.random.key(0), 50, 2)
+    net, X, y, particles = problems.network_problem(50, 2, 400, loss=loss)
     if loss in ("logistic", "smoothed_hinge"):
         y = jnp.where(y >= 0, 1.0, -1.0)
-    net = MeanFieldNetwork("tanh", loss=loss)
-    particles = net.init_particles(jax.random.key(1), 400, 2)
     return net.objective(X, y, **objective_kwargs), particles
 
 

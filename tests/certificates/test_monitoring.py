@@ -3,11 +3,11 @@
 import blackjax
 import jax
 import numpy as np
+import problems
 import pytest
 
 import mflangevin
 from mflangevin.certificates import duality_gap
-from mflangevin.datasets import teacher_student
 from mflangevin.models import MeanFieldNetwork
 
 LAMBDA, STEP_SIZE, EVERY, NUM_STEPS = 0.05, 0.1, 3, 7
@@ -15,11 +15,8 @@ LAMBDA, STEP_SIZE, EVERY, NUM_STEPS = 0.05, 0.1, 3, 7
 
 @pytest.fixture(scope="module")
 def problem():
-    X, y, _ = teacher_student(jax.random.key(0), 40, 2)
-    net = MeanFieldNetwork("tanh", loss="squared")
-    objective = net.objective(X, y, reference=mflangevin.gaussian_reference(1.0))
-    particles = net.init_particles(jax.random.key(1), 128, 2)
-    return objective, particles
+    net, X, y, particles = problems.network_problem(40, 2, 128)
+    return net.objective(X, y, reference=mflangevin.gaussian_reference(1.0)), particles
 
 
 def run(algorithm, particles):

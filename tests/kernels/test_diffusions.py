@@ -2,13 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import problems
 import pytest
 
 import mflangevin
 from mflangevin import gradients
-from mflangevin.datasets import teacher_student
 from mflangevin.kernels.diffusions import add_reference_score, energy_diverged, langevin_update
-from mflangevin.models import MeanFieldNetwork
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
@@ -27,9 +26,8 @@ def test_reference_term_keeps_the_drift_dtype():
 
 
 def network(dtype, n=64):
-    X, y, _ = teacher_student(jax.random.key(0), n, 3)
-    net = MeanFieldNetwork("tanh")
-    return net.objective(X, y, l2=1e-3), net.init_particles(jax.random.key(1), 16, 3, dtype=dtype)
+    net, X, y, particles = problems.network_problem(n, 3, 16, dtype=dtype)
+    return net.objective(X, y, l2=1e-3), particles
 
 
 @pytest.mark.parametrize(
@@ -69,10 +67,9 @@ def test_energy_divergence_is_relative_to_the_running_best():
 
 
 def _teacher_student_run(step_size, num_steps=60, **kwargs):
-    X, y, _ = teacher_student(jax.random.key(0), 64, 3)
-    net = MeanFieldNetwork("tanh")
+    net, X, y, particles = problems.network_problem(64, 3, 16)
     algorithm = mflangevin.mfld(net.objective(X, y, l2=1e-3), step_size, 1e-3, **kwargs)
-    state = algorithm.init(net.init_particles(jax.random.key(1), 16, 3))
+    state = algorithm.init(particles)
     keys = jax.random.split(jax.random.key(2), num_steps)
     return jax.lax.scan(lambda s, k: algorithm.step(k, s), state, keys)
 

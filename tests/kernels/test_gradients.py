@@ -5,23 +5,20 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import problems
 import pytest
 
 import mflangevin
 from mflangevin import EnergyObjective, MeanFieldObjective, gradients
-from mflangevin.datasets import teacher_student
 from mflangevin.kernels import data
 from mflangevin.kernels.mfld import build_kernel, initial_state
-from mflangevin.models import MeanFieldNetwork
 
 N_DATA, DIM, N_PART, L2 = 40, 3, 8, 0.01
 
 
 def network_problem():
-    X, y, _ = teacher_student(jax.random.key(0), N_DATA, DIM)
-    net = MeanFieldNetwork("tanh")
-    objective = net.objective(X, y, l2=L2)
-    return X, y, objective, net.init_particles(jax.random.key(1), N_PART, DIM)
+    net, X, y, particles = problems.network_problem(N_DATA, DIM, N_PART)
+    return X, y, net.objective(X, y, l2=L2), particles
 
 
 def per_sample_drifts(X, y, particles):

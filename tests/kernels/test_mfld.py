@@ -3,12 +3,11 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import problems
 import pytest
 
 import mflangevin
 from mflangevin import EnergyObjective, MeanFieldObjective, gaussian_reference
-from mflangevin.datasets import teacher_student
-from mflangevin.models import MeanFieldNetwork
 
 
 def quadratic_objective(m, l2):
@@ -91,10 +90,8 @@ def test_linear_energy_gaussian_reference():
 
 
 def _network_problem(num=32):
-    X, y, _ = teacher_student(jax.random.key(0), 50, 4)
-    net = MeanFieldNetwork("tanh")
-    objective = net.objective(X, y, reference=gaussian_reference(2.0))
-    return net, objective, net.init_particles(jax.random.key(1), num, 4)
+    net, X, y, particles = problems.network_problem(50, 4, num)
+    return net, net.objective(X, y, reference=gaussian_reference(2.0)), particles
 
 
 def test_one_step_equals_sgld_on_gibbs_density():

@@ -5,14 +5,13 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import problems
 import pytest
 from blackjax.util import generate_gaussian_noise
 
 import mflangevin
 from mflangevin import EnergyObjective, MeanFieldObjective, gaussian_reference, keys
-from mflangevin.datasets import teacher_student
 from mflangevin.kernels import data
-from mflangevin.models import MeanFieldNetwork
 
 
 def quadratic_objective(m, l2, reference=None):
@@ -26,10 +25,7 @@ def quadratic_objective(m, l2, reference=None):
 
 
 def network_problem(num_samples=40, num_particles=16):
-    net = MeanFieldNetwork("tanh", loss="squared")
-    X, y, _ = teacher_student(jax.random.key(0), num_samples, 3)
-    particles = net.init_particles(jax.random.key(1), num_particles, 3)
-    return net, X, y, particles
+    return problems.network_problem(num_samples, 3, num_particles)
 
 
 def pool_sampler(X, y, batch):

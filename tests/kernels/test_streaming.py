@@ -4,20 +4,18 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import problems
 import pytest
 
 import mflangevin
 from mflangevin import EnergyObjective, gradients
-from mflangevin.datasets import teacher_student
 from mflangevin.kernels import data
 from mflangevin.keys import estimator_key
-from mflangevin.models import MeanFieldNetwork
 
 
 def problem():
-    X, y, _ = teacher_student(jax.random.key(0), 40, 3)
-    net = MeanFieldNetwork("tanh")
-    return X, y, net.objective(X, y, l2=1e-2), net.init_particles(jax.random.key(1), 8, 3)
+    net, X, y, particles = problems.network_problem(40, 3, 8)
+    return X, y, net.objective(X, y, l2=1e-2), particles
 
 
 def test_equals_the_sgd_estimator_on_the_same_minibatch():
@@ -79,11 +77,10 @@ def test_bad_input():
 def test_minibatch_labels_outside_the_loss_domain():
     """{0, 1} labels for the logistic loss: a clear error on a concrete minibatch; under jit the
     step is refused (particles kept) and flagged."""
-    X, y, _ = teacher_student(jax.random.key(0), 40, 3)
-    net = MeanFieldNetwork("tanh", loss="logistic")
+    net, X, y, particles = problems.network_problem(40, 3, 8, loss="logistic")
     objective = net.objective(X, jnp.sign(y), l2=1e-2)
     streaming = mflangevin.streaming_mfld(objective, 0.1, 1e-2)
-    state = streaming.init(net.init_particles(jax.random.key(1), 8, 3))
+    state = streaming.init(particles)
     bad = (X[:8], (y[:8] > 0).astype(X.dtype))
     with pytest.raises(ValueError, match=r"^minibatch labels: .*logistic.*\{-1, \+1\}"):
         streaming.step(jax.random.key(2), state, bad)
