@@ -95,8 +95,8 @@ class AccProxSVRGInfo(NamedTuple):
     >>> def value_and_grad(x, y):
     ...     return 0.5 * jnp.mean((x - y) ** 2), jnp.mean(x - y, keepdims=True)
     >>> objective = CompositeObjective(value_and_grad, jnp.ones(8), ElasticNet(l2=1.0))
-    >>> kernel = build_kernel(batch_size=2, inner_steps=4)
-    >>> _, info = kernel(jax.random.key(0), init(jnp.zeros(1)), objective, 0.5, 0.0)
+    >>> kernel = build_kernel(batch_size=2)
+    >>> _, info = kernel(jax.random.key(0), init(jnp.zeros(1)), objective, 0.5, 0.0, 4)
     >>> float(info.objective), int(info.num_gradient_evaluations), int(info.stage)
     (0.5, 24, 1)
     """
@@ -180,7 +180,6 @@ def variance_reduced_gradient(
 
 def build_kernel(
     batch_size: int,
-    inner_steps: int,
     output: str = "last",
     divergence_threshold: float = 1e6,
 ) -> Callable:
@@ -190,8 +189,6 @@ def build_kernel(
     ----------
     batch_size
         ``b``, with ``1 ≤ b ≤ n``.
-    inner_steps
-        ``m ≥ 1``, inner steps per stage (``n // b`` walks one epoch of minibatches a stage).
     output
         ``"last"`` (``x̃_s = x_m``) or ``"average"`` (``(1/m) Σ_k x_k``, Prox-SVRG's output).
     divergence_threshold
@@ -199,8 +196,10 @@ def build_kernel(
 
     Returns
     -------
-    ``kernel(rng_key, state, objective, step_size, momentum) -> (state, info)``, for a
-    :class:`~mflangevin.proximal.CompositeObjective` and the values ``η`` and ``β``.
+    ``kernel(rng_key, state, objective, step_size, momentum, inner_steps) -> (state, info)``,
+    for a :class:`~mflangevin.proximal.CompositeObjective` and the values ``η``, ``β`` and
+    ``m ≥ 1``, the inner steps of the stage (``n // b`` walks one epoch of minibatches). All
+    three may be traced: one compiled stage serves every value.
 
     Examples
     --------
@@ -211,15 +210,14 @@ def build_kernel(
     ...     r = batch[0] @ x - batch[1]
     ...     return 0.5 * jnp.mean(r**2), batch[0].T @ r / r.shape[0]
     >>> objective = CompositeObjective(value_and_grad, (A, y), ElasticNet(l2=0.1))
-    >>> kernel = jax.jit(build_kernel(batch_size=2, inner_steps=2))
+    >>> kernel = jax.jit(build_kernel(batch_size=2))
     >>> state = init(jnp.zeros(4))
     >>> for key in jax.random.split(jax.random.key(0), 200):
-    ...     state, info = kernel(key, state, objective, 1.0, 0.5)
+    ...     state, info = kernel(key, state, objective, 1.0, 0.5, 2)
     >>> [round(float(v), 3) for v in state.position]  # y_j / (1 + 4 λ₂)
     [0.0, 0.714, 1.429, 2.143]
     """
     source = data.minibatch(batch_size)
-    inner_steps = check_count("inner_steps", inner_steps)
     check_choice("output", output, OUTPUTS)
     check_positive("divergence_threshold", divergence_threshold)
 
@@ -229,10 +227,12 @@ def build_kernel(
         objective: CompositeObjective,
         step_size: Array,
         momentum: Array,
+        inner_steps: Array,
     ) -> tuple[AccProxSVRGState, AccProxSVRGInfo]:
         snapshot = state.position
         dtype = jnp.result_type(*jax.tree.leaves(snapshot))
         eta, beta = jnp.asarray(step_size, dtype), jnp.asarray(momentum, dtype)
+        m = jnp.asarray(inner_steps, state.num_gradient_evaluations.dtype)
         smooth_value, snapshot_grad = objective.smooth(snapshot)
         value = smooth_value + proximal.value(objective.penalty, snapshot)
 
@@ -246,13 +246,13 @@ def build_kernel(
 
         zeros = jax.tree.map(jnp.zeros_like, snapshot)
         _, last, total, batches = jax.lax.fori_loop(
-            0, inner_steps, inner, (snapshot, snapshot, zeros, state.batches)
+            0, m, inner, (snapshot, snapshot, zeros, state.batches)
         )
-        proposal = last if output == "last" else jax.tree.map(lambda t: t / inner_steps, total)
+        proposal = last if output == "last" else jax.tree.map(lambda t: t / m.astype(dtype), total)
 
         position, is_divergent = refuse_if_divergent(proposal, snapshot, divergence_threshold)
         n = objective.num_samples
-        evaluations = state.num_gradient_evaluations + n + 2 * batch_size * inner_steps
+        evaluations = state.num_gradient_evaluations + n + 2 * batch_size * m
         stage = state.stage + 1
         new_state = AccProxSVRGState(position, stage, evaluations, batches)
         return new_state, AccProxSVRGInfo(value, evaluations, stage, is_divergent)
@@ -261,10 +261,11 @@ def build_kernel(
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _step(settings, rng_key, state, held, step_size, momentum):
+def _step(settings, rng_key, state, held, step_size, momentum, inner_steps):
     """One stage of :func:`as_top_level_api`, compiled once per settings and data shapes: the
-    held data, the penalty, ``η`` and ``β`` are arguments."""
-    return build_kernel(*data.thaw(settings))(rng_key, state, data.read(held), step_size, momentum)
+    held data, the penalty, ``η``, ``β`` and ``m`` are arguments."""
+    kernel = build_kernel(*data.thaw(settings))
+    return kernel(rng_key, state, data.read(held), step_size, momentum, inner_steps)
 
 
 def _check_objective(objective, position: ArrayTree) -> None:
@@ -327,9 +328,9 @@ def as_top_level_api(
     -------
     A ``blackjax.base.SamplingAlgorithm``: ``init(position, rng_key=None)`` and
     ``step(rng_key, state) -> (state, info)``, one outer stage a step. The step is compiled once
-    for all algorithms with equal ``batch_size``, ``inner_steps``, ``output``, threshold and
-    data shapes (the data are held in ``jax.Ref`` buffers, see
-    :func:`mflangevin.kernels.data.hold`; ``η``, ``β`` and the penalty are arguments).
+    for all algorithms with equal ``batch_size``, ``output``, threshold and data shapes (the
+    data are held in ``jax.Ref`` buffers, see :func:`mflangevin.kernels.data.hold`; ``η``,
+    ``β``, ``m`` and the penalty are arguments).
 
     Examples
     --------
@@ -380,7 +381,7 @@ def as_top_level_api(
         momentum = default_momentum(float(mu), float(step_size))
     elif not (isinstance(momentum, int | float) and 0 <= momentum < 1):
         raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}.")
-    settings = (batch_size, inner_steps, output, float(divergence_threshold))
+    settings = (batch_size, output, float(divergence_threshold))
 
     def start(position: ArrayTree, rng_key: PRNGKey | None) -> AccProxSVRGState:
         state = init(position, rng_key)
@@ -388,5 +389,5 @@ def as_top_level_api(
         return state
 
     return data.held_algorithm(
-        objective, start, _step, settings, AccProxSVRGState, step_size, momentum
+        objective, start, _step, settings, AccProxSVRGState, step_size, momentum, inner_steps
     )

@@ -49,10 +49,10 @@ def test_one_stage_equals_the_hand_written_loop(momentum, output):
     with jax.enable_x64(True):
         objective = problem(jnp.float64)
         b, m, eta = 5, 4, 0.2
-        kernel = jax.jit(acc_prox_svrg.build_kernel(b, m, output))
+        kernel = jax.jit(acc_prox_svrg.build_kernel(b, output))
         state = acc_prox_svrg.init(jnp.array([0.3, -0.2, 0.1]))
         key = jax.random.key(7)
-        new_state, info = kernel(key, state, objective, eta, momentum)
+        new_state, info = kernel(key, state, objective, eta, momentum, m)
 
         A, y = (np.asarray(a) for a in objective.data)
         l1, l2 = 0.05, 0.1
@@ -136,10 +136,10 @@ def test_converges_to_the_solution():
         assert float(info.objective) == pytest.approx(float(objective.value(expected)), abs=1e-12)
 
 
-ETAS_AND_L2S = [(0.1, 0.2), (0.05, 0.3), (0.2, 0.4)]
+ETAS_L2S_AND_INNER_STEPS = [(0.1, 0.2, 5), (0.05, 0.3, 3), (0.2, 0.4, 8)]
 
 
-def test_compiles_once_for_all_steps_step_sizes_and_penalties(compilations):
+def test_compiles_once_for_all_steps_step_sizes_penalties_and_inner_steps(compilations):
     objective = problem()
     algorithm = mflangevin.acc_prox_svrg(objective, 0.1, 4, 5)
 
@@ -153,8 +153,12 @@ def test_compiles_once_for_all_steps_step_sizes_and_penalties(compilations):
         state, info = step(key, state)
     assert int(info.stage) == 5
 
-    # The top-level step: one compilation shared by other η, β and penalty strengths.
-    others = [mflangevin.acc_prox_svrg(problem(l2=l2), eta, 4, 5) for eta, l2 in ETAS_AND_L2S]
+    # The top-level step: one compilation shared by other η, β, penalty strengths and m (a
+    # regularisation path of LinearModel changes m with λ₂).
+    others = [
+        mflangevin.acc_prox_svrg(problem(l2=l2), eta, 4, m)
+        for eta, l2, m in ETAS_L2S_AND_INNER_STEPS
+    ]
     states = [other.init(jnp.zeros(P)) for other in others]
     compilations.clear()
     for other, state in zip(others, states, strict=True):
