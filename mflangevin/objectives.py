@@ -249,9 +249,9 @@ class MeanFieldObjective:
     -----
     The objective is a pytree whose only leaves are ``data``: it can be passed through
     ``jax.jit`` and ``jax.vmap`` as an argument. Its methods are compiled: called outside
-    ``jax.jit``, each is one program per objective and shapes rather than one per operation (a
-    network's ``energy_and_drift`` on a laptop CPU: 0.26 s instead of 1.3 s at new shapes, then
-    0.06 ms instead of 29 ms per call).
+    ``jax.jit``, each is one program per objective and shapes rather than one per operation
+    (``benchmarks/compiled_calls.py``: a network's ``energy_and_drift`` about 4 times faster at
+    new shapes and hundreds of times faster per later call, on a 2-core CPU).
 
     Examples
     --------

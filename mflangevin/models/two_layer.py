@@ -317,8 +317,8 @@ def _labels_like(y: Array, z: Array) -> Array:
 @functools.partial(jax.jit, static_argnums=0)
 def _predict(network: MeanFieldNetwork, particles: ArrayTree, X: Array) -> Array:
     """:meth:`MeanFieldNetwork.predict`, one compiled program per network and shapes (op by op,
-    every new shape would compile each operation: twice the first call's time, and each later
-    call would dispatch every operation)."""
+    every new shape would compile each operation, and each later call would dispatch every
+    operation: see ``benchmarks/compiled_calls.py``)."""
     return jnp.mean(jax.vmap(network.unit, in_axes=(0, None))(particles, X), axis=0)
 
 

@@ -26,8 +26,9 @@ SIGMA = 1.0  # scale of the Gaussian reference
 
 
 def entropy_sigma(p, n, k):
-    """Standard deviation of the k-NN entropy estimate (see tests/test_entropy.py): the formula
-    understates it by up to 17 % at fixed k (measured; mflangevin.certificates.entropy)."""
+    """Standard deviation of the k-NN entropy estimate (see tests/certificates/test_entropy.py):
+    the formula understates it by up to 17 % at fixed k (measured;
+    mflangevin.certificates.entropy)."""
     return 1.2 * np.sqrt((p / 2 + polygamma(1, k)) / n)
 
 
