@@ -42,18 +42,23 @@ def teacher_student(
     check_positive("teacher_norm", teacher_norm)
     if noise != 0:
         check_positive("noise", noise)
-    return _teacher_student(rng_key, num_samples, input_dim, num_teacher, teacher_norm, noise)
+    return _teacher_student(
+        rng_key, num_samples, input_dim, num_teacher, teacher_norm, noise, noise != 0
+    )
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _teacher_student(rng_key, num_samples, input_dim, num_teacher, teacher_norm, noise):
-    # One compiled program per shape (op by op, a new shape would compile some twenty).
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 6))
+def _teacher_student(rng_key, num_samples, input_dim, num_teacher, teacher_norm, noise, noisy):
+    # One compiled program per shape (op by op, a new shape would compile some twenty); without
+    # noise, no noise is drawn (a third of the program).
     key_w, key_x, key_e = jax.random.split(rng_key, 3)
     w = jax.random.normal(key_w, (num_teacher, input_dim))
     w = teacher_norm * w / jnp.linalg.norm(w, axis=1, keepdims=True)
     teacher = {"w": w, "b": jnp.zeros(num_teacher)}
     X = jax.random.normal(key_x, (num_samples, input_dim))
-    y = jnp.mean(jnp.tanh(X @ w.T), axis=1) + noise * jax.random.normal(key_e, (num_samples,))
+    y = jnp.mean(jnp.tanh(X @ w.T), axis=1)
+    if noisy:
+        y = y + noise * jax.random.normal(key_e, (num_samples,))
     return X, y, teacher
 
 

@@ -190,9 +190,17 @@ def start(port: int, num_processes: int, devices: int, steps: int, folder: Path)
         "--processes=1",
         f"--out={folder / 'one_process.jsonl'}",
     ]
-    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    environment = {**os.environ, "XLA_FLAGS": xla_flags(1)}
     workers.append(_popen(one_process, folder, num_processes, environment))
     return workers
+
+
+def xla_flags(devices: int) -> str:
+    """The XLA flags of this process (the suite's backend optimisation level among them) with
+    ``devices`` fake CPU devices."""
+    given = os.environ.get("XLA_FLAGS", "").split()
+    kept = [flag for flag in given if not flag.startswith("--xla_force_host_platform_device_count")]
+    return " ".join([*kept, f"--xla_force_host_platform_device_count={devices}"])
 
 
 def _popen(command, folder: Path, index: int, environment=None):
@@ -210,7 +218,7 @@ def main(argv=None) -> None:
     parser.add_argument("--process-id", type=int, default=0)
     parser.add_argument("--out", default=os.devnull, help="where the example adds its objective")
     args = parser.parse_args(argv)
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
+    os.environ["XLA_FLAGS"] = xla_flags(args.devices)
     objective = None
     if args.coordinator is not None:
         example = load_example()

@@ -29,6 +29,28 @@ def in_plate(site: dict, plate_name: str) -> bool:
     return any(frame.name == plate_name for frame in site["cond_indep_stack"])
 
 
+def abstract_trace(rng_key: PRNGKey, model, model_args: tuple, model_kwargs: dict) -> dict:
+    """The model's trace with the shapes of its values in place of the values: the model runs
+    under :func:`jax.eval_shape`, so that reading its sites computes (and compiles) nothing."""
+    sites = {}
+
+    def run(key):
+        try:
+            model_trace = trace(seed(model, key)).get_trace(*model_args, **model_kwargs)
+        except NotImplementedError:
+            # A latent without a sampler (ImproperUniform): only the sites' shapes matter here.
+            substituted = substitute(seed(model, key), substitute_fn=init_to_uniform)
+            model_trace = trace(substituted).get_trace(*model_args, **model_kwargs)
+        for name, site in model_trace.items():
+            value = site.get("value")
+            if hasattr(value, "shape"):
+                value = jax.ShapeDtypeStruct(value.shape, value.dtype)
+            sites[name] = {**site, "value": value}
+
+    jax.eval_shape(run, rng_key)
+    return sites
+
+
 def is_mean_field(
     rng_key: PRNGKey,
     model,
@@ -43,12 +65,7 @@ def is_mean_field(
     latent site outside the particle plate of a mean-field model, and for a particle plate that
     does not hold ``num_particles`` particles on the leading axis of every particle site.
     """
-    try:
-        model_trace = trace(seed(model, rng_key)).get_trace(*model_args, **model_kwargs)
-    except NotImplementedError:
-        # A latent without a sampler (ImproperUniform): only the sites' shapes matter here.
-        substituted = substitute(seed(model, rng_key), substitute_fn=init_to_uniform)
-        model_trace = trace(substituted).get_trace(*model_args, **model_kwargs)
+    model_trace = abstract_trace(rng_key, model, model_args, model_kwargs)
     latent = {
         name: site
         for name, site in model_trace.items()
@@ -81,7 +98,7 @@ def is_mean_field(
         )
     for name, site in latent.items():
         frame = next(f for f in site["cond_indep_stack"] if f.name == plate_name)
-        batch_ndim = jnp.ndim(site["value"]) - len(site["fn"].event_shape)
+        batch_ndim = len(site["value"].shape) - len(site["fn"].event_shape)
         if batch_ndim + frame.dim != 0:
             raise ValueError(
                 f"particle_plate: the plate {plate_name!r} must be the leading (outermost) batch "

@@ -252,6 +252,20 @@ def test_no_retracing_across_steps():
     assert counts[0] == counts[1]
 
 
+@pytest.mark.parametrize("model", [mean_field_network, linear_regression])
+def test_reading_the_model_compiles_nothing(model, compilations):
+    """Which sites are latent, discrete or in the plate is read from the model's shapes (it runs
+    abstractly): before, every operation of the model compiled a program of its own."""
+    from mflangevin.integrations import _numpyro_model
+
+    key, X, y = jax.random.key(0), jnp.ones((6, 2)), jnp.ones(6)
+    args = (X, y) if model is mean_field_network else (X, y, 2.0)
+    compilations.clear()
+    mean_field = _numpyro_model.is_mean_field(key, model, args, {}, "particles", 16)
+    assert mean_field is (model is mean_field_network)
+    assert compilations == []
+
+
 def test_latent_outside_the_plate_is_an_error():
     def model(X, y):
         noise = numpyro.sample("noise", dist.HalfNormal(1.0))
