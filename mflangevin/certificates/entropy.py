@@ -17,6 +17,8 @@ k-nearest neighbour distances*, Ann. Statist. 2019.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import digamma, gammaln
@@ -91,10 +93,22 @@ def kth_neighbor_distance(
     >>> kth_neighbor_distance(jnp.array([[0.0], [1.0], [3.0]]))
     Array([1., 1., 2.], dtype=float32)
     """
+    num_neighbors, block_size, sharding = _settings(particles, num_neighbors, block_size, sharding)
+    return _kth_neighbor_distance(particles, num_neighbors, block_size, sharding)
+
+
+def _settings(particles, num_neighbors, block_size, sharding):
+    """The checked settings of a neighbour search, ``sharding`` read off the particles by
+    default: raises before anything is compiled."""
+    check_neighbors(num_particles(particles, "particles"), num_neighbors, block_size)
+    return num_neighbors, block_size, particle_sharding(particles) if sharding is None else sharding
+
+
+# Each public function is one compiled program per settings and shapes (op by op, every new
+# shape would compile each operation: some thirty programs for an entropy).
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _kth_neighbor_distance(particles, num_neighbors, block_size, sharding):
     x = flatten_particles(particles)
-    n = x.shape[0]
-    check_neighbors(n, num_neighbors, block_size)
-    sharding = particle_sharding(particles) if sharding is None else sharding
     x = x - jnp.mean(x, axis=0)[None, :]
     if sharding is None:
         return _search(x, x, 0, num_neighbors, block_size)
@@ -198,7 +212,13 @@ def entropy(
     >>> abs(float(entropy(theta, num_neighbors=3)) - 2.84) < 0.1
     True
     """
-    distances = kth_neighbor_distance(particles, num_neighbors, block_size, sharding=sharding)
+    num_neighbors, block_size, sharding = _settings(particles, num_neighbors, block_size, sharding)
+    return _entropy(particles, num_neighbors, block_size, sharding)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _entropy(particles, num_neighbors, block_size, sharding):
+    distances = _kth_neighbor_distance(particles, num_neighbors, block_size, sharding)
     n = distances.shape[0]
     p = flatten_particles(particles).shape[1]
     dtype = distances.dtype

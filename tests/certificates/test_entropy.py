@@ -65,6 +65,20 @@ def test_compiles_once():
     assert count == 1
 
 
+def test_a_call_outside_jit_is_one_program(compilations):
+    """Called eagerly, the estimator and the search compile one program each per shapes, not
+    one per operation (some thirty), and none on a second call."""
+    x = {"w": jnp.ones((40, 2)), "b": jnp.arange(40.0)}
+    compilations.clear()
+    first = entropy(x, 2, 16)
+    kth_neighbor_distance(x, 2, 16)
+    assert [name.split("(")[1] for name in compilations] == ["_entropy)", "_kth_neighbor_distance)"]
+    moved = {"w": x["w"] + 1, "b": x["b"]}  # a translation leaves the entropy unchanged
+    compilations.clear()
+    np.testing.assert_allclose(entropy(moved, 2, 16), first, rtol=1e-6)
+    assert compilations == []
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
