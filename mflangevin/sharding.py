@@ -31,6 +31,7 @@ __all__ = [
     "shard_particles",
     "shard_data",
     "particle_sharding",
+    "replicate_like_particles",
     "constrain",
 ]
 
@@ -210,6 +211,33 @@ def particle_sharding(particles: ArrayTree) -> NamedSharding | None:
     if math.prod(mesh.shape[a] for a in axes) == 1 and not explicit:
         return None
     return NamedSharding(sharding.mesh, PartitionSpec(sharding.spec[0]))
+
+
+def replicate_like_particles(tree: Any, particles: ArrayTree) -> Any:
+    """``tree`` replicated over the mesh that holds ``particles`` (concrete arrays of this
+    process on a ``NamedSharding``), as a compiled step returns an algorithm's scalars; unchanged
+    otherwise. An initial state laid out this way gives the step the same input layout on its
+    first call as on every later one: one compilation, not two.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> mesh = make_mesh()
+    >>> particles = shard_particles(jnp.ones(8), mesh)
+    >>> count = replicate_like_particles(jnp.zeros((), jnp.int32), particles)
+    >>> count.sharding.spec, count.sharding.mesh == mesh
+    (P(), True)
+    """
+    leaves = jax.tree.leaves(particles)
+    leaf = leaves[0] if leaves else None
+    if (
+        isinstance(leaf, jax.Array)
+        and not isinstance(leaf, jax.core.Tracer)
+        and isinstance(leaf.sharding, NamedSharding)
+        and leaf.is_fully_addressable
+    ):
+        return jax.device_put(tree, NamedSharding(leaf.sharding.mesh, PartitionSpec()))
+    return tree
 
 
 def constrain(tree, sharding: NamedSharding):

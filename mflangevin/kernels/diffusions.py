@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 
 from mflangevin.keys import estimator_key
 from mflangevin.objectives import Objective, num_particles
+from mflangevin.sharding import replicate_like_particles
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
 __all__ = [
@@ -110,9 +111,11 @@ def initial_state(position: ArrayTree, gradient_state: ArrayTree = ()) -> MFLDSt
     >>> int(initial_state(jnp.zeros((4, 2))).num_gradient_evaluations)
     0
     """
-    zero = jnp.zeros((), jnp.int32)
     dtype = jnp.result_type(*jax.tree.leaves(position))
-    return MFLDState(position, zero, gradient_state, zero, jnp.full((), jnp.inf, dtype))
+    zero, best = replicate_like_particles(
+        (jnp.zeros((), jnp.int32), jnp.full((), jnp.inf, dtype)), position
+    )
+    return MFLDState(position, zero, gradient_state, zero, best)
 
 
 def per_particle_sq_norm(tree: ArrayTree) -> Array:
