@@ -294,15 +294,23 @@ def test_monitor_records_the_layout_at_init(certified):
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4)
 
 
+ALGORITHMS = {
+    "mfld": lambda objective: mflangevin.mfld(objective, 0.1, 1e-3),
+    "pda_minibatch": lambda objective: mflangevin.pda(objective, 0.1, 1e-3, 3, batch_size=16),
+}
+
+
 @pytest.mark.parametrize("explicit", [False, True])
 @pytest.mark.parametrize("layout", ["particles", "data"])
-def test_steps_driven_from_python_compile_once(explicit, layout, compilations):
-    """The initial state is laid out as a step returns it (its scalars replicated over the
-    mesh): the second step reuses the first one's program instead of compiling another."""
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_steps_driven_from_python_compile_once(name, explicit, layout, compilations):
+    """The initial state is laid out as a step returns it (its scalars and minibatch state
+    replicated over the mesh): the second step reuses the first one's program instead of
+    compiling another."""
     net, particles, X, y = problem()
     mesh = sharding.make_mesh(*((4, 1) if layout == "particles" else (1, 4)), explicit=explicit)
     data = sharding.shard_data((X, y), mesh)
-    algorithm = mflangevin.mfld(net.objective(*data, l2=1e-3), 0.1, 1e-3)
+    algorithm = ALGORITHMS[name](net.objective(*data, l2=1e-3))
     state = algorithm.init(sharding.shard_particles(particles, mesh))
     step, keys = jax.jit(algorithm.step), jax.random.split(jax.random.key(0), 3)
     compilations.clear()
