@@ -93,15 +93,15 @@ def kth_neighbor_distance(
     >>> kth_neighbor_distance(jnp.array([[0.0], [1.0], [3.0]]))
     Array([1., 1., 2.], dtype=float32)
     """
-    num_neighbors, block_size, sharding = _settings(particles, num_neighbors, block_size, sharding)
+    sharding = _checked_sharding(particles, num_neighbors, block_size, sharding)
     return _kth_neighbor_distance(particles, num_neighbors, block_size, sharding)
 
 
-def _settings(particles, num_neighbors, block_size, sharding):
-    """The checked settings of a neighbour search, ``sharding`` read off the particles by
-    default: raises before anything is compiled."""
+def _checked_sharding(particles, num_neighbors, block_size, sharding):
+    """The search's settings checked (before anything is compiled) and its sharding, read off
+    the particles by default."""
     check_neighbors(num_particles(particles, "particles"), num_neighbors, block_size)
-    return num_neighbors, block_size, particle_sharding(particles) if sharding is None else sharding
+    return particle_sharding(particles) if sharding is None else sharding
 
 
 # Each public function is one compiled program per settings and shapes (op by op, every new
@@ -212,7 +212,7 @@ def entropy(
     >>> abs(float(entropy(theta, num_neighbors=3)) - 2.84) < 0.1
     True
     """
-    num_neighbors, block_size, sharding = _settings(particles, num_neighbors, block_size, sharding)
+    sharding = _checked_sharding(particles, num_neighbors, block_size, sharding)
     return _entropy(particles, num_neighbors, block_size, sharding)
 
 
