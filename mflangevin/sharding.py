@@ -32,6 +32,7 @@ __all__ = [
     "shard_data",
     "particle_sharding",
     "replicate_like_particles",
+    "place_like_samples",
     "constrain",
 ]
 
@@ -213,6 +214,21 @@ def particle_sharding(particles: ArrayTree) -> NamedSharding | None:
     return NamedSharding(sharding.mesh, PartitionSpec(sharding.spec[0]))
 
 
+def _local_named_sharding(tree: Any) -> NamedSharding | None:
+    """The ``NamedSharding`` of the first leaf of ``tree``, if it is a concrete array of this
+    process laid out on one."""
+    leaves = jax.tree.leaves(tree)
+    leaf = leaves[0] if leaves else None
+    if (
+        isinstance(leaf, jax.Array)
+        and not isinstance(leaf, jax.core.Tracer)
+        and isinstance(leaf.sharding, NamedSharding)
+        and leaf.is_fully_addressable
+    ):
+        return leaf.sharding
+    return None
+
+
 def replicate_like_particles(tree: Any, particles: ArrayTree) -> Any:
     """``tree`` replicated over the mesh that holds ``particles`` (concrete arrays of this
     process on a ``NamedSharding``), as a compiled step returns an algorithm's scalars; unchanged
@@ -228,16 +244,38 @@ def replicate_like_particles(tree: Any, particles: ArrayTree) -> Any:
     >>> count.sharding.spec, count.sharding.mesh == mesh
     (P(), True)
     """
-    leaves = jax.tree.leaves(particles)
-    leaf = leaves[0] if leaves else None
-    if (
-        isinstance(leaf, jax.Array)
-        and not isinstance(leaf, jax.core.Tracer)
-        and isinstance(leaf.sharding, NamedSharding)
-        and leaf.is_fully_addressable
-    ):
-        return jax.device_put(tree, NamedSharding(leaf.sharding.mesh, PartitionSpec()))
-    return tree
+    placed = _local_named_sharding(particles)
+    if placed is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(placed.mesh, PartitionSpec()))
+
+
+def place_like_samples(array: jax.Array, data: ArrayTree, particles: ArrayTree) -> jax.Array:
+    """``array``, one entry per sample along its leading axis, laid out as a compiled step
+    returns such a quantity (a dual average, say): split like the sample axis of ``data`` when
+    the data are concrete arrays of this process on a ``NamedSharding``, replicated over the
+    particles' mesh otherwise (:func:`replicate_like_particles`). On Auto mesh axes the
+    compiler leaves out axes of size 1, and so does this layout; on Explicit ones the type keeps
+    them. An initial state laid out this way compiles its step once, not twice.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
+    >>> mesh = make_mesh(1, len(jax.devices()))  # the samples split over every device
+    >>> X = shard_data(jnp.ones((8, 2)), mesh)
+    >>> place_like_samples(jnp.zeros(8), X, shard_particles(jnp.ones(4), mesh)).sharding.spec
+    P('data',)
+    """
+    placed = _local_named_sharding(data)
+    if placed is None:
+        return replicate_like_particles(array, particles)
+    mesh, axes = placed.mesh, (tuple(placed.spec) or (None,))[0]
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    if AxisType.Explicit not in mesh.axis_types:
+        axes = tuple(axis for axis in axes if mesh.shape[axis] > 1)
+    spec = PartitionSpec(*([axes[0] if len(axes) == 1 else axes] if axes else []))
+    return jax.device_put(array, NamedSharding(mesh, spec))
 
 
 def constrain(tree, sharding: NamedSharding):

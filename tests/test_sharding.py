@@ -296,6 +296,7 @@ def test_monitor_records_the_layout_at_init(certified):
 
 ALGORITHMS = {
     "mfld": lambda objective: mflangevin.mfld(objective, 0.1, 1e-3),
+    "pda": lambda objective: mflangevin.pda(objective, 0.1, 1e-3, 3),
     "pda_minibatch": lambda objective: mflangevin.pda(objective, 0.1, 1e-3, 3, batch_size=16),
 }
 
@@ -305,8 +306,8 @@ ALGORITHMS = {
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_steps_driven_from_python_compile_once(name, explicit, layout, compilations):
     """The initial state is laid out as a step returns it (its scalars and minibatch state
-    replicated over the mesh): the second step reuses the first one's program instead of
-    compiling another."""
+    replicated over the mesh, the full-batch dual average split like the data's samples): the
+    second step reuses the first one's program instead of compiling another."""
     net, particles, X, y = problem()
     mesh = sharding.make_mesh(*((4, 1) if layout == "particles" else (1, 4)), explicit=explicit)
     data = sharding.shard_data((X, y), mesh)

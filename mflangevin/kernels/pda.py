@@ -42,7 +42,7 @@ from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import add_reference_score, energy_diverged, langevin_update
 from mflangevin.objectives import StructuredObjective, num_samples
 from mflangevin.schedules import schedule_value
-from mflangevin.sharding import replicate_like_particles
+from mflangevin.sharding import place_like_samples, replicate_like_particles
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
 
 __all__ = ["PDAState", "PDAInfo", "init", "build_kernel", "as_top_level_api"]
@@ -170,10 +170,13 @@ def init(
     embedding = jax.eval_shape(objective.mean_embedding, position)
     dtype = embedding.dtype
     batches = None if batch_size is None else data.minibatch(batch_size).init(objective)
+    # Laid out as a compiled step returns them: the full-batch accumulator like the data's
+    # samples, the rest replicated over the particles' mesh (if any).
     weighted_sum = jnp.zeros(embedding.shape, dtype)
-    if per_sample:  # a full-batch step lays the accumulator out like the data: left to it
+    if per_sample:
         weighted_sum = replicate_like_particles(weighted_sum, position)
-    # Laid out as a compiled step returns them (replicated over the particles' mesh, if any).
+    else:
+        weighted_sum = place_like_samples(weighted_sum, objective.data, position)
     weight_sum, count, best_energy, batches = replicate_like_particles(
         (jnp.zeros((), dtype), jnp.zeros((), jnp.int32), jnp.full((), jnp.inf, dtype), batches),
         position,
