@@ -65,6 +65,69 @@ class _FileProgress:
             reporter.write_line(f"{path}: {self.totals[path]} done ({elapsed:.0f} s)")
 
 
+class _CompileProfile:
+    """``--compile-profile``: per test file, the seconds its tests took and, of those, the
+    seconds JAX spent compiling (XLA), lowering and tracing, with the number of programs it
+    compiled (from ``jax.monitoring``); a table at the end, the costliest files first."""
+
+    EVENTS = {
+        "/jax/core/compile/backend_compile_duration": "compile",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+        "/jax/core/compile/jaxpr_trace_duration": "trace",
+    }
+
+    def __init__(self, config):
+        self.config, self.current = config, None
+        self.files = collections.defaultdict(collections.Counter)
+        jax.monitoring.register_event_duration_secs_listener(self.listener)
+
+    def listener(self, event, duration, **kwargs):
+        name = self.EVENTS.get(event)
+        if name is not None and self.current is not None:
+            self.files[self.current][name] += duration
+            self.files[self.current]["programs"] += name == "compile"
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        self.current, start = item.nodeid.split("::")[0], time.perf_counter()
+        yield
+        self.files[self.current]["seconds"] += time.perf_counter() - start
+        self.current = None
+
+    def pytest_sessionfinish(self, session):
+        if hasattr(self.config, "workeroutput"):  # a pytest-xdist worker: to the controller
+            self.config.workeroutput["compile_profile"] = {
+                k: dict(v) for k, v in self.files.items()
+            }
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        for path, counts in getattr(node, "workeroutput", {}).get("compile_profile", {}).items():
+            self.files[path].update(counts)
+
+    def pytest_terminal_summary(self, terminalreporter):
+        columns = ("seconds", "compile", "lower", "trace", "programs")
+        rows = sorted(self.files.items(), key=lambda row: -row[1]["seconds"])
+        total = sum((counts for _, counts in rows), collections.Counter())
+        terminalreporter.write_sep("=", "where the time went, per test file (--compile-profile)")
+        terminalreporter.write_line("".join(f"{c:>9}" for c in columns) + "  file")
+        for path, counts in [*rows, ("all files", total)]:
+            cells = (
+                f"{counts[c]:>9.0f}" if c == "programs" else f"{counts[c]:>9.1f}" for c in columns
+            )
+            terminalreporter.write_line("".join(cells) + f"  {path}")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--compile-profile",
+        action="store_true",
+        help="print, per test file, the seconds spent compiling, lowering and tracing JAX programs",
+    )
+
+
 def pytest_configure(config):
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_FileProgress(config), "file-progress")
+    if config.getoption("compile_profile"):
+        config.pluginmanager.register(_CompileProfile(config), "compile-profile")
