@@ -79,15 +79,17 @@ def _start_processes(folder):
 @pytest.fixture(scope="module", autouse=True)
 def _processes(request, tmp_path_factory):
     """The processes of :func:`test_two_processes_of_4_devices`, started with the module when
-    that test is selected. Under pytest-xdist the test may run in another worker: there they
-    start when the test asks for them."""
+    that test is selected, so that they run while the module's other tests do. Under
+    pytest-xdist the test may run in another worker unless whole files go to one worker
+    (``--dist loadfile``, as the suite runs): otherwise they start when the test asks for them."""
     launched = {}
     selected = any(
         "two_processes" in getattr(item, "fixturenames", ())
         for item in request.session.items
         if getattr(item, "module", None) is request.module  # docstring examples have none
     )
-    if selected and "PYTEST_XDIST_WORKER" not in os.environ:
+    whole_files = request.config.getoption("dist", "no") in ("no", "loadfile", "loadscope")
+    if selected and ("PYTEST_XDIST_WORKER" not in os.environ or whole_files):
         launched.update(_start_processes(tmp_path_factory.mktemp("processes")))
     yield launched
     for worker in launched.get("workers", ()):
