@@ -252,15 +252,15 @@ def replicate_like_particles(tree: Any, particles: ArrayTree) -> Any:
 
 def place_like_samples(array: jax.Array, data: ArrayTree, particles: ArrayTree) -> jax.Array:
     """``array``, one entry per sample along its leading axis, laid out as a compiled step
-    returns such a quantity (a dual average, say): split like the sample axis of ``data`` when
-    the data are concrete arrays of this process on a ``NamedSharding``, replicated over the
-    particles' mesh otherwise (:func:`replicate_like_particles`). On Auto mesh axes the
-    compiler leaves out axes of size 1, and so does this layout; on Explicit ones the type keeps
-    them. An initial state laid out this way compiles its step once, not twice.
+    returns such a quantity (a dual average, say): split like the sample axis of ``data``
+    (:func:`particle_sharding` of the data) when the data are concrete arrays of this process on
+    a ``NamedSharding``, replicated over their mesh when that axis splits nothing (an Auto axis
+    of size 1), and replicated over the particles' mesh otherwise
+    (:func:`replicate_like_particles`). An initial state laid out this way compiles its step
+    once, not twice.
 
     Examples
     --------
-    >>> import jax.numpy as jnp
     >>> import jax, jax.numpy as jnp
     >>> mesh = make_mesh(1, len(jax.devices()))  # the samples split over every device
     >>> X = shard_data(jnp.ones((8, 2)), mesh)
@@ -270,12 +270,8 @@ def place_like_samples(array: jax.Array, data: ArrayTree, particles: ArrayTree) 
     placed = _local_named_sharding(data)
     if placed is None:
         return replicate_like_particles(array, particles)
-    mesh, axes = placed.mesh, (tuple(placed.spec) or (None,))[0]
-    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-    if AxisType.Explicit not in mesh.axis_types:
-        axes = tuple(axis for axis in axes if mesh.shape[axis] > 1)
-    spec = PartitionSpec(*([axes[0] if len(axes) == 1 else axes] if axes else []))
-    return jax.device_put(array, NamedSharding(mesh, spec))
+    split = particle_sharding(data)
+    return jax.device_put(array, split or NamedSharding(placed.mesh, PartitionSpec()))
 
 
 def constrain(tree, sharding: NamedSharding):

@@ -88,7 +88,7 @@ def _processes(request, tmp_path_factory):
         for item in request.session.items
         if getattr(item, "module", None) is request.module  # docstring examples have none
     )
-    whole_files = request.config.getoption("dist", "no") in ("no", "loadfile", "loadscope")
+    whole_files = request.config.getoption("dist", "no") in ("loadfile", "loadscope")
     if selected and ("PYTEST_XDIST_WORKER" not in os.environ or whole_files):
         launched.update(_start_processes(tmp_path_factory.mktemp("processes")))
     yield launched
