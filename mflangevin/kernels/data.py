@@ -401,7 +401,7 @@ class Holder:
             return
         if isinstance(target, jax.sharding.NamedSharding):
             target = jax.sharding.NamedSharding(target.mesh, jax.sharding.PartitionSpec())
-        elif not isinstance(target, jax.sharding.SingleDeviceSharding):
+        elif not _on_one_device(target):
             return
         data = jax.device_put(self._objective.data, target)
         self.held = hold(dataclasses.replace(self._objective, data=data))
@@ -426,7 +426,7 @@ class Holder:
         if not refs:
             return state
         target = refs[0].sharding
-        if not isinstance(target, jax.sharding.SingleDeviceSharding):
+        if not _on_one_device(target):
             return state
 
         def one(x):
@@ -435,6 +435,13 @@ class Holder:
             return x
 
         return jax.tree.map(one, state)
+
+
+def _on_one_device(sharding) -> bool:
+    """Whether ``sharding`` places an array whole on one device, outside any mesh (the layout of
+    an array made without one). Read from its devices rather than its class: JAX is replacing the
+    single-device sharding class by a one-device ``NamedSharding``."""
+    return not isinstance(sharding, jax.sharding.NamedSharding) and len(sharding.device_set) == 1
 
 
 def held_algorithm(
