@@ -17,6 +17,25 @@ methods did before they were compiled (``op by op``), with the ratio ``op by op 
 from __future__ import annotations
 
 import argparse
+
+
+def parse_args(argv=None):
+    """The command line, parsed before the slow imports so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--samples", type=int, default=500, help="n, the training samples")
+    parser.add_argument("--input-dim", type=int, default=10, help="d, the input dimension")
+    parser.add_argument(
+        "--repeats", type=int, default=50, help="later calls timed per function and mode"
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()
+
 import contextlib
 import time
 
@@ -43,11 +62,7 @@ def seconds(call, shapes, mode, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=500)
-    parser.add_argument("--input-dim", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=50)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
 
     X, y, _ = teacher_student(jax.random.key(0), args.samples, args.input_dim)
     net = MeanFieldNetwork("tanh")

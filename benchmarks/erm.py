@@ -21,6 +21,22 @@ mflangevin is faster). Run ``.venv/bin/python benchmarks/erm.py`` (``--samples``
 from __future__ import annotations
 
 import argparse
+
+
+def parse_args(argv=None):
+    """The command line, parsed before the slow imports so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--samples", type=int, default=100_000, help="n, the training samples")
+    parser.add_argument("--features", type=int, default=200, help="p, the features")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()
+
 import time
 import warnings
 
@@ -28,13 +44,13 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import numpy as np  # noqa: E402
-from sklearn.datasets import make_classification  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 
-from mflangevin.models import LinearModel  # noqa: E402
-from mflangevin.models.linear import primal_and_dual  # noqa: E402
+from mflangevin.models import LinearModel
+from mflangevin.models.linear import primal_and_dual
 
 TARGET = 1e-6
 
@@ -82,11 +98,8 @@ def time_sklearn(solver, model, X, y, y_signed):
     return np.nan, gap, tol, int(np.max(reference.n_iter_))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=100_000)
-    parser.add_argument("--features", type=int, default=200)
-    args = parser.parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     n, p = args.samples, args.features
     X, y = data(n, p)
     y_signed = np.where(y == 1, 1.0, -1.0)

@@ -25,6 +25,36 @@ and bytes. Run:
 from __future__ import annotations
 
 import argparse
+
+
+def parse_args(argv=None):
+    """The command line, parsed before the slow imports so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["2000,32,2048", "8000,64,4096"],
+        help="problem sizes as n,d,N triples (samples, input dimension, particles)",
+    )
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed scan")
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="timed scans per method; the best is reported"
+    )
+    parser.add_argument(
+        "--svgd-max-particles",
+        type=int,
+        default=8192,
+        help="skip SVGD (O(N²) per step) above this N",
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()
+
 import time
 
 import blackjax
@@ -152,19 +182,7 @@ def time_runners(runners, steps, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--sizes", nargs="+", default=["2000,32,2048", "8000,64,4096"], help="n,d,N triples"
-    )
-    parser.add_argument("--steps", type=int, default=20, help="steps per timed scan")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument(
-        "--svgd-max-particles",
-        type=int,
-        default=8192,
-        help="skip SVGD (O(N²) per step) above this N",
-    )
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}; "
         f"best of {args.repeats} scans of {args.steps} steps"

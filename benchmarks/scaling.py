@@ -125,7 +125,10 @@ def table(title: str, rows: list[dict], columns: tuple[str, ...]) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--out", default="figures", help="folder for scaling.png (created)")
     parser.add_argument("--steps", type=int, default=2, help="steps per timed scan")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")

@@ -252,7 +252,7 @@ def table(title: str, rows: list[dict], weak: bool, show_peak: bool) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[0].split()),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(

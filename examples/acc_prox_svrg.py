@@ -13,8 +13,9 @@ the gap). The table gives the passes over the data each run needs to a certified
 ``b* = n / (1 + (n − 1)/√κ)`` at which the minibatch variance factor ``(n − b)/(b(n − 1))``
 falls to ``1/√κ``, ``κ = L_max/λ₂``.
 
-Run ``.venv/bin/python examples/acc_prox_svrg.py`` (a few minutes on a laptop CPU; the stages
-of ``b = 1`` are ``10^5`` sequential steps), or ``--quick`` for ``n = 10^4``, ``p = 50``.
+Run ``.venv/bin/python examples/acc_prox_svrg.py`` for ``n = 10^4``, ``p = 50``, ``b ≤ 256``, or
+with ``--full`` at the size above (a few minutes on a laptop CPU; the stages of ``b = 1`` are
+``10^5`` sequential steps).
 """
 
 import argparse
@@ -25,17 +26,25 @@ import sys
 def parse_args():
     """The command line, parsed before the slow imports so that ``--help`` answers at once."""
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[0].split()),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="n = 10^4, p = 50, b ≤ 256")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the reference size, n = 10^5, p = 200, every b (default: n = 10^4, p = 50, b ≤ 256)",
+    )
     parser.add_argument(
         "--out",
         default="figures/acc_prox_svrg.png",
         help="where to save the figure, relative to the current directory",
     )
-    parser.add_argument("--samples", type=int, default=100_000, help="n")
-    parser.add_argument("--features", type=int, default=200, help="p")
+    parser.add_argument(
+        "--samples", type=int, default=None, help="n (if not given: 10^4, or 10^5 with --full)"
+    )
+    parser.add_argument(
+        "--features", type=int, default=None, help="p (if not given: 50, or 200 with --full)"
+    )
     parser.add_argument("--l2", type=float, default=1e-3, help="λ₂")
     parser.add_argument(
         "--batch-sizes", default="1,4,16,64,256,1024", help="the minibatch sizes b, comma-separated"
@@ -137,9 +146,10 @@ def passes_to(curve, target):
 
 def main():
     args = parse_args()
-    n, p = (10_000, 50) if args.quick else (args.samples, args.features)
+    n = args.samples or (100_000 if args.full else 10_000)
+    p = args.features or (200 if args.full else 50)
     sizes = [int(b) for b in args.batch_sizes.split(",") if int(b) <= n]
-    if args.quick:
+    if not args.full:
         sizes = [b for b in sizes if b <= 256]
     X, y = problem(n, p)
     model = LinearModel("logistic", l2=args.l2)

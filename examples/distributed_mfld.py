@@ -26,10 +26,15 @@ from pathlib import Path
 def parse_args(argv=None):
     """The command line, parsed before the slow imports so that ``--help`` answers at once."""
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[0].split()),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--layout", choices=("particles", "data"), default="particles")
+    parser.add_argument(
+        "--layout",
+        choices=("particles", "data"),
+        default="particles",
+        help="which of the two arrays is split over the processes' devices",
+    )
     parser.add_argument("--num-particles", type=int, default=512, help="N")
     parser.add_argument("--num-samples", type=int, default=2000, help="n")
     parser.add_argument("--steps", type=int, default=100, help="MFLD steps")

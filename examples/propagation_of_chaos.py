@@ -21,7 +21,7 @@ from pathlib import Path
 def parse_args():
     """The command line, parsed before the slow imports so that ``--help`` answers at once."""
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[0].split()),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--full", action="store_true", help="more particles, chains and steps")

@@ -22,7 +22,7 @@ import sys
 def parse_args():
     """The command line, parsed before the slow imports so that ``--help`` answers at once."""
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[0].split()),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--full", action="store_true", help="10x the budget, N = 512")
