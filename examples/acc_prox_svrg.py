@@ -186,7 +186,7 @@ def main():
     )
     print(
         f"reference (L-BFGS): P = {best_value:.12f}, certified gap {best_gap:.2e}; "
-        f"target: gap ≤ {args.target:g} within {args.passes:g} passes"
+        f"target: gap ≤ {args.target:g}; a run stops at the first stage past {args.passes:g} passes"
     )
     print(f"{'b':>6} {'Acc-Prox-SVRG':>14} {'Prox-SVRG':>10} {'ratio':>6}   (passes to target)")
     measured = None
@@ -195,8 +195,8 @@ def main():
             passes_to(curves[name, b], args.target) for name in ("Acc-Prox-SVRG", "Prox-SVRG")
         )
         shown = [f"{v:.0f}" if np.isfinite(v) else "not reached" for v in (acc, prox)]
-        ratio = acc / prox if np.isfinite(acc) and np.isfinite(prox) else np.nan
-        print(f"{b:>6} {shown[0]:>14} {shown[1]:>10} {ratio:6.2f}")
+        ratio = f"{acc / prox:6.2f}" if np.isfinite(acc) and np.isfinite(prox) else f"{'-':>6}"
+        print(f"{b:>6} {shown[0]:>14} {shown[1]:>10} {ratio}")
         pays = np.isfinite(acc) and (not np.isfinite(prox) or acc < prox)
         if pays and measured is None:
             measured = b

@@ -9,7 +9,8 @@ chains' final measures are from each other (MMD, sliced Wasserstein), and draw t
 (the objective, the free energy and the dual bound in one panel, the gap below), the particle
 marginals and the neurons beside the teacher's.
 
-Run ``.venv/bin/python examples/arviz_diagnostics.py`` (under a minute) or ``--full``.
+Run ``.venv/bin/python examples/arviz_diagnostics.py`` (under a minute on an idle 2-core CPU) or
+``--full``.
 """
 
 from __future__ import annotations

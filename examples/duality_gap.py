@@ -6,7 +6,8 @@ entropy), the dual bound ``D(g_μ)`` and the gap ``Ĝ − D = λ KL(μ ‖ p_μ)
 geometrically, then stalls at a floor set by the step size (``O(η)``), the number of particles
 (``O(1/N)``) and the error of the estimates. Both step sizes run for the same time ``η · steps``.
 
-Run ``.venv/bin/python examples/duality_gap.py`` (under a minute) or ``--full`` (larger problem).
+Run ``.venv/bin/python examples/duality_gap.py`` (under a minute on an idle 2-core CPU) or
+``--full`` (larger problem).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ condition ``r``; labels carry Gaussian noise. Each ``T`` is one pass over ``T`` 
 ``λ = T^{−β/(2rβ+1)}`` and a constant step; Nitanda & Suzuki (ICLR 2021) predict an excess risk
 ``O(T^{−2rβ/(2rβ+1)})`` for the averaged iterate.
 
-Run ``.venv/bin/python examples/ntk_asgd_rate.py`` (under a minute), or ``--full`` for larger
-T and more seeds.
+Run ``.venv/bin/python examples/ntk_asgd_rate.py`` (under a minute on an idle 2-core CPU), or
+``--full`` for larger T and more seeds.
 """
 
 import argparse

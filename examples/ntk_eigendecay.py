@@ -8,8 +8,8 @@ leading part of the spectrum for each ``n``, compare the finite-width empirical 
 network at initialisation with the closed form, and show the much faster decay of a smooth
 activation (``erf``).
 
-Run ``.venv/bin/python examples/ntk_eigendecay.py`` (under a minute), or ``--full`` for larger
-``n``.
+Run ``.venv/bin/python examples/ntk_eigendecay.py`` (under a minute on an idle 2-core CPU), or
+``--full`` for larger ``n``.
 """
 
 import argparse

@@ -12,8 +12,8 @@ Gaussian prior (the reference ν) and classifies two moons through the particle 
 
 Printed: test error of each fit and wall-clock times (compilation included) with their ratio.
 
-Run ``.venv/bin/python examples/numpyro_mean_field.py`` (under a minute), or ``--full`` for a wider
-network, more data and more steps.
+Run ``.venv/bin/python examples/numpyro_mean_field.py`` (under two minutes on an idle 2-core CPU),
+or ``--full`` for a wider network, more data and more steps.
 """
 
 import argparse

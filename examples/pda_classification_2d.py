@@ -9,8 +9,8 @@ regression on the ``N`` random features). The figure shows the first-layer weigh
 PDA particles at the start, middle and end (colour: sign of ``a_i``): they move away from the
 initial Gaussian cloud, which a model in the kernel regime never does.
 
-Run ``.venv/bin/python examples/pda_classification_2d.py`` (under a minute), or ``--full`` for
-four times more outer steps and particles.
+Run ``.venv/bin/python examples/pda_classification_2d.py`` (under a minute on an idle 2-core CPU),
+or ``--full`` for four times more outer steps and particles.
 """
 
 import argparse

@@ -6,8 +6,8 @@ with a ``1/T`` guide, where ``F_ref`` is the mean objective over the last tenth 
 slope is fitted by least squares on ``t ∈ [10, T/10]``, before the excess reaches the particle
 noise floor.
 
-Run ``.venv/bin/python examples/pda_regression.py`` (under a minute), or ``--full`` for ten
-times more outer steps and twice the particles.
+Run ``.venv/bin/python examples/pda_regression.py`` (under a minute on an idle 2-core CPU), or
+``--full`` for ten times more outer steps and twice the particles.
 """
 
 import argparse

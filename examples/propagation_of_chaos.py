@@ -9,7 +9,8 @@ over the stationary regime of MFLD, for the objective ``F(μ) = ½‖E_μθ − 
 ``d σ² / (2N)`` in continuous time and ``d σ² / (2N (1 − aη/2))``, ``a = 1 + λ/σ²``, for the
 Euler–Maruyama scheme — a slope of exactly −1 on log–log axes.
 
-Run ``.venv/bin/python examples/propagation_of_chaos.py`` (under a minute) or ``--full``.
+Run ``.venv/bin/python examples/propagation_of_chaos.py`` (under a minute on an idle 2-core CPU) or
+``--full``.
 """
 
 from __future__ import annotations

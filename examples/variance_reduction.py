@@ -10,8 +10,8 @@ The table gives the evaluations each estimator needs to reach the accuracy that 
 reaches with the whole budget (``Ĝ`` at or below its final value), and their ratio to full
 batch.
 
-Run ``.venv/bin/python examples/variance_reduction.py`` (about a minute), or ``--full`` for a
-budget ten times larger and twice the particles.
+Run ``.venv/bin/python examples/variance_reduction.py`` (under a minute on an idle 2-core CPU), or
+``--full`` for a budget ten times larger and twice the particles.
 """
 
 import argparse

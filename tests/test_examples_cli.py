@@ -1,5 +1,5 @@
-"""The examples and benchmarks answer ``--help`` at once, with help on every option: they parse
-their command line before importing JAX."""
+"""The examples, benchmarks and tools answer ``--help`` at once, with help on every option: they
+parse their command line before importing JAX."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-BENCHMARKS = sorted((ROOT / "benchmarks").glob("*.py"))
+BENCHMARKS = sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "tools").glob("*.py"))
 
 # Run the script with --help, recording the parsers it builds; then report which heavy modules it
 # had imported and which of its options have no help text.
