@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mflangevin._files import replace_atomically
 from mflangevin.types import Array, ArrayLike
 
 __all__ = ["ResidualBlock", "ResidualNetwork", "apply", "features", "save", "load"]
@@ -215,8 +216,9 @@ def apply(network: ResidualNetwork, X: ArrayLike) -> Array:
 
 def _archive_path(file):
     """``file`` with the ``.npz`` suffix NumPy adds on saving; file objects pass through."""
-    if isinstance(file, str | os.PathLike) and not os.fspath(file).endswith(".npz"):
-        return os.fspath(file) + ".npz"
+    if isinstance(file, str | os.PathLike):
+        path = os.fspath(file)
+        return path if path.endswith(".npz") else path + ".npz"
     return file
 
 
@@ -226,8 +228,10 @@ def save(
     """Save a residual network (and optionally its class labels) to a NumPy ``.npz`` archive.
 
     A path without the ``.npz`` suffix gets it, as with ``numpy.savez``; :func:`load` finds the
-    archive under either name. ``classes`` (for a fitted :class:`ResFGB`, its ``classes_``) maps
-    the class indices of :func:`apply` to labels; numbers or strings, one per class.
+    archive under either name. The archive is written whole or not at all (a temporary file in
+    the same folder, renamed over ``file``): an interrupted save leaves the previous one in place.
+    ``classes`` (for a fitted :class:`ResFGB`, its ``classes_``) maps the class indices of
+    :func:`apply` to labels; numbers or strings, one per class.
 
     Layout (one array per key): ``format`` (the string ``"mflangevin.resnet/1"``), ``shift``,
     ``scale``, ``classifier_weight``, ``classifier_bias``, ``num_blocks``, optionally
@@ -278,7 +282,13 @@ def save(
         arrays[f"block{i}/decay"] = block.decay
         arrays[f"block{i}/step"] = block.step
         arrays[f"block{i}/output_activation"] = np.array(block.output_activation)
-    np.savez(_archive_path(file), **{key: np.asarray(value) for key, value in arrays.items()})
+    arrays = {key: np.asarray(value) for key, value in arrays.items()}
+    file = _archive_path(file)
+    if not isinstance(file, str):  # a file object: written as it is
+        np.savez(file, **arrays)
+        return
+    with replace_atomically(file) as handle:  # whole or not at all, never a truncated archive
+        np.savez(handle, **arrays)
 
 
 class _Archive:

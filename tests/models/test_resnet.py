@@ -1,5 +1,7 @@
 """Tests of ResFGB and the residual network it grows (docs/theory/resfgb.md)."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -315,3 +317,22 @@ def test_unreadable_files_are_clear_errors(tmp_path):
     for name in ("cut.npz", "empty.npz", "array.npy", "objects.npz"):
         with pytest.raises(ValueError, match="^file: "):
             resnet.load(tmp_path / name)
+
+
+def test_a_save_cut_short_keeps_the_previous_archive(tmp_path, monkeypatch):
+    """Interrupted after its first bytes, ``save`` leaves the previous archive whole (before, it
+    wrote in place) and no partial file."""
+    network = _small_network()
+    resnet.save(tmp_path / "net.npz", network)
+    before = (tmp_path / "net.npz").read_bytes()
+
+    def interrupted(file, **arrays):
+        with open(file, "wb") if isinstance(file, str | os.PathLike) else file as handle:
+            handle.write(b"PK")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        resnet.save(tmp_path / "net.npz", network)
+    assert (tmp_path / "net.npz").read_bytes() == before
+    assert os.listdir(tmp_path) == ["net.npz"]
