@@ -1,6 +1,8 @@
 """Tests of ResFGB and the residual network it grows (docs/theory/resfgb.md)."""
 
+import io
 import os
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -336,3 +338,37 @@ def test_a_save_cut_short_keeps_the_previous_archive(tmp_path, monkeypatch):
         resnet.save(tmp_path / "net.npz", network)
     assert (tmp_path / "net.npz").read_bytes() == before
     assert os.listdir(tmp_path) == ["net.npz"]
+
+
+def _with_member(source, target, name, header, data=b""):
+    """A copy of the archive ``source`` with one more member: an ``.npy`` header and ``data``."""
+    with zipfile.ZipFile(source) as a, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as b:
+        for member in a.namelist():
+            if member != name:
+                b.writestr(member, a.read(member))
+        stream = io.BytesIO()
+        np.lib.format.write_array_header_1_0(stream, header)
+        b.writestr(name, stream.getvalue() + data)
+
+
+def test_load_rejects_members_that_are_not_part_of_the_network(tmp_path):
+    # Before, every member was read: an extra one of 3 GB of zeros (3 MB compressed) took 3 GB.
+    resnet.save(tmp_path / "net.npz", _small_network())
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2,)}
+    _with_member(tmp_path / "net.npz", tmp_path / "extra.npz", "junk.npy", header, bytes(8))
+    with pytest.raises(ValueError, match=r"not part of a network: \['junk'\]"):
+        resnet.load(tmp_path / "extra.npz")
+
+
+def test_load_checks_the_headers_before_reading_any_data(tmp_path):
+    """A ``shift`` that declares 2^40 values (4 TB; the member holds none of them) is refused
+    from its header, for not matching ``scale``: no data were read."""
+    resnet.save(tmp_path / "net.npz", _small_network())
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2**40,)}
+    _with_member(tmp_path / "net.npz", tmp_path / "huge.npz", "shift.npy", header)
+    with pytest.raises(ValueError, match="'scale' needs 1099511627776 positive values"):
+        resnet.load(tmp_path / "huge.npz")
+    long_string = {"descr": "<U100000", "fortran_order": False, "shape": ()}
+    _with_member(tmp_path / "net.npz", tmp_path / "long.npz", "format.npy", long_string)
+    with pytest.raises(ValueError, match="'format' holds strings longer than 256 characters"):
+        resnet.load(tmp_path / "long.npz")
