@@ -258,9 +258,18 @@ class ResFGB:
         start = time.perf_counter()
         classifiers, blocks, metrics, times = [], [], [], []
         for depth in tqdm(range(self.num_iterations), disable=not self.progress, desc="ResFGB"):
-            classifier, step_metrics, block_state, block, data, validation = _boosting_step(
-                keys[depth], jnp.asarray(depth), classifier, block_state, data, validation, config
-            )
+            classifier, step_metrics, block_state, block, data, validation, num_divergent = (
+                _boosting_step(
+                    keys[depth], jnp.asarray(depth), classifier, block_state, data, validation,
+                    config,
+                )
+            )  # fmt: skip
+            if int(num_divergent):
+                raise FloatingPointError(
+                    f"ResFGB diverged at iteration {depth}: {int(num_divergent)} of the block's "
+                    f"{self.block.num_steps} MFLD steps were refused (non-finite or huge "
+                    "particles) and the block kept its particles: lower the block's step_size."
+                )
             classifiers.append(classifier)
             blocks.append(block)
             metrics.append(jax.device_get(step_metrics))

@@ -50,7 +50,7 @@ def test_layer_map_is_the_kernel_smoothed_functional_gradient(moons):
     )  # fmt: skip
     classifier = Classifier(jax.random.normal(key_c, (d, 2)), jnp.zeros(2))
     state = BLOCK.init(key_b, d, d)
-    fitted, _, _, block, (Z_new, _, _), _ = resnet._boosting_step(
+    fitted, _, _, block, (Z_new, _, _), _, _ = resnet._boosting_step(
         key_s, jnp.asarray(0), classifier, state, (Z, Z, Y), (Z_val, Z_val, Y_val), config
     )
     G = functional_gradient(fitted, Z, Y)
@@ -152,6 +152,15 @@ def test_divergence_is_a_clear_error(moons):
     X, y, _, _ = moons
     block = MFLDBlock(num_particles=8, num_steps=20, step_size=50.0)
     with pytest.raises(FloatingPointError, match="diverged"):
+        ResFGB(num_iterations=3, step_size=1.0, block=block, batch_size=50).fit(X, y)
+
+
+def test_a_block_whose_every_step_is_refused_is_a_clear_error(moons):
+    """η = 1e8: every MFLD step proposes huge particles and is refused, so the block would keep
+    its initialisation (before, silently; the loss stays finite)."""
+    X, y, _, _ = moons
+    block = MFLDBlock(num_particles=8, num_steps=20, step_size=1e8)
+    with pytest.raises(FloatingPointError, match="20 of the block's 20 MFLD steps were refused"):
         ResFGB(num_iterations=3, step_size=1.0, block=block, batch_size=50).fit(X, y)
 
 
