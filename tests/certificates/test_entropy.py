@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import polygamma
 
+import mflangevin
 from mflangevin.certificates.entropy import entropy, flatten_particles, kth_neighbor_distance
 
 
@@ -29,6 +30,11 @@ def test_neighbor_search_under_x64(dtype):
         assert distances.dtype == dtype
         pairwise = np.linalg.norm(np.asarray(x)[:, None, :] - np.asarray(x)[None, :, :], axis=-1)
         np.testing.assert_allclose(distances, np.sort(pairwise, axis=1)[:, 2], rtol=1e-6)
+
+
+def test_the_public_name_is_the_function():
+    # Before, mflangevin.entropy (in __all__) was the module mflangevin.certificates.entropy.
+    assert mflangevin.entropy is entropy
 
 
 def test_pytree_particles_are_flattened():
