@@ -192,6 +192,12 @@ def features(network: ResidualNetwork, X: ArrayLike) -> Array:
     >>> features(network, jnp.array([[3.0, 1.0]]))
     Array([[1., 0.]], dtype=float32)
     """
+    d = jnp.shape(network.shift)[0]
+    if jnp.ndim(X) != 2 or jnp.shape(X)[1] != d:  # static shapes: checked under jit too
+        raise ValueError(
+            f"X: expected an array of shape (n, {d}), the network's input dimension; got "
+            f"shape {jnp.shape(X)}."
+        )
     x = (jnp.asarray(X) - network.shift[None, :]) / network.scale[None, :]
     z = x
     for block in network.blocks:

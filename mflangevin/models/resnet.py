@@ -63,6 +63,14 @@ def _final_fit(rng_key, classifier, data, validation, config):
     return classifier, (evaluate(classifier, data[0], data[2]), val)
 
 
+def _real(name: str, value) -> float:
+    """A real scalar (not a bool, a string or a schedule), as a float."""
+    array = None if isinstance(value, bool) else np.asarray(value)
+    if array is None or array.shape != () or array.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected a number, got {value!r}.")
+    return float(array)
+
+
 def _check_X(name: str, X, num_features: int | None = None) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2:
@@ -188,11 +196,11 @@ class ResFGB:
             ("classifier_learning_rate", classifier_learning_rate),
             ("fw_radius", 1.0 if fw_radius is None else fw_radius),
         ):
-            if not np.isfinite(value) or value <= 0:
+            if not np.isfinite(_real(name, value)) or value <= 0:
                 raise ValueError(f"{name}: must be positive and finite, got {value}.")
-        if l2 is not None and not (np.isfinite(l2) and l2 >= 0):
+        if l2 is not None and not (np.isfinite(_real("l2", l2)) and l2 >= 0):
             raise ValueError(f"l2: must be non-negative and finite, got {l2}.")
-        if not 0 <= momentum < 1:
+        if not 0 <= _real("momentum", momentum) < 1:
             raise ValueError(f"momentum: must be in [0, 1), got {momentum}.")
         if variant not in _VARIANTS:
             raise ValueError(f"variant: expected one of {_VARIANTS}, got {variant!r}.")

@@ -217,6 +217,12 @@ def test_bad_validation_and_prediction_data(fitted, moons):
         (dict(variant="adam"), ValueError, "variant"),
         (dict(momentum=1.0), ValueError, "momentum"),
         (dict(block="mlp"), TypeError, "block"),
+        # Before, a numpy TypeError without the argument's name.
+        (dict(step_size="a"), TypeError, "^step_size: expected a number"),
+        (dict(classifier_learning_rate=[0.1]), TypeError, "^classifier_learning_rate: expected"),
+        (dict(fw_radius=True), TypeError, "^fw_radius: expected a number"),
+        (dict(l2="x"), TypeError, "^l2: expected a number"),
+        (dict(momentum=None), TypeError, "^momentum: expected a number"),
     ],
 )
 def test_bad_hyperparameters(kwargs, error, match):
@@ -381,3 +387,13 @@ def test_load_checks_the_headers_before_reading_any_data(tmp_path):
     _with_member(tmp_path / "net.npz", tmp_path / "long.npz", "format.npy", long_string)
     with pytest.raises(ValueError, match="'format' holds strings longer than 256 characters"):
         resnet.load(tmp_path / "long.npz")
+
+
+def test_apply_on_inputs_of_another_dimension_is_a_clear_error():
+    # Before, a JAX broadcasting error; under jit too, since shapes are static.
+    network = _small_network()
+    for apply in (resnet.apply, jax.jit(resnet.apply), resnet.features):
+        with pytest.raises(ValueError, match=r"^X: expected an array of shape \(n, 2\)"):
+            apply(network, jnp.ones((3, 5)))
+    with pytest.raises(ValueError, match=r"got shape \(2,\)"):
+        resnet.apply(network, jnp.ones(2))
