@@ -14,10 +14,10 @@ from mflangevin import diagnostics as diagnostics
 from mflangevin import sharding as sharding
 from mflangevin.certificates import dual_objective as dual_objective
 from mflangevin.certificates import duality_gap as duality_gap
-from mflangevin.certificates import entropy as entropy
 from mflangevin.certificates import monitor as monitor
 from mflangevin.certificates import primal_objective as primal_objective
 from mflangevin.certificates import proximal_gibbs_log_density as proximal_gibbs_log_density
+from mflangevin.certificates.entropy import entropy as entropy
 from mflangevin.kernels import acc_prox_svrg as _acc_prox_svrg
 from mflangevin.kernels import asgd as _asgd
 from mflangevin.kernels import data as data

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
+
+from mflangevin._files import replace_atomically
 
 __all__ = ["main", "teacher_student_demo"]
 
@@ -129,7 +132,9 @@ def _plot(history: dict[str, list[float]], path: str) -> None:
     fig.suptitle("Mean-field network learning a teacher network by MFLD")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    # Whole or not at all: a run killed while saving leaves the previous figure in place.
+    with replace_atomically(path) as handle:
+        fig.savefig(handle, format=os.path.splitext(path)[1][1:].lower(), dpi=120)
     plt.close(fig)
 
 
@@ -168,6 +173,16 @@ def _non_negative_float(text: str) -> float:
     return _finite_float(text, allow_zero=True)
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [-2^63, 2^63), got {value}")
+    return value
+
+
 def _figure_path(out: str) -> str:
     """The file ``--out`` names: inside it when it is a directory; checked before the run."""
     if out.endswith(("/", os.sep)) or os.path.isdir(out):
@@ -186,8 +201,11 @@ def _figure_path(out: str) -> str:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise ValueError(f"cannot create the folder of {out!r}: {existing!r} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to {existing!r}")
+    try:  # a file made and removed: os.access says yes to root, even where nothing is written
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write to {existing!r}: {err.strerror}") from None
     if os.path.exists(out) and not os.access(out, os.W_OK):
         raise ValueError(f"cannot overwrite {out!r}")
     return out
@@ -227,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-every", type=_positive_int, default=250, help="steps between two printed records"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the run")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the data and the run")
     parser.add_argument(
         "--out",
         default=f"figures/{DEFAULT_FIGURE}",

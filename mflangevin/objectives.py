@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -290,8 +291,10 @@ class MeanFieldObjective:
         if not isinstance(self.finite_sum, bool):
             raise TypeError(f"finite_sum: expected True or False, got {self.finite_sum!r}.")
         size = self.chunk_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ValueError(f"chunk_size: expected a positive integer or None, got {size!r}.")
+        if size is not None:  # any integer type (np.int64 too), kept as an int
+            if isinstance(size, bool) or not hasattr(size, "__index__") or operator.index(size) < 1:
+                raise ValueError(f"chunk_size: expected a positive integer or None, got {size!r}.")
+            object.__setattr__(self, "chunk_size", operator.index(size))
 
     @jax.jit
     def features(self, particles: ArrayTree) -> Array:

@@ -17,6 +17,11 @@ pytree of penalties that is a prefix of the parameters is a separable penalty, o
 :func:`value`, :func:`prox`, :func:`conjugate` and :func:`strong_convexity` act on it.
 :class:`CompositeObjective` is a finite sum ``F(x) = (1/n) Σ_i f_i(x)`` given by the value and
 gradient of ``f_i`` averaged over any batch of samples, with such a penalty.
+
+Parameters are checked when they are concrete (not traced): strengths, thresholds and step
+sizes are real numbers ``≥ 0`` (thresholds and step sizes may be ``+inf``, strengths are
+finite), bounds are not NaN and ``lower ≤ upper``; anything else raises an error naming the
+parameter. Under ``jax.jit`` a traced parameter cannot be checked.
 """
 
 from __future__ import annotations
@@ -72,17 +77,27 @@ def _shrink(x: Array, t: Array) -> Array:
 def soft_threshold(v: ArrayTree, threshold: ArrayLike | ArrayTree) -> ArrayTree:
     """``S_t(v) = sign(v) max(|v| − t, 0)``, leaf by leaf: the proximal map of ``t‖·‖₁``.
 
+    ``t ≥ 0`` (``+inf`` gives ``0``); a concrete threshold that is negative, NaN or not a real
+    number raises an error naming it (a traced one cannot be checked).
+
     Examples
     --------
     >>> import jax.numpy as jnp
     >>> soft_threshold(jnp.array([-2.0, 0.5, 3.0]), 1.0)
     Array([-1.,  0.,  2.], dtype=float32)
+    >>> soft_threshold(jnp.array([1.0]), -1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: threshold: must be non-negative (or +inf), got -1.0.
     """
+    _check_nonnegative("threshold", threshold, infinite=True)
     return _map(_shrink, v, threshold)
 
 
 def prox_l1(v: ArrayTree, step_size: ArrayLike, l1: ArrayLike | ArrayTree) -> ArrayTree:
     """``prox_{ηR}(v)`` for ``R(x) = λ₁‖x‖₁``: soft-thresholding at ``ηλ₁``.
+
+    ``η ≥ 0`` (or ``+inf``) and finite ``λ₁ ≥ 0``, checked when concrete, as in every map here.
 
     Examples
     --------
@@ -90,6 +105,8 @@ def prox_l1(v: ArrayTree, step_size: ArrayLike, l1: ArrayLike | ArrayTree) -> Ar
     >>> prox_l1({"w": jnp.array([-2.0, 0.5])}, 0.5, 2.0)
     {'w': Array([-1.,  0.], dtype=float32)}
     """
+    _check_nonnegative("step_size", step_size, infinite=True)
+    _check_nonnegative("l1", l1)
     return _map(lambda x, eta, a: _shrink(x, eta * a), v, step_size, l1)
 
 
@@ -102,6 +119,8 @@ def prox_l2(v: ArrayTree, step_size: ArrayLike, l2: ArrayLike | ArrayTree) -> Ar
     >>> prox_l2(jnp.array([2.0, -4.0]), 0.5, 2.0)
     Array([ 1., -2.], dtype=float32)
     """
+    _check_nonnegative("step_size", step_size, infinite=True)
+    _check_nonnegative("l2", l2)
     return _map(lambda x, eta, b: x / (1 + eta * b), v, step_size, l2)
 
 
@@ -116,7 +135,13 @@ def prox_elastic_net(
     >>> prox_elastic_net(jnp.array([3.0, 0.5]), 1.0, 1.0, 1.0)
     Array([1., 0.], dtype=float32)
     """
+    _check_nonnegative("step_size", step_size, infinite=True)
+    _check_nonnegative("l1", l1)
+    _check_nonnegative("l2", l2)
+    return _elastic_net(v, step_size, l1, l2)
 
+
+def _elastic_net(v, step_size, l1, l2) -> ArrayTree:
     def one(x, eta, a, b):
         return _shrink(x, eta * a) / (1 + eta * b)
 
@@ -127,31 +152,84 @@ def prox_box(v: ArrayTree, lower: ArrayLike | ArrayTree, upper: ArrayLike | Arra
     """The projection onto ``[lower, upper]`` (the proximal map of its indicator, any ``η``).
 
     Bounds may be ``±inf``, scalars for every leaf, or pytrees like ``v`` (arrays that
-    broadcast against their leaf).
+    broadcast against their leaf); concrete bounds must not be NaN, and ``lower ≤ upper``.
 
     Examples
     --------
     >>> import jax.numpy as jnp
     >>> prox_box(jnp.array([-2.0, 0.5, 3.0]), 0.0, 1.0)
     Array([0. , 0.5, 1. ], dtype=float32)
+    >>> prox_box(jnp.array([0.5]), 1.0, 0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: lower: must not exceed upper, got 1.0 > 0.0.
     """
+    _check_bounds(lower, upper)
     return _map(jnp.clip, v, lower, upper)
 
 
-def _concrete(value) -> np.ndarray | None:
-    """The value as a NumPy array when it is known now (not traced), else ``None``."""
-    if value is None or isinstance(value, jax.core.Tracer):
+def _real_leaves(name: str, value) -> list[np.ndarray] | None:
+    """The leaves of a parameter (a number, an array or a pytree of them) as float NumPy
+    arrays; ``None`` when one is traced (nothing can be checked then). Anything but real numbers
+    raises a ``TypeError`` naming the parameter."""
+    leaves = jax.tree.leaves(value)
+    if not leaves:
+        raise TypeError(f"{name}: expected a real number or an array of them, got {value!r}.")
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
         return None
-    try:
-        return np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        return None  # a placeholder of a pytree transformation
+    arrays = [np.asarray(leaf) for leaf in leaves]
+    for leaf, array in zip(leaves, arrays, strict=True):
+        if not (
+            jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.floating)
+        ):
+            raise TypeError(f"{name}: expected a real number or an array of them, got {leaf!r}.")
+    return [array.astype(float) for array in arrays]
 
 
-def _check_strength(name: str, value) -> None:
-    array = _concrete(value)
-    if array is not None and not (np.all(np.isfinite(array)) and np.all(array >= 0)):
-        raise ValueError(f"{name}: must be non-negative and finite, got {value}.")
+def _check_nonnegative(name: str, value, *, infinite: bool = False) -> None:
+    """A concrete ``value`` is ``≥ 0`` and finite (or also ``+inf`` when ``infinite``)."""
+    arrays = _real_leaves(name, value)
+    if arrays is not None and not all(
+        np.all(a >= 0) and (infinite or np.all(np.isfinite(a))) for a in arrays
+    ):
+        bound = "non-negative (or +inf)" if infinite else "non-negative and finite"
+        raise ValueError(f"{name}: must be {bound}, got {value}.")
+
+
+def _check_bounds(lower, upper) -> None:
+    """Concrete bounds are not NaN and ``lower ≤ upper`` (a scalar pairs with every leaf)."""
+    bounds = []
+    for name, value in (("lower", lower), ("upper", upper)):
+        arrays = _real_leaves(name, value)
+        if arrays is not None and any(np.any(np.isnan(a)) for a in arrays):
+            raise ValueError(f"{name}: must not be NaN, got {value}.")
+        bounds.append(arrays)
+    lows, highs = bounds
+    if lows is None or highs is None:
+        return
+    if len(lows) == 1:
+        lows = lows * len(highs)
+    elif len(highs) == 1:
+        highs = highs * len(lows)
+    if len(lows) == len(highs) and any(np.any(lo > hi) for lo, hi in zip(lows, highs, strict=True)):
+        raise ValueError(f"lower: must not exceed upper, got {lower} > {upper}.")
+
+
+def _register(cls, fields: tuple[str, ...]) -> None:
+    """``cls`` as a pytree of ``fields``, rebuilt without ``__post_init__``: JAX's
+    transformations fill the fields with tracers and placeholders that are not parameters, so
+    only what a user constructs is checked."""
+
+    def flatten(penalty):
+        return [(jax.tree_util.GetAttrKey(f), getattr(penalty, f)) for f in fields], None
+
+    def unflatten(_, children):
+        penalty = object.__new__(cls)
+        for field, child in zip(fields, children, strict=True):
+            object.__setattr__(penalty, field, child)
+        return penalty
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten, unflatten)
 
 
 def _sum(tree: ArrayTree) -> Array:
@@ -189,8 +267,8 @@ class ElasticNet:
     l2: ArrayLike = 0.0
 
     def __post_init__(self):
-        _check_strength("l1", self.l1)
-        _check_strength("l2", self.l2)
+        _check_nonnegative("l1", self.l1)
+        _check_nonnegative("l2", self.l2)
 
     def value(self, x: ArrayTree) -> Array:
         """``R(x)``, summed over every leaf."""
@@ -198,7 +276,8 @@ class ElasticNet:
 
     def prox(self, v: ArrayTree, step_size: ArrayLike) -> ArrayTree:
         """``prox_{ηR}(v)``: :func:`prox_elastic_net`."""
-        return prox_elastic_net(v, step_size, self.l1, self.l2)
+        _check_nonnegative("step_size", step_size, infinite=True)
+        return _elastic_net(v, step_size, self.l1, self.l2)
 
     def conjugate(self, u: ArrayTree) -> Array:
         """``R*(u) = ‖S_{λ₁}(u)‖² / (2λ₂)``; for ``λ₂ = 0``, ``0`` on ``‖u‖_∞ ≤ λ₁`` (up to a few
@@ -237,9 +316,7 @@ class Box:
     upper: ArrayLike = np.inf
 
     def __post_init__(self):
-        lower, upper = _concrete(self.lower), _concrete(self.upper)
-        if lower is not None and upper is not None and np.any(lower > upper):
-            raise ValueError(f"lower: must not exceed upper, got {self.lower} > {self.upper}.")
+        _check_bounds(self.lower, self.upper)
 
     def value(self, x: ArrayTree) -> Array:
         """``0`` when every entry is within its bounds, ``+inf`` otherwise."""
@@ -250,7 +327,7 @@ class Box:
     def prox(self, v: ArrayTree, step_size: ArrayLike) -> ArrayTree:
         """The projection :func:`prox_box` (the step size plays no part)."""
         del step_size
-        return prox_box(v, self.lower, self.upper)
+        return _map(jnp.clip, v, self.lower, self.upper)
 
     def conjugate(self, u: ArrayTree) -> Array:
         """The support function ``Σ_j max(lower_j u_j, upper_j u_j)``."""
@@ -266,8 +343,8 @@ class Box:
         return 0.0
 
 
-jax.tree_util.register_dataclass(ElasticNet, data_fields=["l1", "l2"], meta_fields=[])
-jax.tree_util.register_dataclass(Box, data_fields=["lower", "upper"], meta_fields=[])
+_register(ElasticNet, ("l1", "l2"))
+_register(Box, ("lower", "upper"))
 
 
 def _is_penalty(node) -> bool:

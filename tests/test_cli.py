@@ -32,6 +32,8 @@ SMALL = ["--samples", "30", "--particles", "8", "--steps", "20", "--report-every
         ("--l2", "nan"),
         ("--l2", "-1"),
         ("--report-every", "0"),
+        ("--seed", str(2**63)),
+        ("--seed", "1.5"),
     ],
 )
 def test_bad_values_are_usage_errors(option, value, capsys):
@@ -78,3 +80,34 @@ def test_help_shows_the_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for default in ["(default: 1000)", "(default: 0.5)", "(default: figures/teacher_student.png)"]:
         assert default in text
+
+
+def test_a_save_cut_short_keeps_the_previous_figure(tmp_path, monkeypatch, capsys):
+    """A run killed while saving (here: interrupted after the first bytes) leaves the previous
+    figure whole and no partial file (before, the figure was written in place: 0 bytes)."""
+    import matplotlib.figure
+
+    out = tmp_path / "demo.png"
+    out.write_bytes(b"previous figure")
+
+    def interrupted(self, fname, **kwargs):
+        with open(fname, "wb") if isinstance(fname, str | os.PathLike) else fname as handle:
+            handle.write(b"\x89PNG")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main([*SMALL, "--out", str(out)])
+    assert out.read_bytes() == b"previous figure"
+    assert os.listdir(tmp_path) == ["demo.png"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_unwritable_folder_is_refused_before_the_run(capsys):
+    # os.access says yes to root in /proc; nothing can be created there.
+    with pytest.raises(SystemExit) as exit:
+        main([*SMALL, "--out", "/proc/mflangevin/demo.png"])
+    assert exit.value.code == 2
+    captured = capsys.readouterr()
+    assert "argument --out: cannot write to '/proc'" in captured.err
+    assert "step " not in captured.out

@@ -251,8 +251,16 @@ def test_objective_is_a_pytree_of_its_data():
         (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, finite_sum=1), "finite_sum"),
         (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, chunk_size=0), "chunk_size"),
         (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, chunk_size=2.0), "chunk_size"),
+        (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, chunk_size=True), "chunk_size"),
+        (lambda: MeanFieldObjective(lambda t, _: t, jnp.sum, chunk_size="8"), "chunk_size"),
     ],
 )
 def test_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_chunk_size_of_any_integer_type():
+    # Before, np.int64(8) was refused although minibatch(np.int64(8)) was accepted.
+    objective = MeanFieldObjective(lambda t, _: t, jnp.sum, chunk_size=np.int64(8))
+    assert objective.chunk_size == 8 and type(objective.chunk_size) is int

@@ -123,11 +123,55 @@ def test_penalties_pass_through_jit_as_arguments():
         (lambda: ElasticNet(l1=-0.1), "l1: must be non-negative"),
         (lambda: ElasticNet(l2=float("nan")), "l2: must be non-negative"),
         (lambda: Box(1.0, 0.0), "lower: must not exceed upper"),
+        (lambda: Box(lower=float("nan")), "lower: must not be NaN"),
+        (lambda: Box({"a": 0.0, "b": 2.0}, 1.0), "lower: must not exceed upper"),
+        (lambda: ElasticNet(l1="a"), "l1: expected a real number"),
+        (lambda: ElasticNet(l1=None), "l1: expected a real number"),
+        (lambda: ElasticNet(l2=1j), "l2: expected a real number"),
+        (lambda: Box(lower="a"), "lower: expected a real number"),
+        (lambda: ElasticNet(l1=0.1).prox(jnp.ones(2), -1.0), "step_size: must be non-negative"),
     ],
 )
 def test_bad_penalties_are_refused(make, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+V = jnp.array([-2.0, -0.5, 0.0, 0.5, 3.0])
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        # Before, each of these returned wrong values silently (the review's reproducers).
+        (lambda: proximal.soft_threshold(V, -1.0), ValueError, "threshold: must be non-negative"),
+        (lambda: proximal.soft_threshold(V, jnp.nan), ValueError, "threshold: must be non-"),
+        (lambda: proximal.prox_l1(V, -0.5, 1.0), ValueError, "step_size: must be non-negative"),
+        (lambda: proximal.prox_l1(V, 0.5, -1.0), ValueError, "l1: must be non-negative"),
+        (lambda: proximal.prox_l2(V, 1.0, -1.0), ValueError, "l2: must be non-negative"),
+        (lambda: proximal.prox_elastic_net(V, 1.0, 1.0, jnp.inf), ValueError, "l2: must be"),
+        (lambda: proximal.prox_box(V, 1.0, 0.0), ValueError, "lower: must not exceed upper"),
+        (lambda: proximal.prox_box(V, 0.0, jnp.nan), ValueError, "upper: must not be NaN"),
+        (lambda: proximal.prox_l1(V, 0.5, "a"), TypeError, "l1: expected a real number"),
+        (lambda: proximal.soft_threshold(V, True), TypeError, "threshold: expected a real"),
+    ],
+)
+def test_bad_parameters_of_the_maps_are_refused(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_the_checks_leave_infinite_and_traced_parameters_alone():
+    """``t = +inf``, ``η = +inf`` and infinite bounds have their limits; traced values cannot be
+    checked (nor can the placeholders of JAX's transformations, which rebuild penalties
+    without the checks)."""
+    np.testing.assert_array_equal(proximal.soft_threshold(V, jnp.inf), jnp.zeros(5))
+    np.testing.assert_array_equal(proximal.prox_l1(V, jnp.inf, 1.0), jnp.zeros(5))
+    np.testing.assert_array_equal(proximal.prox_box(V, -jnp.inf, jnp.inf), V)
+    np.testing.assert_array_equal(jax.jit(proximal.soft_threshold)(V, 1.0), [-1, 0, 0, 0, 2])
+    shrunk = jax.vmap(lambda l1: ElasticNet(l1).prox(V, 1.0))(jnp.array([1.0, 2.0]))
+    np.testing.assert_array_equal(shrunk[1], [0, 0, 0, 0, 1])
+    assert jax.tree.map(lambda _: "label", Box(0.0, 1.0)).lower == "label"
 
 
 def test_composite_objective_checks_and_subsamples():

@@ -151,7 +151,9 @@ def _sampling_measure(objective: StructuredObjective, temperature, particles: Ar
         return reference.sample, penalty, jnp.zeros((), dtype)
     if hasattr(penalty, "as_gaussian") and penalty.weight > 0:
         gaussian = penalty.as_gaussian(jnp.asarray(temperature, dtype))
-        one = jax.tree.map(lambda x: x[0], particles)
+        # One particle's shapes, not its values: slicing x[0] off particles split over
+        # Explicit mesh axes is a sharding error.
+        one = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), particles)
         return gaussian.sample, None, gaussian.log_normalizer(one).astype(dtype)
     raise ValueError(
         "objective: the dual bound needs a reference measure ν to draw from (E_ν must be an "

@@ -137,7 +137,8 @@ def _search(rows: Array, cols: Array, offset, k: int, block_size: int) -> Array:
     def blocked(x: Array, start, b: int) -> tuple[Array, Array, Array]:
         num_blocks = -(-x.shape[0] // b)
         padded = jnp.pad(x, ((0, num_blocks * b - x.shape[0]), (0, 0)))
-        index = start + jnp.arange(num_blocks * b)
+        # int32 whatever jax_enable_x64 says, as the running top-k's carry and axis_index are
+        index = start + jnp.arange(num_blocks * b, dtype=jnp.int32)
         return (
             jnp.reshape(padded, (num_blocks, b, p)),
             jnp.reshape(jnp.sum(padded**2, axis=1), (num_blocks, b)),

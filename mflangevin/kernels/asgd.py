@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
-from mflangevin._checks import check_positive
+from mflangevin._checks import all_finite, check_positive
 from mflangevin.kernels.diffusions import refuse_if_divergent
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, ArrayTree, PRNGKey, ScalarOrSchedule
@@ -97,14 +97,18 @@ def init(position: ArrayTree, rng_key: PRNGKey | None = None) -> ASGDState:
 
 
 def _check_position(position: ArrayTree) -> None:
-    leaves = jax.tree.leaves(position)
+    leaves = jax.tree_util.tree_flatten_with_path(position)[0]
     if not leaves:
         raise ValueError("position: the parameter pytree has no arrays.")
-    for leaf in leaves:
+    for path, leaf in leaves:
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
             raise TypeError(
                 f"position: parameters must be floating point, got {jnp.result_type(leaf)}."
             )
+        # A NaN parameter would make every step a refused one (traced ones cannot be checked).
+        if not isinstance(leaf, jax.core.Tracer) and not all_finite(leaf):
+            where = f"the leaf {jax.tree_util.keystr(path)} has" if path else "the parameters have"
+            raise ValueError(f"position: {where} NaN or infinite values.")
 
 
 def build_kernel(average_from: int = 0, divergence_threshold: float = 1e6) -> Callable:
@@ -161,9 +165,10 @@ def build_kernel(average_from: int = 0, divergence_threshold: float = 1e6) -> Ca
         new_position, is_divergent = refuse_if_divergent(proposal, position, divergence_threshold)
         count = state.count + 1
         # Running mean over Θ_s..Θ_count: weight 1/(count − s + 1); before s the weight is 1.
-        weight = 1 / jnp.maximum(count - average_from + 1, 1)
+        # Divided in each leaf's dtype: a float32 weight would cost a float64 average 1e-10.
+        terms = jnp.maximum(count - average_from + 1, 1)
         average = jax.tree.map(
-            lambda a, p: a + weight.astype(a.dtype) * (p - a), state.average, new_position
+            lambda a, p: a + (p - a) / terms.astype(a.dtype), state.average, new_position
         )
         sq_norm = sum(jnp.sum(g**2) for g in jax.tree.leaves(grad))
         info = ASGDInfo(loss, jnp.sqrt(sq_norm), is_divergent, jnp.asarray(step_size))

@@ -203,9 +203,19 @@ class _Stream(DataSource):
             if not callable(self.sampler):
                 raise TypeError(f"data_sampler: expected a callable, got {self.sampler!r}.")
             try:
-                batch = jax.eval_shape(self.sampler, jax.random.key(0))
+                program, batch = jax.make_jaxpr(self.sampler, return_shape=True)(jax.random.key(0))
             except Exception as err:  # the user's function, called on a key
                 raise ValueError(f"data_sampler: calling it on a PRNG key failed: {err}") from err
+            (key,) = program.jaxpr.invars
+            if key not in program.jaxpr.outvars and not any(
+                key in equation.invars for equation in program.jaxpr.eqns
+            ):
+                raise ValueError(
+                    "data_sampler: its batch does not depend on the key it is given. It is traced "
+                    "once, so a host-side iterator or generator (next(it)) would give every step "
+                    "the same batch: draw the batch from the key with JAX (e.g. rows at "
+                    "jax.random.randint indices), or hand host batches to streaming_mfld's step."
+                )
             self.on_batch(objective, batch, "data_sampler")
 
     def on_batch(self, objective, batch, name: str = "minibatch") -> MeanFieldObjective:
@@ -293,8 +303,11 @@ def stream(sampler: Callable[[PRNGKey], Any] | None = None) -> DataSource:
     """Every step uses a batch that is not in ``objective.data``.
 
     Without ``sampler`` the caller hands the batch to ``draw`` (the step's argument); with it,
-    ``sampler(rng_key)`` draws the batch on device. Batches must have the structure, row shapes
-    and dtypes of ``objective.data`` (when it has data); their leading axis is the batch size.
+    ``sampler(rng_key)`` draws the batch on device. The sampler is a pure JAX function of the
+    key, traced once into the compiled step: a batch that does not depend on the key (a
+    host-side iterator would give the same one at every step) is refused. Batches must have the
+    structure, row shapes and dtypes of ``objective.data`` (when it has data); their leading
+    axis is the batch size.
 
     Examples
     --------

@@ -546,10 +546,13 @@ def as_top_level_api(
         ``n`` is: the inner loop is then stochastic-gradient Langevin dynamics on ``V_t``.
     data_sampler
         Online mode: a pure JAX function ``rng_key -> data`` giving a fresh sample (leading axis
-        ``B``) each outer step. The sample's ``g_t`` lives on that sample, so the state stores the
-        samples of the last ``num_outer_steps`` outer steps (memory and inner cost
-        ``O(num_outer_steps · B)``, as the paper's online PDA); beyond that the oldest step leaves
-        the dual average (a sliding window). The kernel stays pure: same key, same sample.
+        ``B``) each outer step. It is traced once into the compiled step, so the sample must be
+        drawn from the key with JAX: a host-side iterator or generator would repeat one batch,
+        and a sampler whose batch does not depend on the key is refused. The sample's ``g_t``
+        lives on that sample, so the state stores the samples of the last ``num_outer_steps``
+        outer steps (memory and inner cost ``O(num_outer_steps · B)``, as the paper's online
+        PDA); beyond that the oldest step leaves the dual average (a sliding window). The kernel
+        stays pure: same key, same sample.
     num_outer_steps
         Online mode: the number of outer steps whose samples the state keeps.
     divergence_threshold

@@ -79,6 +79,11 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
     source, estimator = data.stream(), full()._replace(exact=False)
 
     def kernel(rng_key, state, objective, minibatch, step_size, temperature):
+        if minibatch is None:
+            raise TypeError(
+                "minibatch: every step takes the batch it runs on, step(rng_key, state, "
+                "minibatch), with the structure of the objective's data; got None."
+            )
         draw, _ = source.draw(rng_key, objective, (), batch=minibatch)
         try:
             new_state, info = langevin_step(

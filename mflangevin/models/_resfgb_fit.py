@@ -156,8 +156,10 @@ class MLPBlock:
             for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
         )
 
-    def fit(self, state, U, targets, rng_key, batch_size, momentum) -> ArrayTree:
-        """Least squares ``mean_i ‖ι(u_i) − t_i‖²`` from the warm start ``state``.
+    def fit(self, state, U, targets, rng_key, batch_size, momentum) -> tuple[ArrayTree, Array]:
+        """Least squares ``mean_i ‖ι(u_i) − t_i‖²`` from the warm start ``state``: the fitted
+        layers and ``0`` divergent steps (SGD refuses none; its divergence shows as a non-finite
+        loss).
 
         Examples
         --------
@@ -165,7 +167,7 @@ class MLPBlock:
         >>> block = MLPBlock(hidden_sizes=(8,), num_steps=5)
         >>> state = block.init(jax.random.key(0), 3, 2)
         >>> U, targets = jnp.ones((16, 3)), jnp.ones((16, 2))
-        >>> fitted = block.fit(state, U, targets, jax.random.key(1), batch_size=8, momentum=0.9)
+        >>> fitted, _ = block.fit(state, U, targets, jax.random.key(1), batch_size=8, momentum=0.9)
         >>> [w.shape for w, _ in fitted]
         [(3, 8), (8, 2)]
         """
@@ -174,10 +176,11 @@ class MLPBlock:
             u, t = batch
             return jnp.mean(jnp.sum((mlp(layers, u, "relu") - t) ** 2, axis=1))
 
-        return sgd_fit(
+        layers = sgd_fit(
             loss, state, (U, targets), rng_key, num_steps=self.num_steps, batch_size=batch_size,
             learning_rate=self.learning_rate, momentum=momentum,
         )  # fmt: skip
+        return layers, jnp.zeros((), jnp.int32)
 
     def layers(self, state) -> tuple[tuple[Array, Array], ...]:
         """The block's layers (the state is the layers themselves).
@@ -236,14 +239,15 @@ def boosting_step(
 
     ``data`` and ``validation`` are ``(Z, X, Y)``: current features, standardised inputs,
     one-hot labels. Returns the fitted classifier with its metrics (train and validation, at
-    the current depth), the new block state, the :class:`ResidualBlock` and the new features.
+    the current depth), the new block state, the :class:`ResidualBlock`, the new features and
+    the number of divergent steps of the block's fit.
     """
     key_classifier, key_block = jax.random.split(rng_key)
     Z, X, Y = data
     classifier = fit_classifier(classifier, Z, Y, key_classifier, config)
     G = functional_gradient(classifier, Z, Y)
     U = jnp.concatenate([Z, X], axis=1) if config.frank_wolfe else Z
-    block_state = config.block.fit(
+    block_state, num_divergent = config.block.fit(
         block_state, U, rms_normalise(G), key_block, config.batch_size, config.momentum
     )
     layers = config.block.layers(block_state)
@@ -263,4 +267,5 @@ def boosting_step(
         Zv, Xv, Yv = validation
         metrics = (metrics[0], evaluate(classifier, Zv, Yv))
         new_validation = (block(Zv, Xv), Xv, Yv)
-    return classifier, metrics, block_state, block, (block(Z, X), X, Y), new_validation
+    features = (block(Z, X), X, Y)
+    return classifier, metrics, block_state, block, features, new_validation, num_divergent

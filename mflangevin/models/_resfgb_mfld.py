@@ -105,8 +105,10 @@ class MFLDBlock:
             "a": s * jax.random.normal(key_a, (n, output_dim)),
         }
 
-    def fit(self, state, U, targets, rng_key, batch_size, momentum) -> ArrayTree:
-        """``num_steps`` MFLD steps on minibatches of ``(U, targets)`` from the particles ``state``.
+    def fit(self, state, U, targets, rng_key, batch_size, momentum) -> tuple[ArrayTree, Array]:
+        """``num_steps`` MFLD steps on minibatches of ``(U, targets)`` from the particles ``state``:
+        the new particles and the number of divergent steps (``info.is_divergent``: refused for
+        non-finite or huge particles, which are then kept).
 
         ``momentum`` belongs to the SGD-fitted blocks; Langevin dynamics has none.
 
@@ -116,9 +118,11 @@ class MFLDBlock:
         >>> block = MFLDBlock(num_particles=32, num_steps=5)
         >>> state = block.init(jax.random.key(0), 3, 2)
         >>> U, targets = jnp.ones((16, 3)), jnp.ones((16, 2))
-        >>> fitted = block.fit(state, U, targets, jax.random.key(1), batch_size=8, momentum=0.9)
-        >>> fitted["a"].shape, bool(jnp.all(jnp.isfinite(fitted["w"])))
-        ((32, 2), True)
+        >>> fitted, num_divergent = block.fit(
+        ...     state, U, targets, jax.random.key(1), batch_size=8, momentum=0.9
+        ... )
+        >>> fitted["a"].shape, int(num_divergent)
+        ((32, 2), 0)
         """
         del momentum
         objective = MeanFieldObjective(
@@ -132,12 +136,13 @@ class MFLDBlock:
         kernel = mfld.build_kernel(gradient=estimator)
 
         def step(state, key):
-            state, _ = kernel(key, state, objective, self.step_size, self.temperature)
-            return state, None
+            state, info = kernel(key, state, objective, self.step_size, self.temperature)
+            return state, info.is_divergent
 
         initial = mfld.init(state, objective=objective, gradient=estimator)
-        final, _ = jax.lax.scan(step, initial, jax.random.split(rng_key, self.num_steps))
-        return final.position
+        keys = jax.random.split(rng_key, self.num_steps)
+        final, is_divergent = jax.lax.scan(step, initial, keys)
+        return final.position, jnp.sum(is_divergent)
 
     def layers(self, state: ArrayTree) -> tuple[tuple[Array, Array], ...]:
         """The particles as an MLP: hidden layer ``(w_r / √d_in, b_r)``, output ``a_r / N``.

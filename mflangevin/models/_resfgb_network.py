@@ -17,11 +17,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import zipfile
+import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mflangevin._files import replace_atomically
 from mflangevin.types import Array, ArrayLike
 
 __all__ = ["ResidualBlock", "ResidualNetwork", "apply", "features", "save", "load"]
@@ -190,6 +192,12 @@ def features(network: ResidualNetwork, X: ArrayLike) -> Array:
     >>> features(network, jnp.array([[3.0, 1.0]]))
     Array([[1., 0.]], dtype=float32)
     """
+    d = jnp.shape(network.shift)[0]
+    if jnp.ndim(X) != 2 or jnp.shape(X)[1] != d:  # static shapes: checked under jit too
+        raise ValueError(
+            f"X: expected an array of shape (n, {d}), the network's input dimension; got "
+            f"shape {jnp.shape(X)}."
+        )
     x = (jnp.asarray(X) - network.shift[None, :]) / network.scale[None, :]
     z = x
     for block in network.blocks:
@@ -215,8 +223,9 @@ def apply(network: ResidualNetwork, X: ArrayLike) -> Array:
 
 def _archive_path(file):
     """``file`` with the ``.npz`` suffix NumPy adds on saving; file objects pass through."""
-    if isinstance(file, str | os.PathLike) and not os.fspath(file).endswith(".npz"):
-        return os.fspath(file) + ".npz"
+    if isinstance(file, str | os.PathLike):
+        path = os.fspath(file)
+        return path if path.endswith(".npz") else path + ".npz"
     return file
 
 
@@ -226,8 +235,10 @@ def save(
     """Save a residual network (and optionally its class labels) to a NumPy ``.npz`` archive.
 
     A path without the ``.npz`` suffix gets it, as with ``numpy.savez``; :func:`load` finds the
-    archive under either name. ``classes`` (for a fitted :class:`ResFGB`, its ``classes_``) maps
-    the class indices of :func:`apply` to labels; numbers or strings, one per class.
+    archive under either name. The archive is written whole or not at all (a temporary file in
+    the same folder, renamed over ``file``): an interrupted save leaves the previous one in place.
+    ``classes`` (for a fitted :class:`ResFGB`, its ``classes_``) maps the class indices of
+    :func:`apply` to labels; numbers or strings, one per class.
 
     Layout (one array per key): ``format`` (the string ``"mflangevin.resnet/1"``), ``shift``,
     ``scale``, ``classifier_weight``, ``classifier_bias``, ``num_blocks``, optionally
@@ -278,54 +289,91 @@ def save(
         arrays[f"block{i}/decay"] = block.decay
         arrays[f"block{i}/step"] = block.step
         arrays[f"block{i}/output_activation"] = np.array(block.output_activation)
-    np.savez(_archive_path(file), **{key: np.asarray(value) for key, value in arrays.items()})
+    arrays = {key: np.asarray(value) for key, value in arrays.items()}
+    file = _archive_path(file)
+    if not isinstance(file, str):  # a file object: written as it is
+        np.savez(file, **arrays)
+        return
+    with replace_atomically(file) as handle:  # whole or not at all, never a truncated archive
+        np.savez(handle, **arrays)
+
+
+# The longest string an archive may hold (the format, an activation, a class label): 256
+# characters, so that no header can make load read more than the shapes of the network say.
+_MAX_STRING_BYTES = 4 * 256
 
 
 class _Archive:
-    """The arrays of an archive, each checked for its shape, read with the key in any error."""
+    """The arrays of an ``.npz`` archive, each checked from its header (shape and dtype) before
+    its data are read, with the key in every error. Only the arrays asked for are read: a
+    member can make ``load`` read no more than the network it describes."""
 
-    def __init__(self, arrays: dict, file):
-        self.arrays, self.file = arrays, file
+    def __init__(self, members: zipfile.ZipFile, file):
+        self.members, self.file, self.asked = members, file, set()
+        self.headers = {}
+        for info in members.infolist():
+            key = info.filename.removesuffix(".npy")
+            if key == info.filename:
+                raise self.error(f"the member {info.filename!r} is not a NumPy array")
+            self.headers[key] = (info, *self._header(key, info))
 
     def error(self, message: str) -> ValueError:
         return ValueError(f"file: malformed residual network archive {self.file}: {message}.")
 
-    def get(self, key: str, ndim: int | None = None, floating: bool = True):
-        if key not in self.arrays:
+    def _header(self, key: str, info: zipfile.ZipInfo):
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }
+        with self.members.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in read_header:
+                raise self.error(f"{key!r} has the unsupported .npy version {version}")
+            shape, _, dtype = read_header[version](member)
+        if dtype.hasobject:
+            raise self.error(f"{key!r} holds Python objects, which are never loaded")
+        if dtype.kind == "U" and dtype.itemsize > _MAX_STRING_BYTES:
+            raise self.error(f"{key!r} holds strings longer than 256 characters")
+        return shape, dtype
+
+    def shape(self, key: str, ndim: int, kinds: str = "f") -> tuple[int, ...]:
+        """The shape of ``key`` read off its header, which must give ``ndim`` axes and a dtype
+        of one of the NumPy ``kinds`` (``"f"`` floating, ``"iu"`` integer, ``"U"`` string)."""
+        if key not in self.headers:
             raise self.error(f"the array {key!r} is missing")
-        value = self.arrays[key]
-        if ndim is not None and value.ndim != ndim:
-            raise self.error(f"{key!r} needs {ndim} axes, got shape {value.shape}")
-        if floating and not np.issubdtype(value.dtype, np.floating):
-            raise self.error(f"{key!r} needs floating-point values, got {value.dtype}")
-        if floating and not np.all(np.isfinite(value)):
+        self.asked.add(key)
+        _, shape, dtype = self.headers[key]
+        if len(shape) != ndim:
+            raise self.error(f"{key!r} needs {ndim} axes, got shape {shape}")
+        if dtype.kind not in kinds:
+            needs = {"f": "floating-point values", "iu": "a non-negative integer"}.get(kinds)
+            raise self.error(f"{key!r} needs {needs or 'numbers or strings'}, got {dtype}")
+        return shape
+
+    def read(self, key: str) -> np.ndarray:
+        """The data of ``key``, whose header :meth:`shape` checked; floating values finite."""
+        info, _, dtype = self.headers[key]
+        with self.members.open(info) as member:
+            value = np.lib.format.read_array(member, allow_pickle=False)
+        if dtype.kind == "f" and not np.all(np.isfinite(value)):
             raise self.error(f"{key!r} has NaN or infinite values")
         return value
 
     def count(self, key: str) -> int:
-        value = self.get(key, ndim=0, floating=False)
-        if not np.issubdtype(value.dtype, np.integer) or int(value) < 0:
-            raise self.error(f"{key!r} needs a non-negative integer, got {value!r}")
-        return int(value)
+        self.shape(key, 0, "iu")
+        value = int(self.read(key))
+        if value < 0:
+            raise self.error(f"{key!r} needs a non-negative integer, got {value}")
+        return value
 
+    def string(self, key: str) -> str:
+        self.shape(key, 0, "U")
+        return str(self.read(key))
 
-def _read_archive(handle, file) -> _Archive:
-    errors = (OSError, EOFError, zipfile.BadZipFile, ValueError)
-    try:
-        archive = np.load(handle)
-    except errors as err:
-        raise ValueError(f"file: cannot read {file} as an .npz archive: {err}") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"file: not a residual network archive ({_FORMAT}): {file}.")
-    with archive:
-        try:
-            if "format" not in archive or str(archive["format"]) != _FORMAT:
-                raise ValueError(f"file: not a residual network archive ({_FORMAT}): {file}.")
-            return _Archive({key: archive[key] for key in archive.files}, file)
-        except errors as err:
-            if str(err).startswith("file:"):
-                raise
-            raise ValueError(f"file: cannot read {file} as an .npz archive: {err}") from err
+    def check_no_others(self) -> None:
+        others = sorted(set(self.headers) - self.asked)
+        if others:
+            raise self.error(f"it holds arrays that are not part of a network: {others}")
 
 
 def load(file: str | os.PathLike, *, return_classes: bool = False):
@@ -333,7 +381,11 @@ def load(file: str | os.PathLike, *, return_classes: bool = False):
 
     ``file`` may name the archive with or without its ``.npz`` suffix. A file that is not such
     an archive, or whose arrays are missing or do not fit together, raises a ``ValueError``
-    naming ``file`` and what is wrong; pickled contents are never loaded.
+    naming ``file`` and what is wrong; pickled contents are never loaded. Safe on untrusted
+    files: the arrays' headers (shapes, dtypes) are checked against each other before any data
+    are read, arrays that are not part of a network are refused unread, and strings are at
+    most 256 characters, so a file can make ``load`` read no more than the network it
+    describes.
 
     Returns
     -------
@@ -355,58 +407,79 @@ def load(file: str | os.PathLike, *, return_classes: bool = False):
             file = _archive_path(file)
     if isinstance(file, str | os.PathLike):
         with open(file, "rb") as handle:  # closed on every error, unlike np.load(path)
-            a = _read_archive(handle, file)
-    else:
-        a = _read_archive(file, file)
-    shift, scale = a.get("shift", 1), a.get("scale", 1)
-    d = shift.shape[0]
-    if scale.shape != (d,) or not np.all(scale > 0):
-        raise a.error(f"'scale' needs {d} positive values to match 'shift', got {scale.shape}")
-    blocks = []
+            return _read_archive(handle, file, return_classes)
+    return _read_archive(file, file, return_classes)
+
+
+def _read_archive(handle, file, return_classes: bool):
+    errors = (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError)
+    try:
+        with zipfile.ZipFile(handle) as members:
+            return _read_network(_Archive(members, file), return_classes)
+    except errors as err:
+        if str(err).startswith("file:"):
+            raise
+        raise ValueError(f"file: cannot read {file} as an .npz archive: {err}") from err
+
+
+def _read_network(a: _Archive, return_classes: bool):
+    """The network of an archive: every header checked against the others, then the data."""
+    if "format" not in a.headers or a.string("format") != _FORMAT:
+        raise ValueError(f"file: not a residual network archive ({_FORMAT}): {a.file}.")
+    (d,) = a.shape("shift", 1)
+    if a.shape("scale", 1) != (d,):
+        raise a.error(f"'scale' needs {d} positive values to match 'shift'")
+    block_layers = []
     for i in range(a.count("num_blocks")):
-        prefix = f"block{i}"
-        layers = []
+        prefix, shapes = f"block{i}", []
         for k in range(a.count(f"{prefix}/num_layers")):
-            w, b = a.get(f"{prefix}/layer{k}/weight", 2), a.get(f"{prefix}/layer{k}/bias", 1)
-            expected = (layers[-1][0].shape[1] if layers else w.shape[0], b.shape[0])
-            if w.shape != expected or (not layers and w.shape[0] not in (d, 2 * d)):
-                raise a.error(
-                    f"'{prefix}/layer{k}/weight' has shape {w.shape}, which does not chain"
-                )
-            layers.append((w, b))
-        if not layers:
+            w, b = a.shape(f"{prefix}/layer{k}/weight", 2), a.shape(f"{prefix}/layer{k}/bias", 1)
+            expected = (shapes[-1][1] if shapes else w[0], b[0])
+            if w != expected or (not shapes and w[0] not in (d, 2 * d)):
+                raise a.error(f"'{prefix}/layer{k}/weight' has shape {w}, which does not chain")
+            shapes.append(w)
+        if not shapes:
             raise a.error(f"'{prefix}' has no layers")
-        weight = a.get(f"{prefix}/weight", 2)
-        if weight.shape != (layers[-1][0].shape[1], d):
-            raise a.error(f"'{prefix}/weight' needs shape {(layers[-1][0].shape[1], d)}")
-        activation = str(a.get(f"{prefix}/output_activation", 0, floating=False))
+        if a.shape(f"{prefix}/weight", 2) != (shapes[-1][1], d):
+            raise a.error(f"'{prefix}/weight' needs shape {(shapes[-1][1], d)}")
+        a.shape(f"{prefix}/decay", 0), a.shape(f"{prefix}/step", 0)
+        activation = a.string(f"{prefix}/output_activation")
         if activation not in _OUTPUT_ACTIVATIONS:
             raise a.error(f"'{prefix}/output_activation' is {activation!r}")
-        blocks.append(
-            ResidualBlock(
-                layers=tuple((jnp.asarray(w), jnp.asarray(b)) for w, b in layers),
-                weight=jnp.asarray(weight),
-                decay=jnp.asarray(a.get(f"{prefix}/decay", 0)),
-                step=jnp.asarray(a.get(f"{prefix}/step", 0)),
-                output_activation=activation,
-            )
+        block_layers.append((len(shapes), activation))
+    (num_classes,) = a.shape("classifier_bias", 1)
+    if a.shape("classifier_weight", 2) != (d, num_classes):
+        raise a.error(f"'classifier_weight' needs shape {(d, num_classes)}")
+    if "classes" in a.headers and a.shape("classes", 1, "biufU") != (num_classes,):
+        raise a.error(f"'classes' needs shape {(num_classes,)}")
+    a.check_no_others()
+
+    scale = a.read("scale")
+    if not np.all(scale > 0):
+        raise a.error(f"'scale' needs {d} positive values to match 'shift'")
+    blocks = tuple(
+        ResidualBlock(
+            layers=tuple(
+                (
+                    jnp.asarray(a.read(f"block{i}/layer{k}/weight")),
+                    jnp.asarray(a.read(f"block{i}/layer{k}/bias")),
+                )
+                for k in range(num_layers)
+            ),
+            weight=jnp.asarray(a.read(f"block{i}/weight")),
+            decay=jnp.asarray(a.read(f"block{i}/decay")),
+            step=jnp.asarray(a.read(f"block{i}/step")),
+            output_activation=activation,
         )
-    classifier_weight, classifier_bias = a.get("classifier_weight", 2), a.get("classifier_bias", 1)
-    if classifier_weight.shape != (d, classifier_bias.shape[0]):
-        raise a.error(
-            f"'classifier_weight' needs shape {(d, classifier_bias.shape[0])}, got "
-            f"{classifier_weight.shape}"
-        )
+        for i, (num_layers, activation) in enumerate(block_layers)
+    )
     network = ResidualNetwork(
-        shift=jnp.asarray(shift),
+        shift=jnp.asarray(a.read("shift")),
         scale=jnp.asarray(scale),
-        blocks=tuple(blocks),
-        classifier_weight=jnp.asarray(classifier_weight),
-        classifier_bias=jnp.asarray(classifier_bias),
+        blocks=blocks,
+        classifier_weight=jnp.asarray(a.read("classifier_weight")),
+        classifier_bias=jnp.asarray(a.read("classifier_bias")),
     )
     if not return_classes:
         return network
-    classes = a.arrays.get("classes")
-    if classes is not None and classes.shape != classifier_bias.shape:
-        raise a.error(f"'classes' needs shape {classifier_bias.shape}, got {classes.shape}")
-    return network, classes
+    return network, a.read("classes") if "classes" in a.headers else None

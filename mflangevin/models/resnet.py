@@ -63,6 +63,14 @@ def _final_fit(rng_key, classifier, data, validation, config):
     return classifier, (evaluate(classifier, data[0], data[2]), val)
 
 
+def _real(name: str, value) -> float:
+    """A real scalar (not a bool, a string or a schedule), as a float."""
+    array = None if isinstance(value, bool) else np.asarray(value)
+    if array is None or array.shape != () or array.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected a number, got {value!r}.")
+    return float(array)
+
+
 def _check_X(name: str, X, num_features: int | None = None) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2:
@@ -188,11 +196,11 @@ class ResFGB:
             ("classifier_learning_rate", classifier_learning_rate),
             ("fw_radius", 1.0 if fw_radius is None else fw_radius),
         ):
-            if not np.isfinite(value) or value <= 0:
+            if not np.isfinite(_real(name, value)) or value <= 0:
                 raise ValueError(f"{name}: must be positive and finite, got {value}.")
-        if l2 is not None and not (np.isfinite(l2) and l2 >= 0):
+        if l2 is not None and not (np.isfinite(_real("l2", l2)) and l2 >= 0):
             raise ValueError(f"l2: must be non-negative and finite, got {l2}.")
-        if not 0 <= momentum < 1:
+        if not 0 <= _real("momentum", momentum) < 1:
             raise ValueError(f"momentum: must be in [0, 1), got {momentum}.")
         if variant not in _VARIANTS:
             raise ValueError(f"variant: expected one of {_VARIANTS}, got {variant!r}.")
@@ -258,9 +266,18 @@ class ResFGB:
         start = time.perf_counter()
         classifiers, blocks, metrics, times = [], [], [], []
         for depth in tqdm(range(self.num_iterations), disable=not self.progress, desc="ResFGB"):
-            classifier, step_metrics, block_state, block, data, validation = _boosting_step(
-                keys[depth], jnp.asarray(depth), classifier, block_state, data, validation, config
-            )
+            classifier, step_metrics, block_state, block, data, validation, num_divergent = (
+                _boosting_step(
+                    keys[depth], jnp.asarray(depth), classifier, block_state, data, validation,
+                    config,
+                )
+            )  # fmt: skip
+            if int(num_divergent):
+                raise FloatingPointError(
+                    f"ResFGB diverged at iteration {depth}: {int(num_divergent)} of the block's "
+                    f"{self.block.num_steps} MFLD steps were refused (non-finite or huge "
+                    "particles) and the block kept its particles: lower the block's step_size."
+                )
             classifiers.append(classifier)
             blocks.append(block)
             metrics.append(jax.device_get(step_metrics))

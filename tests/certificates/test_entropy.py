@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import polygamma
 
+import mflangevin
 from mflangevin.certificates.entropy import entropy, flatten_particles, kth_neighbor_distance
 
 
@@ -17,6 +18,23 @@ def test_kth_neighbor_distance_matches_brute_force(num_neighbors, block_size):
     pairwise = np.linalg.norm(np.asarray(x)[:, None, :] - np.asarray(x)[None, :, :], axis=-1)
     expected = np.sort(pairwise, axis=1)[:, num_neighbors]  # column 0 is the point itself
     np.testing.assert_allclose(distances, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_neighbor_search_under_x64(dtype):
+    # The running top-k's indices stay int32 when jax_enable_x64 makes jnp.arange int64 (before,
+    # the scan's carry and its update disagreed and every certificate raised under x64).
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (40, 2), dtype)
+        distances = kth_neighbor_distance(x, 2, 16)
+        assert distances.dtype == dtype
+        pairwise = np.linalg.norm(np.asarray(x)[:, None, :] - np.asarray(x)[None, :, :], axis=-1)
+        np.testing.assert_allclose(distances, np.sort(pairwise, axis=1)[:, 2], rtol=1e-6)
+
+
+def test_the_public_name_is_the_function():
+    # Before, mflangevin.entropy (in __all__) was the module mflangevin.certificates.entropy.
+    assert mflangevin.entropy is entropy
 
 
 def test_pytree_particles_are_flattened():

@@ -131,6 +131,21 @@ def test_bad_arguments(make, error, match):
         make()
 
 
+def test_a_sampler_whose_batch_does_not_depend_on_the_key_is_refused():
+    """A host-side iterator is called once, when the step is traced, and its batch repeated at
+    every step (before, silently: 6 online PDA steps held 2 distinct batches)."""
+    batches = iter([jnp.full((4, 2), float(i)) for i in range(10)])
+    objective = finite_sum(10)
+    message = "data_sampler: its batch does not depend on the key"
+    with pytest.raises(ValueError, match=message):
+        data.stream(lambda key: next(batches)).check(objective)
+    with pytest.raises(ValueError, match=message):
+        mflangevin.pda(objective, 0.1, 0.1, 2, data_sampler=lambda key: jnp.ones((4, 2)),
+                       num_outer_steps=3)  # fmt: skip
+    rows = objective.data
+    data.stream(lambda key: rows[jax.random.randint(key, (4,), 0, 10)]).check(objective)
+
+
 def network_algorithm(n, seed=0, gradient=None, chunk_size=250):
     X = jax.random.normal(jax.random.key(seed), (n, 3))
     net = MeanFieldNetwork("tanh")

@@ -72,6 +72,9 @@ def test_bad_input():
         streaming.step(jax.random.key(0), state, X[:8])
     with pytest.raises(ValueError, match="sample axis"):
         streaming.step(jax.random.key(0), state, (X[:8], y[:7]))
+    # Before: 'NoneType' object is not callable.
+    with pytest.raises(TypeError, match="^minibatch: every step takes the batch it runs on"):
+        streaming.step(jax.random.key(0), state, None)
 
 
 def test_minibatch_labels_outside_the_loss_domain():

@@ -1,5 +1,9 @@
 """Tests of ResFGB and the residual network it grows (docs/theory/resfgb.md)."""
 
+import io
+import os
+import zipfile
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,7 +50,7 @@ def test_layer_map_is_the_kernel_smoothed_functional_gradient(moons):
     )  # fmt: skip
     classifier = Classifier(jax.random.normal(key_c, (d, 2)), jnp.zeros(2))
     state = BLOCK.init(key_b, d, d)
-    fitted, _, _, block, (Z_new, _, _), _ = resnet._boosting_step(
+    fitted, _, _, block, (Z_new, _, _), _, _ = resnet._boosting_step(
         key_s, jnp.asarray(0), classifier, state, (Z, Z, Y), (Z_val, Z_val, Y_val), config
     )
     G = functional_gradient(fitted, Z, Y)
@@ -151,6 +155,15 @@ def test_divergence_is_a_clear_error(moons):
         ResFGB(num_iterations=3, step_size=1.0, block=block, batch_size=50).fit(X, y)
 
 
+def test_a_block_whose_every_step_is_refused_is_a_clear_error(moons):
+    """η = 1e8: every MFLD step proposes huge particles and is refused, so the block would keep
+    its initialisation (before, silently; the loss stays finite)."""
+    X, y, _, _ = moons
+    block = MFLDBlock(num_particles=8, num_steps=20, step_size=1e8)
+    with pytest.raises(FloatingPointError, match="20 of the block's 20 MFLD steps were refused"):
+        ResFGB(num_iterations=3, step_size=1.0, block=block, batch_size=50).fit(X, y)
+
+
 def test_digits_beats_logistic_regression_for_every_seed_with_one_compilation():
     """Measured on this split: logistic regression 0.972; ResFGB with one hidden layer of 100
     units, 10 iterations of 200 steps, 0.980, 0.980, 0.981 with seeds 0, 1, 2 (the default,
@@ -204,6 +217,12 @@ def test_bad_validation_and_prediction_data(fitted, moons):
         (dict(variant="adam"), ValueError, "variant"),
         (dict(momentum=1.0), ValueError, "momentum"),
         (dict(block="mlp"), TypeError, "block"),
+        # Before, a numpy TypeError without the argument's name.
+        (dict(step_size="a"), TypeError, "^step_size: expected a number"),
+        (dict(classifier_learning_rate=[0.1]), TypeError, "^classifier_learning_rate: expected"),
+        (dict(fw_radius=True), TypeError, "^fw_radius: expected a number"),
+        (dict(l2="x"), TypeError, "^l2: expected a number"),
+        (dict(momentum=None), TypeError, "^momentum: expected a number"),
     ],
 )
 def test_bad_hyperparameters(kwargs, error, match):
@@ -315,3 +334,66 @@ def test_unreadable_files_are_clear_errors(tmp_path):
     for name in ("cut.npz", "empty.npz", "array.npy", "objects.npz"):
         with pytest.raises(ValueError, match="^file: "):
             resnet.load(tmp_path / name)
+
+
+def test_a_save_cut_short_keeps_the_previous_archive(tmp_path, monkeypatch):
+    """Interrupted after its first bytes, ``save`` leaves the previous archive whole (before, it
+    wrote in place) and no partial file."""
+    network = _small_network()
+    resnet.save(tmp_path / "net.npz", network)
+    before = (tmp_path / "net.npz").read_bytes()
+
+    def interrupted(file, **arrays):
+        with open(file, "wb") if isinstance(file, str | os.PathLike) else file as handle:
+            handle.write(b"PK")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        resnet.save(tmp_path / "net.npz", network)
+    assert (tmp_path / "net.npz").read_bytes() == before
+    assert os.listdir(tmp_path) == ["net.npz"]
+
+
+def _with_member(source, target, name, header, data=b""):
+    """A copy of the archive ``source`` with one more member: an ``.npy`` header and ``data``."""
+    with zipfile.ZipFile(source) as a, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as b:
+        for member in a.namelist():
+            if member != name:
+                b.writestr(member, a.read(member))
+        stream = io.BytesIO()
+        np.lib.format.write_array_header_1_0(stream, header)
+        b.writestr(name, stream.getvalue() + data)
+
+
+def test_load_rejects_members_that_are_not_part_of_the_network(tmp_path):
+    # Before, every member was read: an extra one of 3 GB of zeros (3 MB compressed) took 3 GB.
+    resnet.save(tmp_path / "net.npz", _small_network())
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2,)}
+    _with_member(tmp_path / "net.npz", tmp_path / "extra.npz", "junk.npy", header, bytes(8))
+    with pytest.raises(ValueError, match=r"not part of a network: \['junk'\]"):
+        resnet.load(tmp_path / "extra.npz")
+
+
+def test_load_checks_the_headers_before_reading_any_data(tmp_path):
+    """A ``shift`` that declares 2^40 values (4 TB; the member holds none of them) is refused
+    from its header, for not matching ``scale``: no data were read."""
+    resnet.save(tmp_path / "net.npz", _small_network())
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2**40,)}
+    _with_member(tmp_path / "net.npz", tmp_path / "huge.npz", "shift.npy", header)
+    with pytest.raises(ValueError, match="'scale' needs 1099511627776 positive values"):
+        resnet.load(tmp_path / "huge.npz")
+    long_string = {"descr": "<U100000", "fortran_order": False, "shape": ()}
+    _with_member(tmp_path / "net.npz", tmp_path / "long.npz", "format.npy", long_string)
+    with pytest.raises(ValueError, match="'format' holds strings longer than 256 characters"):
+        resnet.load(tmp_path / "long.npz")
+
+
+def test_apply_on_inputs_of_another_dimension_is_a_clear_error():
+    # Before, a JAX broadcasting error; under jit too, since shapes are static.
+    network = _small_network()
+    for apply in (resnet.apply, jax.jit(resnet.apply), resnet.features):
+        with pytest.raises(ValueError, match=r"^X: expected an array of shape \(n, 2\)"):
+            apply(network, jnp.ones((3, 5)))
+    with pytest.raises(ValueError, match=r"got shape \(2,\)"):
+        resnet.apply(network, jnp.ones(2))
