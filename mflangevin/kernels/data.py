@@ -486,37 +486,43 @@ def held_algorithm(
     Array([-1., -1.], dtype=float32)
     """
     holder, settings = Holder(objective), freeze(settings)
-    fitting = set()  # the particles' shapes known to fit: those init made or step checked
+    fitting = set()  # the states' shapes known to fit: those init made or step checked
 
     def init_fn(position, rng_key=None):
         state = init(position, rng_key)
-        fitting.add(_shapes(state.position))
+        fitting.add(_shapes(state))
         holder.place_like(state.position)
         return holder.commit(state)
 
     def step_fn(rng_key, state):
         check_state(state, state_type)
-        shapes = _shapes(state.position)
+        shapes = _shapes(state)
         if shapes not in fitting:
             # A state this algorithm did not start (a checkpoint): its particles are checked as
-            # init checks them, by tracing init (nothing is computed).
+            # init checks them, and the state against the one init would make from them, by
+            # tracing init (nothing is computed).
             try:
-                jax.eval_shape(init, state.position, None)
+                expected = _shapes(jax.eval_shape(init, state.position, None))
             except (TypeError, ValueError) as err:
                 raise ValueError(
                     f"state: its particles do not fit this algorithm (a checkpoint of another "
                     f"problem?): {err}"
                 ) from err
+            if shapes != expected:
+                raise ValueError(
+                    "state: it is not a state of this algorithm: its parts differ from those "
+                    "init makes (made with other settings, e.g. another drift estimator?)."
+                )
             fitting.add(shapes)
         return step(settings, rng_key, state, holder.held, *step_args)
 
     return SamplingAlgorithm(init_fn, step_fn)
 
 
-def _shapes(position) -> tuple:
-    """The structure, shapes and dtypes of a particle pytree (hashable)."""
-    leaves, structure = jax.tree.flatten(position)
-    return structure, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
+def _shapes(tree) -> tuple:
+    """The structure, shapes and dtypes of a pytree (hashable)."""
+    leaves, structure = jax.tree.flatten(tree)
+    return structure, tuple((jnp.shape(x), getattr(x, "dtype", None)) for x in leaves)
 
 
 class _ByIdentity:

@@ -287,8 +287,9 @@ def test_sharded_inputs_run_and_match_the_single_device_run(what):
 
 def test_a_checkpoint_resumes_where_it_fits_and_is_refused_elsewhere():
     """A state resumed into an algorithm that did not make it (a checkpoint) is checked at its
-    first step as init checks particles: on its problem it continues bitwise, on data of another
-    dimension it is a clear error (before, JAX's dot_general error)."""
+    first step against the state init would make: on its problem it continues bitwise; on data
+    of another dimension (before, JAX's dot_general error) or with another drift estimator it
+    is a clear error."""
     algorithm, state = network_algorithm(64, gradient=gradients.svrg(16, 2))
     state, _ = algorithm.step(jax.random.key(2), state)
     checkpoint = pickle.loads(pickle.dumps(state))
@@ -300,3 +301,7 @@ def test_a_checkpoint_resumes_where_it_fits_and_is_refused_elsewhere():
     other = mflangevin.mfld(MeanFieldNetwork("tanh").objective(X, X[:, 0]), 0.1, 1e-3)
     with pytest.raises(ValueError, match="^state: its particles do not fit this algorithm"):
         other.step(jax.random.key(3), checkpoint)
+    # Before: 'tuple' object has no attribute '_replace'.
+    full_drift, _ = network_algorithm(64)
+    with pytest.raises(ValueError, match="^state: it is not a state of this algorithm"):
+        full_drift.step(jax.random.key(3), checkpoint)
