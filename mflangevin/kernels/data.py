@@ -409,8 +409,15 @@ class Holder:
         ]
         if not refs or not leaves:
             return
-        target = leaves[0].sharding
-        if target.device_set == refs[0].sharding.device_set:
+        target, held = leaves[0].sharding, refs[0].sharding
+        if target.device_set == held.device_set and _meshes_differ(target, held):
+            # One program cannot take inputs on two meshes of the same devices.
+            raise ValueError(
+                f"position: the particles are on the mesh ({_axes(target.mesh)}) and the "
+                f"objective's data on another ({_axes(held.mesh)}); place both on one mesh "
+                "(mflangevin.sharding.shard_particles and shard_data with the same mesh)."
+            )
+        if target.device_set == held.device_set:
             return
         if isinstance(target, jax.sharding.NamedSharding):
             target = jax.sharding.NamedSharding(target.mesh, jax.sharding.PartitionSpec())
@@ -517,6 +524,18 @@ def held_algorithm(
         return step(settings, rng_key, state, holder.held, *step_args)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+def _meshes_differ(a: jax.sharding.Sharding, b: jax.sharding.Sharding) -> bool:
+    named = jax.sharding.NamedSharding
+    return isinstance(a, named) and isinstance(b, named) and a.mesh != b.mesh
+
+
+def _axes(mesh) -> str:
+    return ", ".join(
+        f"{name}: {size} {kind.name}"
+        for (name, size), kind in zip(mesh.shape.items(), mesh.axis_types, strict=True)
+    )
 
 
 def _shapes(tree) -> tuple:
