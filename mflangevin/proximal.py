@@ -220,8 +220,11 @@ def _register(cls, fields: tuple[str, ...]) -> None:
     transformations fill the fields with tracers and placeholders that are not parameters, so
     only what a user constructs is checked."""
 
-    def flatten(penalty):
+    def flatten_with_keys(penalty):
         return [(jax.tree_util.GetAttrKey(f), getattr(penalty, f)) for f in fields], None
+
+    def flatten(penalty):
+        return [getattr(penalty, f) for f in fields], None
 
     def unflatten(_, children):
         penalty = object.__new__(cls)
@@ -229,7 +232,7 @@ def _register(cls, fields: tuple[str, ...]) -> None:
             object.__setattr__(penalty, field, child)
         return penalty
 
-    jax.tree_util.register_pytree_with_keys(cls, flatten, unflatten)
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
 
 
 def _sum(tree: ArrayTree) -> Array:

@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from mflangevin import cli
 from mflangevin.cli import main
 
 
@@ -82,7 +83,7 @@ def test_help_shows_the_defaults(capsys):
         assert default in text
 
 
-def test_a_save_cut_short_keeps_the_previous_figure(tmp_path, monkeypatch, capsys):
+def test_a_save_cut_short_keeps_the_previous_figure(tmp_path, monkeypatch):
     """A run killed while saving (here: interrupted after the first bytes) leaves the previous
     figure whole and no partial file (before, the figure was written in place: 0 bytes)."""
     import matplotlib.figure
@@ -96,8 +97,9 @@ def test_a_save_cut_short_keeps_the_previous_figure(tmp_path, monkeypatch, capsy
         raise KeyboardInterrupt
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", interrupted)
+    history = {"step": [0, 1], "objective": [1.0, 0.5], "test_error": [1.0, 0.6]}
     with pytest.raises(KeyboardInterrupt):
-        main([*SMALL, "--out", str(out)])
+        cli._plot({**history, "similarity": [0.1, 0.2]}, str(out))
     assert out.read_bytes() == b"previous figure"
     assert os.listdir(tmp_path) == ["demo.png"]
 

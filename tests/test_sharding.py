@@ -423,6 +423,16 @@ def test_bad_arguments_are_named(call, message):
         call()
 
 
+def test_particles_and_data_on_two_meshes_of_the_same_devices_are_refused_at_init():
+    # Before, the step raised JAX's "Mesh for all inputs should be equal".
+    net, particles, X, y = problem()
+    placed = sharding.shard_particles(particles, sharding.make_mesh(4, 1))
+    Xs, ys = sharding.shard_data((X, y), sharding.make_mesh(2, 2))
+    algorithm = mflangevin.mfld(net.objective(Xs, ys, l2=1e-3), 0.1, 1e-3)
+    with pytest.raises(ValueError, match=r"^position: the particles are on the mesh \(particles"):
+        algorithm.init(placed)
+
+
 def test_two_processes_of_4_devices(two_processes):
     """2 processes joined by jax.distributed, 4 devices each: the example (each process holds
     half the particles) prints the objective of the same run in one process, and MFLD on the

@@ -143,23 +143,30 @@ def proximal_gibbs_log_density(
 def _sampling_measure(objective: StructuredObjective, temperature, particles: ArrayTree):
     """The probability measure ν' drawn from, the penalty left in ψ, and the log-normaliser
     ``c`` with ``log ∫ e^{−ψ/λ} dν = log E_{ν'} e^{−ψ'/λ} + c`` (see the module docstring)."""
+    _check_sampling_measure(objective)
     reference, penalty = objective.reference, objective.penalty
     dtype = flatten_particles(particles).dtype
     if reference is not None:
+        return reference.sample, penalty, jnp.zeros((), dtype)
+    gaussian = penalty.as_gaussian(jnp.asarray(temperature, dtype))
+    # One particle's shapes, not its values: slicing x[0] off particles split over Explicit
+    # mesh axes is a sharding error.
+    one = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), particles)
+    return gaussian.sample, None, gaussian.log_normalizer(one).astype(dtype)
+
+
+def _check_sampling_measure(objective: StructuredObjective) -> None:
+    """The objective has a measure to draw ν from: a reference that samples, or an L2 penalty."""
+    reference, penalty = objective.reference, objective.penalty
+    if reference is not None:
         if not hasattr(reference, "sample"):
             raise TypeError("objective: its reference measure cannot draw samples (no `sample`).")
-        return reference.sample, penalty, jnp.zeros((), dtype)
-    if hasattr(penalty, "as_gaussian") and penalty.weight > 0:
-        gaussian = penalty.as_gaussian(jnp.asarray(temperature, dtype))
-        # One particle's shapes, not its values: slicing x[0] off particles split over
-        # Explicit mesh axes is a sharding error.
-        one = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), particles)
-        return gaussian.sample, None, gaussian.log_normalizer(one).astype(dtype)
-    raise ValueError(
-        "objective: the dual bound needs a reference measure ν to draw from (E_ν must be an "
-        "expectation); this objective has reference=None and no L2 penalty. Give a reference "
-        "(e.g. mflangevin.gaussian_reference) or an L2 penalty."
-    )
+    elif not (hasattr(penalty, "as_gaussian") and penalty.weight > 0):
+        raise ValueError(
+            "objective: the dual bound needs a reference measure ν to draw from (E_ν must be an "
+            "expectation); this objective has reference=None and no L2 penalty. Give a "
+            "reference (e.g. mflangevin.gaussian_reference) or an L2 penalty."
+        )
 
 
 def check_dual_arguments(objective, temperature, num_samples, batch_size, particles) -> None:
@@ -170,6 +177,7 @@ def check_dual_arguments(objective, temperature, num_samples, batch_size, partic
             "objective: it has no risk_conjugate R*, which the dual bound needs; build it with "
             "MeanFieldObjective(..., risk_conjugate=R_star)."
         )
+    _check_sampling_measure(objective)
     check_positive("temperature", temperature)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples: K must be a positive integer, got {num_samples!r}.")

@@ -42,7 +42,7 @@ class MonitorState(NamedTuple):
     >>> import mflangevin
     >>> from mflangevin.models import MeanFieldNetwork
     >>> net = MeanFieldNetwork("tanh", loss="squared")
-    >>> objective = net.objective(jnp.ones((8, 2)), jnp.zeros(8))
+    >>> objective = net.objective(jnp.ones((8, 2)), jnp.zeros(8), l2=1e-3)
     >>> algorithm = monitor(mflangevin.mfld(objective, 0.1, 0.1), objective, 0.1, every=5)
     >>> state = algorithm.init(net.init_particles(jax.random.key(0), 16, input_dim=2))
     >>> type(state.state).__name__, int(state.count)

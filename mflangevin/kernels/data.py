@@ -409,8 +409,15 @@ class Holder:
         ]
         if not refs or not leaves:
             return
-        target = leaves[0].sharding
-        if target.device_set == refs[0].sharding.device_set:
+        target, held = leaves[0].sharding, refs[0].sharding
+        if target.device_set == held.device_set and _meshes_differ(target, held):
+            # One program cannot take inputs on two meshes of the same devices.
+            raise ValueError(
+                f"position: the particles are on the mesh ({_axes(target.mesh)}) and the "
+                f"objective's data on another ({_axes(held.mesh)}); place both on one mesh "
+                "(mflangevin.sharding.shard_particles and shard_data with the same mesh)."
+            )
+        if target.device_set == held.device_set:
             return
         if isinstance(target, jax.sharding.NamedSharding):
             target = jax.sharding.NamedSharding(target.mesh, jax.sharding.PartitionSpec())
@@ -486,17 +493,55 @@ def held_algorithm(
     Array([-1., -1.], dtype=float32)
     """
     holder, settings = Holder(objective), freeze(settings)
+    fitting = set()  # the states' shapes known to fit: those init made or step checked
 
     def init_fn(position, rng_key=None):
         state = init(position, rng_key)
+        fitting.add(_shapes(state))
         holder.place_like(state.position)
         return holder.commit(state)
 
     def step_fn(rng_key, state):
         check_state(state, state_type)
+        shapes = _shapes(state)
+        if shapes not in fitting:
+            # A state this algorithm did not start (a checkpoint): its particles are checked as
+            # init checks them, and the state against the one init would make from them, by
+            # tracing init (nothing is computed).
+            try:
+                expected = _shapes(jax.eval_shape(init, state.position, None))
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"state: its particles do not fit this algorithm (a checkpoint of another "
+                    f"problem?): {err}"
+                ) from err
+            if shapes != expected:
+                raise ValueError(
+                    "state: it is not a state of this algorithm: its parts differ from those "
+                    "init makes (made with other settings, e.g. another drift estimator?)."
+                )
+            fitting.add(shapes)
         return step(settings, rng_key, state, holder.held, *step_args)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+def _meshes_differ(a: jax.sharding.Sharding, b: jax.sharding.Sharding) -> bool:
+    named = jax.sharding.NamedSharding
+    return isinstance(a, named) and isinstance(b, named) and a.mesh != b.mesh
+
+
+def _axes(mesh) -> str:
+    return ", ".join(
+        f"{name}: {size} {kind.name}"
+        for (name, size), kind in zip(mesh.shape.items(), mesh.axis_types, strict=True)
+    )
+
+
+def _shapes(tree) -> tuple:
+    """The structure, shapes and dtypes of a pytree (hashable)."""
+    leaves, structure = jax.tree.flatten(tree)
+    return structure, tuple((jnp.shape(x), getattr(x, "dtype", None)) for x in leaves)
 
 
 class _ByIdentity:

@@ -442,7 +442,8 @@ def _read_network(a: _Archive, return_classes: bool):
             raise a.error(f"'{prefix}' has no layers")
         if a.shape(f"{prefix}/weight", 2) != (shapes[-1][1], d):
             raise a.error(f"'{prefix}/weight' needs shape {(shapes[-1][1], d)}")
-        a.shape(f"{prefix}/decay", 0), a.shape(f"{prefix}/step", 0)
+        for scalar in ("decay", "step"):
+            a.shape(f"{prefix}/{scalar}", 0)
         activation = a.string(f"{prefix}/output_activation")
         if activation not in _OUTPUT_ACTIVATIONS:
             raise a.error(f"'{prefix}/output_activation' is {activation!r}")

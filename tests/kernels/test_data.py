@@ -1,6 +1,7 @@
 """The one data path: minibatch law and cost, streamed batches, data held as program inputs."""
 
 import dataclasses
+import pickle
 
 import chex
 import jax
@@ -282,3 +283,25 @@ def test_sharded_inputs_run_and_match_the_single_device_run(what):
             np.testing.assert_allclose(np.asarray(got[name]), np.asarray(expected[name]), atol=1e-5)
         if what == "particles":
             assert got["w"].sharding.is_equivalent_to(sharded, 2)
+
+
+def test_a_checkpoint_resumes_where_it_fits_and_is_refused_elsewhere():
+    """A state resumed into an algorithm that did not make it (a checkpoint) is checked at its
+    first step against the state init would make: on its problem it continues bitwise; on data
+    of another dimension (before, JAX's dot_general error) or with another drift estimator it
+    is a clear error."""
+    algorithm, state = network_algorithm(64, gradient=gradients.svrg(16, 2))
+    state, _ = algorithm.step(jax.random.key(2), state)
+    checkpoint = pickle.loads(pickle.dumps(state))
+    expected, _ = algorithm.step(jax.random.key(3), state)
+    resumed, _ = network_algorithm(64, gradient=gradients.svrg(16, 2))
+    got, _ = resumed.step(jax.random.key(3), checkpoint)
+    chex.assert_trees_all_equal(got.position, expected.position)
+    X = jax.random.normal(jax.random.key(0), (64, 5))
+    other = mflangevin.mfld(MeanFieldNetwork("tanh").objective(X, X[:, 0]), 0.1, 1e-3)
+    with pytest.raises(ValueError, match="^state: its particles do not fit this algorithm"):
+        other.step(jax.random.key(3), checkpoint)
+    # Before: 'tuple' object has no attribute '_replace'.
+    full_drift, _ = network_algorithm(64)
+    with pytest.raises(ValueError, match="^state: it is not a state of this algorithm"):
+        full_drift.step(jax.random.key(3), checkpoint)
