@@ -127,7 +127,7 @@ def log_density_parts(
     return jnp.asarray(log_reference), jnp.asarray(log_outside)
 
 
-def energy_and_drift_fn(
+def potential_and_drift_fn(
     model,
     model_args: tuple,
     model_kwargs: dict,
@@ -136,28 +136,31 @@ def energy_and_drift_fn(
     num_particles: int,
     temperature: Array,
 ):
-    """``z ↦ (F(μ_Θ), drift)``, the drift ``∇δF/δμ(θ_i) − λ∇log ν(θ_i)`` at every particle.
+    """``z ↦ (F, V, drift)``, the drift ``∇δF/δμ(θ_i) − λ∇log ν(θ_i)`` at every particle.
 
-    Both come from one gradient of ``J(Θ) = N·F(μ_Θ) − λ Σ_i log ν(θ_i)``, which is ``−λ`` times
-    the log density of the model with the energy part scaled by ``N/λ``. In a Bayesian model
-    ``F(μ) = E_μ[−log p(data | θ)]`` is linear and the particles are independent copies.
+    The drift comes from one gradient of ``J(Θ) = N·F(μ_Θ) − λ Σ_i log ν(θ_i)``, which is ``−λ``
+    times the log density of the model with the energy part scaled by ``N/λ``. In a Bayesian
+    model ``F(μ) = E_μ[−log p(data | θ)]`` is linear, the particles are independent copies and
+    ``J = Σ_i V(θ_i)`` with the per-particle potential ``V(θ) = −log p(data | θ) − λ log ν(θ)``,
+    returned as ``V`` (shape ``(N,)``), and ``F`` is returned per particle, ``−log p(data | θ_i)``
+    (its mean is ``F(μ_Θ)``); a mean-field model has no such split (``F(μ_Θ)`` and ``V = ()``).
     """
     parts = partial(log_density_parts, model, model_args, model_kwargs, plate_name=plate_name)
 
-    def scaled_potential(z: dict) -> tuple[Array, Array]:
+    def scaled_potential(z: dict):
         if mean_field:
             log_reference, log_outside = parts(z=z)
             energy = -log_outside
-        else:
-            log_reference, log_outside = jax.vmap(lambda theta: parts(z=theta))(z)
-            log_reference, energy = jnp.sum(log_reference), -jnp.mean(log_outside)
-        return num_particles * energy - temperature * log_reference, energy
+            return num_particles * energy - temperature * log_reference, (energy, ())
+        log_reference, log_outside = jax.vmap(lambda theta: parts(z=theta))(z)
+        potentials = -log_outside - temperature * log_reference
+        return jnp.sum(potentials), (-log_outside, potentials)
 
-    def energy_and_drift(z: dict) -> tuple[Array, ArrayTree]:
-        (_, energy), drift = jax.value_and_grad(scaled_potential, has_aux=True)(z)
-        return energy, drift
+    def potential_and_drift(z: dict) -> tuple[Array, Array, ArrayTree]:
+        (_, (energy, potentials)), drift = jax.value_and_grad(scaled_potential, has_aux=True)(z)
+        return energy, potentials, drift
 
-    return energy_and_drift
+    return potential_and_drift
 
 
 def initial_particles(

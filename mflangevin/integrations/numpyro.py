@@ -17,31 +17,52 @@ Two kinds of model:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.infer.initialization import init_to_sample
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.initialization import init_to_sample, init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
 
 from mflangevin._checks import all_finite, check_positive
 from mflangevin.integrations import _numpyro_model
+from mflangevin.integrations._numpyro_mcmc import MCMC
 from mflangevin.kernels import mfld
+from mflangevin.kernels.diffusions import per_particle_sq_norm
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, PRNGKey, ScalarOrSchedule
 
-__all__ = ["MFLD", "MFLDModelState"]
+__all__ = ["MCMC", "MFLD", "MFLDModelState", "DualAveraging", "accept_prob"]
+
+#: While tuning, a move less likely than this to be accepted by a Metropolis test is undone.
+ABSURD_MOVE = 1e-3
+#: While tuning, a particle's step factor grows by this after a move that was not undone.
+BACKOFF_GROWTH = 1.1
+#: The mean acceptance probability that the warmup's step-size adaptation aims at.
+TARGET_ACCEPT_PROB = 0.97
 
 
 class MFLDModelState(NamedTuple):
     """State of :class:`MFLD` on a NumPyro model.
 
     ``z`` holds the particles in unconstrained space, one leading axis of size ``N`` per latent
-    site; ``energy`` is ``F(μ_Θ)`` and ``drift_norm`` the root-mean-square drift at the particles
-    the last step started from; ``diverging`` flags a refused step. Each step splits ``rng_key``
+    site; ``energy`` is ``F(μ_Θ)`` and ``drift_norm`` the root-mean-square drift at ``z``;
+    ``diverging`` flags a step that refused a particle's move (its proposal was non-finite or
+    beyond ``divergence_threshold``) or met a non-finite energy, and ``num_refused`` counts the
+    refused moves; ``step_size`` is the ``η`` of the next step (tuned during warmup when the
+    kernel was given none); ``accept_prob`` is the mean over particles of the Metropolis
+    acceptance probability of the last moves (Bayesian models; a measure of the step's
+    discretisation error; during a tuning warmup the moves are Metropolis-adjusted).
+    ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models),
+    ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
+    particles, tuned with the step size), ``backoff`` (per particle, the factor by which a
+    particle's preconditioner shrank during warmup after its moves failed) and ``adapt_state``
+    (the step size's dual averaging) are carried to the next step. Each step splits ``rng_key``
     into the next state's key and the step key.
 
     Examples
@@ -50,8 +71,8 @@ class MFLDModelState(NamedTuple):
     >>> def model():
     ...     numpyro.sample("loc", dist.Normal(0.0, 1.0))
     >>> state = MFLD(model, num_particles=8, step_size=0.01).init(jax.random.key(0), 0)
-    >>> state.z["loc"].shape, int(state.i), bool(state.diverging)
-    ((8,), 0, False)
+    >>> state.z["loc"].shape, int(state.i), bool(state.diverging), int(state.num_refused)
+    ((8,), 0, False, 0)
     """
 
     i: Array
@@ -59,18 +80,34 @@ class MFLDModelState(NamedTuple):
     energy: Array
     drift_norm: Array
     diverging: Array
+    num_refused: Array
+    step_size: Array
+    accept_prob: Array
     rng_key: PRNGKey
+    potential: Array | tuple
+    loss: Array
+    drift: dict
+    scale: dict
+    backoff: Array
+    adapt_state: tuple
 
 
-class _ModelObjective(NamedTuple):
-    """The model as an :class:`~mflangevin.objectives.Objective` for the MFLD kernel; ν is
-    already inside its drift, so its own reference is ``None``."""
+class _Carried(NamedTuple):
+    """The model as an :class:`~mflangevin.objectives.Objective` for one MFLD step, from the
+    energy and drift the state carries at its particles (computed at the end of the previous
+    step, as NumPyro's HMC carries its gradient); ν is already inside the drift."""
 
-    energy_and_drift: Callable
+    carried_energy: Array
+    carried_drift: dict
     reference: None = None
 
+    def energy_and_drift(self, particles):
+        del particles
+        return self.carried_energy, self.carried_drift
+
     def energy(self, particles):
-        return self.energy_and_drift(particles)[0]
+        del particles
+        return self.carried_energy
 
 
 class MFLD(MCMCKernel):
@@ -79,8 +116,8 @@ class MFLD(MCMCKernel):
     Each MCMC iteration is one MFLD step of all particles (``θ_i ← θ_i − η[∇δF/δμ(θ_i) −
     λ∇log ν(θ_i)] + √(2λη) ξ_i``, the update of :func:`mflangevin.mfld`). A draw is the whole
     particle system: ``get_samples()`` gives ``(draws, N, …)`` per latent site and
-    ``get_samples(group_by_chain=True)`` gives ``(chains, draws, N, …)``. Warmup is burn-in (there
-    is nothing to adapt).
+    ``get_samples(group_by_chain=True)`` gives ``(chains, draws, N, …)``;
+    :class:`mflangevin.numpyro.MCMC` pools the particles of a Bayesian model into draws.
 
     Parameters
     ----------
@@ -91,23 +128,34 @@ class MFLD(MCMCKernel):
     num_particles
         ``N``.
     step_size
-        η > 0, or a schedule ``iteration -> η``.
+        η > 0, or a schedule ``iteration -> η``, used as given. ``None`` (the default, Bayesian
+        models only): tuned during warmup, as NUTS tunes its step, by dual averaging towards
+        ``target_accept_prob`` (below), then held fixed.
     temperature
         λ > 0, or a schedule ``iteration -> λ``. For a Bayesian model ``λ = 1`` samples the
         posterior; for a mean-field model the sites outside the plate are scaled by ``N/λ``.
     particle_plate
         Name of the plate whose latent sites are the particles.
     init_strategy
-        NumPyro initialisation strategy; the default draws the particles from the prior ν.
+        NumPyro initialisation strategy. ``None`` (the default): ``init_to_uniform`` (uniform
+        on ``(−2, 2)`` in unconstrained space, NUTS's default) for a Bayesian model, a draw of
+        the plate from ν (``init_to_sample``) for a mean-field model.
     divergence_threshold
-        A step that makes an unconstrained coordinate non-finite or this large is refused and
-        flagged in ``diverging``.
+        A particle whose proposal has an unconstrained coordinate that is non-finite or this large
+        keeps its position (the others move); the step is flagged in ``diverging`` and the
+        particle counted in ``num_refused``.
+    target_accept_prob
+        With ``step_size=None``: the mean Metropolis acceptance probability of the particles'
+        moves that warmup aims at. The moves are never rejected; the probability measures how far
+        the unadjusted step is from reversible, so a higher target means a smaller step and a
+        smaller discretisation bias.
 
     Notes
     -----
     ``init_params`` given to ``MCMC.run`` are unconstrained particles (leading axis ``N``; under
     ``chain_method="vectorized"`` a further leading chain axis). ``Predictive`` takes the samples
-    of a mean-field model as they are, and those of a Bayesian model with ``batch_ndims=2``.
+    of a mean-field model as they are, and those of a Bayesian model with ``batch_ndims=2``
+    (or as they are from :class:`mflangevin.numpyro.MCMC`).
 
     Examples
     --------
@@ -117,7 +165,7 @@ class MFLD(MCMCKernel):
     ...     loc = numpyro.sample("loc", dist.Normal(0.0, 10.0))
     ...     with numpyro.plate("data", y.shape[0]):
     ...         numpyro.sample("y", dist.Normal(loc, 1.0), obs=y)
-    >>> kernel = MFLD(model, num_particles=64, step_size=0.01, temperature=1.0)
+    >>> kernel = MFLD(model, num_particles=64)
     >>> mcmc = MCMC(kernel, num_warmup=200, num_samples=10, progress_bar=False)
     >>> mcmc.run(jax.random.key(0), jnp.array([1.0, 2.0, 3.0]))
     >>> mcmc.get_samples()["loc"].shape
@@ -125,18 +173,19 @@ class MFLD(MCMCKernel):
     """
 
     sample_field = "z"
-    default_fields = ("z", "diverging")
+    default_fields = ("z", "diverging", "num_refused")
 
     def __init__(
         self,
         model: Callable,
         num_particles: int,
-        step_size: ScalarOrSchedule,
+        step_size: ScalarOrSchedule | None = None,
         temperature: ScalarOrSchedule = 1.0,
         particle_plate: str = "particles",
         *,
-        init_strategy: Callable = init_to_sample,
+        init_strategy: Callable | None = None,
         divergence_threshold: float = 1e6,
+        target_accept_prob: float = TARGET_ACCEPT_PROB,
     ):
         if not callable(model):
             raise TypeError(f"model: expected a NumPyro model (a callable), got {model!r}.")
@@ -146,19 +195,24 @@ class MFLD(MCMCKernel):
             raise ValueError(f"num_particles: must be >= 1, got {num_particles}.")
         if not isinstance(particle_plate, str):
             raise TypeError(f"particle_plate: expected a plate name, got {particle_plate!r}.")
-        check_positive("step_size", step_size)
+        if step_size is not None:
+            check_positive("step_size", step_size)
         check_positive("temperature", temperature)
         check_positive("divergence_threshold", divergence_threshold)
+        if not 0.0 < float(target_accept_prob) < 1.0:
+            raise ValueError(f"target_accept_prob: must lie in (0, 1), got {target_accept_prob!r}.")
         self._model = model
         self.num_particles = num_particles
         self.step_size = step_size
         self.temperature = temperature
         self.particle_plate = particle_plate
+        self.target_accept_prob = float(target_accept_prob)
         self._init_strategy = init_strategy
         self._divergence_threshold = divergence_threshold
         self._kernel = mfld.build_kernel(divergence_threshold)
         self._mean_field = None
         self._vectorized = False
+        self._num_warmup = 0
 
     def __getstate__(self) -> dict:
         # The built kernel is a local closure: rebuild it on unpickling (as NUTS pickles).
@@ -223,8 +277,8 @@ class MFLD(MCMCKernel):
         >>> state.z["loc"]
         Array([0., 0., 0., 0., 0., 0., 0., 0.], dtype=float32)
         """
-        del num_warmup
         model_kwargs = {} if model_kwargs is None else model_kwargs
+        self._num_warmup = int(num_warmup)
         self._vectorized = not is_prng_key(rng_key)
         first_key = rng_key[0] if self._vectorized else rng_key
         self._mean_field = _numpyro_model.is_mean_field(
@@ -235,13 +289,56 @@ class MFLD(MCMCKernel):
             self.particle_plate,
             self.num_particles,
         )
+        if self.step_size is None and self._mean_field:
+            raise ValueError(
+                "step_size: a mean-field model needs one (the warmup tunes the step from the "
+                "acceptance of independent particles' moves, which a mean-field model does not "
+                "have); e.g. MFLD(model, num_particles, step_size=1e-3)."
+            )
 
         def init_one(key: PRNGKey, params: dict | None) -> MFLDModelState:
-            key, init_key = jax.random.split(key)
+            key, init_key, trial_key = jax.random.split(key, 3)
             draw = partial(self._initial_particles, init_key, model_args, model_kwargs)
             z = draw() if params is None else self._check_init_params(params, jax.eval_shape(draw))
-            zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(z)))
-            return MFLDModelState(jnp.zeros((), jnp.int32), z, zero, zero, jnp.array(False), key)
+            temperature = schedule_value(self.temperature, jnp.zeros((), jnp.int32))
+            potential_fn = self._potential_fn(model_args, model_kwargs, temperature)
+            loss, potential, drift = potential_fn(z)
+            dtype = jnp.result_type(*jax.tree.leaves(z))
+            backoff = jnp.ones(self.num_particles, dtype)
+            if self.step_size is None:
+                scale = _cloud_scale(z)
+                full = _particle_scale(scale, backoff)
+                u, drift_u = _whiten(z, drift, full)
+                step_size = self._initial_step_size(
+                    trial_key,
+                    lambda u: _whitened(potential_fn(_colour(u, full)), full),
+                    u,
+                    potential,
+                    drift_u,
+                    temperature,
+                )
+                adapt_state = DualAveraging.start(jnp.log(step_size))
+            else:
+                scale = jax.tree.map(lambda x: jnp.ones(x.shape[1:], x.dtype), z)
+                step_size = schedule_value(self.step_size, jnp.zeros((), jnp.int32))
+                adapt_state = ()
+            return MFLDModelState(
+                i=jnp.zeros((), jnp.int32),
+                z=z,
+                energy=jnp.mean(loss),
+                drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
+                diverging=jnp.array(False),
+                num_refused=jnp.zeros((), jnp.int32),
+                step_size=jnp.asarray(step_size, dtype),
+                accept_prob=jnp.full((), jnp.nan, dtype),
+                rng_key=key,
+                potential=potential,
+                loss=loss,
+                drift=drift,
+                scale=scale,
+                backoff=backoff,
+                adapt_state=adapt_state,
+            )
 
         if init_params is not None:
             self._check_finite(init_params)
@@ -301,12 +398,15 @@ class MFLD(MCMCKernel):
         return f"F(μ) {float(state.energy):.4g}, |drift| {float(state.drift_norm):.3g}"
 
     def _initial_particles(self, key: PRNGKey, model_args: tuple, model_kwargs: dict) -> dict:
+        strategy = self._init_strategy
+        if strategy is None:
+            strategy = init_to_sample if self._mean_field else init_to_uniform
         return _numpyro_model.initial_particles(
             key,
             self._model,
             model_args,
             model_kwargs,
-            self._init_strategy,
+            strategy,
             self._mean_field,
             self.num_particles,
         )
@@ -342,11 +442,8 @@ class MFLD(MCMCKernel):
                 )
         return {name: jnp.asarray(value, prototype[name].dtype) for name, value in params.items()}
 
-    def _step(self, state: MFLDModelState, model_args: tuple, model_kwargs: dict) -> MFLDModelState:
-        rng_key, step_key = jax.random.split(state.rng_key)
-        step_size = schedule_value(self.step_size, state.i)
-        temperature = schedule_value(self.temperature, state.i)
-        energy_and_drift = _numpyro_model.energy_and_drift_fn(
+    def _potential_fn(self, model_args: tuple, model_kwargs: dict, temperature) -> Callable:
+        return _numpyro_model.potential_and_drift_fn(
             self._model,
             model_args,
             model_kwargs,
@@ -355,18 +452,247 @@ class MFLD(MCMCKernel):
             self.num_particles,
             temperature,
         )
+
+    def _initial_step_size(self, rng_key, potential_fn, z, potential, drift, temperature):
+        """The largest ``η = 2^{-k}`` whose trial move from ``z`` has mean acceptance probability
+        at least ``target_accept_prob`` (the start of the dual averaging, as NUTS's
+        ``find_reasonable_step_size``)."""
+        noise = _noise_like(rng_key, z)
+
+        def acceptance(step_size):
+            scale = jnp.sqrt(2 * temperature * step_size)
+            proposal = jax.tree.map(lambda p, d, n: p - step_size * d + scale * n, z, drift, noise)
+            _, new_potential, new_drift = potential_fn(proposal)
+            refused = jnp.zeros(self.num_particles, bool)
+            return jnp.mean(
+                accept_prob(
+                    z,
+                    potential,
+                    drift,
+                    proposal,
+                    new_potential,
+                    new_drift,
+                    step_size,
+                    temperature,
+                    refused,
+                )
+            )
+
+        def too_large(step_size):
+            return (acceptance(step_size) < self.target_accept_prob) & (step_size > 1e-12)
+
+        dtype = jnp.result_type(*jax.tree.leaves(z))
+        return jax.lax.while_loop(too_large, lambda eta: eta / 2, jnp.ones((), dtype))
+
+    def _step(self, state: MFLDModelState, model_args: tuple, model_kwargs: dict) -> MFLDModelState:
+        rng_key, step_key = jax.random.split(state.rng_key)
+        adapt = self.step_size is None
+        step_size = state.step_size if adapt else schedule_value(self.step_size, state.i)
+        temperature = schedule_value(self.temperature, state.i)
+        # The kernel moves u = z / scale, whose drift is scale · ∇V: Langevin dynamics
+        # preconditioned by the diagonal scale² (ones unless the warmup tunes it).
+        full = _particle_scale(state.scale, state.backoff)
+        u, drift_u = _whiten(state.z, state.drift, full)
         new_state, info = self._kernel(
             step_key,
-            mfld.initial_state(state.z)._replace(count=state.i),
-            _ModelObjective(energy_and_drift),
+            mfld.initial_state(u)._replace(count=state.i),
+            _Carried(state.energy, drift_u),
             step_size,
             temperature,
         )
+        z = _colour(new_state.position, full)
+        next_temperature = schedule_value(self.temperature, new_state.count)
+        loss, potential, drift = self._potential_fn(model_args, model_kwargs, next_temperature)(z)
+        dtype = state.step_size.dtype
+        mean_accept = jnp.full((), jnp.nan, dtype)
+        adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
+        next_step_size = jnp.asarray(step_size, dtype)
+        if not self._mean_field:
+            new_u, new_drift_u = _whiten(z, drift, full)
+            moves = (u, state.potential, drift_u, new_u, potential, new_drift_u)
+            probs = accept_prob(*moves, step_size, temperature, _unmoved(u, new_u))
+            mean_accept = jnp.mean(probs).astype(dtype)
+        if adapt:
+            warmup = state.i < self._num_warmup
+            # While tuning, a move whose acceptance probability is below ABSURD_MOVE is undone
+            # (a step tried too large does not fling the particle away, as NUTS rejects a
+            # divergent trajectory) and that particle's steps shrink; they grow back while its
+            # moves succeed. Particles far out in stiff regions thus move on their own scale.
+            rejected = warmup & (probs < ABSURD_MOVE)
+            grown = jnp.minimum(backoff * BACKOFF_GROWTH, 1.0).astype(dtype)
+            backoff = jnp.where(warmup, jnp.where(rejected, backoff / 2, grown), backoff)
+            z, loss, potential, drift = jax.tree.map(
+                lambda old, new: jnp.where(_per_particle(rejected, new), old, new),
+                (state.z, state.loss, state.potential, state.drift),
+                (z, loss, potential, drift),
+            )
+            updated = adapt_state.update(self.target_accept_prob - mean_accept)
+            # Windows that double (as Stan's): the averaging restarts from the current step at
+            # 16, 32, 64, … steps up to half the warmup, forgetting the far-off start.
+            count = new_state.count
+            restart = (count >= 16) & ((count & (count - 1)) == 0) & (2 * count <= self._num_warmup)
+            updated = jax.tree.map(
+                lambda fresh, old: jnp.where(restart, fresh, old),
+                DualAveraging.start(updated.log_step_size),
+                updated,
+            )
+            log_step = jnp.where(count < self._num_warmup, updated[0], updated[1])
+            adapt_state, scale = jax.tree.map(
+                lambda new, old: jnp.where(warmup, new, old),
+                (updated, _cloud_scale(z)),
+                (adapt_state, scale),
+            )
+            next_step_size = jnp.where(warmup, jnp.exp(log_step).astype(dtype), state.step_size)
+        energy = jnp.mean(loss)
         return MFLDModelState(
-            new_state.count,
-            new_state.position,
-            info.energy,
-            info.drift_norm,
-            info.is_divergent,
-            rng_key,
+            i=new_state.count,
+            z=z,
+            energy=energy,
+            drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
+            diverging=info.is_divergent | ~jnp.isfinite(energy),
+            num_refused=info.num_refused,
+            step_size=next_step_size,
+            accept_prob=mean_accept,
+            rng_key=rng_key,
+            potential=potential,
+            loss=loss,
+            drift=drift,
+            scale=scale,
+            backoff=backoff,
+            adapt_state=adapt_state,
         )
+
+
+def _per_particle(mask: Array, x: Array) -> Array:
+    """``mask`` (shape ``(N,)``) broadcast against ``x`` (leading axis ``N``)."""
+    return jnp.reshape(mask, mask.shape + (1,) * (jnp.ndim(x) - 1))
+
+
+def _whiten(z: dict, drift: dict, scale: dict) -> tuple[dict, dict]:
+    """``z / scale`` and ``scale · drift`` (``scale`` per particle): the particles and their drift
+    in the coordinates in which the kernel takes its (unpreconditioned) step."""
+    return jax.tree.map(jnp.divide, z, scale), _colour(drift, scale)
+
+
+def _colour(u: dict, scale: dict) -> dict:
+    return jax.tree.map(jnp.multiply, u, scale)
+
+
+def _whitened(potential_and_drift: tuple, scale: dict) -> tuple:
+    energy, potential, drift = potential_and_drift
+    return energy, potential, _colour(drift, scale)
+
+
+def _particle_scale(scale: dict, backoff: Array) -> dict:
+    """The preconditioner of every particle: the cloud's ``scale`` times the particle's
+    ``backoff`` factor."""
+    return jax.tree.map(lambda s: s[None] * _per_particle(backoff, s[None]), scale)
+
+
+def _cloud_scale(z: dict) -> dict:
+    """Per-coordinate spread of the particle cloud: ``1.4826 × median |θ − median θ|`` (the
+    standard deviation for a Gaussian cloud, unmoved by a few stragglers), at least ``10⁻⁶``."""
+
+    def scale(x):
+        deviation = jnp.abs(x - jnp.median(x, axis=0, keepdims=True))
+        return jnp.maximum(1.4826 * jnp.median(deviation, axis=0), 1e-6).astype(x.dtype)
+
+    return jax.tree.map(scale, z)
+
+
+class DualAveraging(NamedTuple):
+    """Dual averaging of ``log η`` (Nesterov 2009, as Hoffman and Gelman tune NUTS's step):
+    ``x_t = μ − √t/γ · ḡ_t`` with ``ḡ_t`` the running mean of ``target − accept_prob`` (offset by
+    ``t0``), and the weighted average ``x̄_t`` (weights ``t^{−κ}``) that warmup ends with.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> state = DualAveraging.start(jnp.log(jnp.float32(0.1)))
+    >>> below = state.update(jnp.float32(0.5))  # accepted less than the target
+    >>> above = state.update(jnp.float32(-0.02))  # accepted more
+    >>> bool(below.log_step_size < above.log_step_size)
+    True
+    """
+
+    log_step_size: Array
+    log_step_size_avg: Array
+    mean_error: Array
+    count: Array
+    centre: Array
+
+    @classmethod
+    def start(cls, log_step_size: Array) -> DualAveraging:
+        """Start at ``log η``, pulled towards ``log(10 η)`` as NUTS's tuning starts.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> float(DualAveraging.start(jnp.float32(0.0)).count)
+        0.0
+        """
+        zero = jnp.zeros_like(log_step_size)
+        return cls(log_step_size, zero, zero, zero, log_step_size + jnp.log(10.0))
+
+    def update(self, error: Array, t0: float = 10.0, kappa: float = 0.75, gamma: float = 0.05):
+        """One step with ``error = target − accept_prob``.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> state = DualAveraging.start(jnp.float32(0.0)).update(jnp.float32(-0.1))
+        >>> float(state.count)
+        1.0
+        """
+        t = self.count + 1
+        mean_error = (1 - 1 / (t + t0)) * self.mean_error + error / (t + t0)
+        log_step_size = self.centre - jnp.sqrt(t) / gamma * mean_error
+        weight = t ** (-kappa)
+        average = weight * log_step_size + (1 - weight) * self.log_step_size_avg
+        return DualAveraging(log_step_size, average, mean_error, t, self.centre)
+
+
+def _noise_like(rng_key: PRNGKey, tree: dict) -> dict:
+    flat, unravel = ravel_pytree(tree)
+    return unravel(jax.random.normal(rng_key, flat.shape, flat.dtype))
+
+
+def _unmoved(old: dict, new: dict) -> Array:
+    """Particles whose every coordinate stayed put: a refused move (per particle, ``(N,)``)."""
+    same = [
+        jnp.all(jnp.reshape(a == b, (a.shape[0], -1)), axis=1)
+        for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new), strict=True)
+    ]
+    return functools.reduce(jnp.logical_and, same)
+
+
+def accept_prob(
+    z, potential, drift, proposal, new_potential, new_drift, step_size, temperature, refused
+) -> Array:
+    """Per-particle Metropolis acceptance probability of the Langevin moves ``z → proposal`` on
+    ``∝ exp(−V/λ)``, shape ``(N,)``; ``0`` for a refused move.
+
+    With ``q(θ'|θ) = N(θ − η∇V(θ), 2λη I)``, ``log α = −(V(θ') − V(θ))/λ + log q(θ|θ') −
+    log q(θ'|θ)``. MFLD never rejects: ``1 − α`` measures how far the unadjusted step is from
+    reversible, its discretisation error.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> z, proposal = {"x": jnp.zeros(2)}, {"x": jnp.array([0.1, 3.0])}
+    >>> V = lambda x: 0.5 * x**2
+    >>> drift = {"x": z["x"]}
+    >>> prob = accept_prob(
+    ...     z, V(z["x"]), drift, proposal, V(proposal["x"]), proposal, 0.01, 1.0,
+    ...     jnp.array([False, False]),
+    ... )
+    >>> [round(float(p), 3) for p in prob]  # a move against the drift is less reversible
+    [1.0, 0.978]
+    """
+    forward = jax.tree.map(lambda a, b, d: b - a + step_size * d, z, proposal, drift)
+    backward = jax.tree.map(lambda a, b, d: a - b + step_size * d, z, proposal, new_drift)
+    log_ratio = -(new_potential - potential) / temperature - (
+        per_particle_sq_norm(backward) - per_particle_sq_norm(forward)
+    ) / (4 * temperature * step_size)
+    prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
+    return jnp.where(refused | ~jnp.isfinite(log_ratio), 0.0, prob)
