@@ -154,7 +154,7 @@ def main():
 
 def label_certificates(figure, tree, n, num_chains):
     """Name the statistics, the axes and the chains; one y-scale for both panels."""
-    names = {"energy": "objective F(μ)", "dual_bound": "dual bound D(g_μ)"}
+    names = {"mean_field_energy": "objective F(μ)", "dual_bound": "dual bound D(g_μ)"}
     axes = [ax for ax in figure.axes if ax.get_title() in names]
     low = min(ax.get_ylim()[0] for ax in axes)
     high = max(ax.get_ylim()[1] for ax in axes)

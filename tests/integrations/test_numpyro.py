@@ -393,3 +393,38 @@ def test_a_mean_field_model_needs_a_step_size():
     X, y = data(jax.random.key(3), 10, 3)
     with pytest.raises(ValueError, match="^step_size: a mean-field model needs one"):
         MFLD(mean_field_network, 16).init(jax.random.key(0), 0, None, (X, y), {})
+
+
+@pytest.fixture(scope="module")
+def pooled_run():
+    """MFLD on a Bayesian model through mflangevin.numpyro.MCMC, 2 chains of 8 particles."""
+    X, y = data(jax.random.key(14), 12, 2)
+    mcmc = mflangevin.numpyro.MCMC(
+        MFLD(linear_regression, 8), num_warmup=20, num_samples=5, num_chains=2, progress_bar=False
+    )
+    mcmc.run(jax.random.key(0), X, y)
+    return mcmc, X
+
+
+def test_samples_pool_the_particles_into_draws(pooled_run):
+    """Review 2026-12: Predictive(model, mcmc.get_samples()) failed to broadcast the particle
+    axis; pooled, it takes the samples as it takes NUTS's."""
+    mcmc, X = pooled_run
+    particles = MCMC.get_samples(mcmc, group_by_chain=True)["beta"]  # (chain, draw, N, 2)
+    grouped = mcmc.get_samples(group_by_chain=True)["beta"]
+    assert particles.shape == (2, 5, 8, 2) and grouped.shape == (2 * 8, 5, 2)
+    np.testing.assert_array_equal(grouped[8 + 3], particles[1, :, 3])  # chain 1, particle 3
+    samples = mcmc.get_samples()
+    assert samples["beta"].shape == (2 * 8 * 5, 2)
+    predictions = Predictive(linear_regression, samples)(jax.random.key(1), X)["y"]
+    assert predictions.shape == (2 * 8 * 5, 12)
+
+
+def test_print_summary_pools_the_particles(pooled_run, capsys):
+    """Review 2026-12: one row per particle (504 lines); now one per site coordinate."""
+    mcmc, _ = pooled_run
+    mcmc.print_summary()
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [line.split()[0] for line in lines if line.strip().startswith("beta")]
+    assert rows == ["beta[0]", "beta[1]"]
+    assert lines[-1] == "Number of refused particle moves: 0"
