@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.initialization import init_to_sample, init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
@@ -213,16 +214,18 @@ class MFLD(MCMCKernel):
         self._mean_field = None
         self._vectorized = False
         self._num_warmup = 0
+        self._init_cache = {}
 
     def __getstate__(self) -> dict:
         # The built kernel is a local closure: rebuild it on unpickling (as NUTS pickles).
         state = self.__dict__.copy()
-        del state["_kernel"]
+        del state["_kernel"], state["_init_cache"]
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._kernel = mfld.build_kernel(self._divergence_threshold)
+        self._init_cache = {}
 
     @property
     def model(self) -> Callable:
@@ -296,55 +299,73 @@ class MFLD(MCMCKernel):
                 "have); e.g. MFLD(model, num_particles, step_size=1e-3)."
             )
 
-        def init_one(key: PRNGKey, params: dict | None) -> MFLDModelState:
-            key, init_key, trial_key = jax.random.split(key, 3)
-            draw = partial(self._initial_particles, init_key, model_args, model_kwargs)
-            z = draw() if params is None else self._check_init_params(params, jax.eval_shape(draw))
-            temperature = schedule_value(self.temperature, jnp.zeros((), jnp.int32))
-            potential_fn = self._potential_fn(model_args, model_kwargs, temperature)
-            loss, potential, drift = potential_fn(z)
-            dtype = jnp.result_type(*jax.tree.leaves(z))
-            backoff = jnp.ones(self.num_particles, dtype)
-            if self.step_size is None:
-                scale = _cloud_scale(z)
-                full = _particle_scale(scale, backoff)
-                u, drift_u = _whiten(z, drift, full)
-                step_size = self._initial_step_size(
-                    trial_key,
-                    lambda u: _whitened(potential_fn(_colour(u, full)), full),
-                    u,
-                    potential,
-                    drift_u,
-                    temperature,
-                )
-                adapt_state = DualAveraging.start(jnp.log(step_size))
-            else:
-                scale = jax.tree.map(lambda x: jnp.ones(x.shape[1:], x.dtype), z)
-                step_size = schedule_value(self.step_size, jnp.zeros((), jnp.int32))
-                adapt_state = ()
-            return MFLDModelState(
-                i=jnp.zeros((), jnp.int32),
-                z=z,
-                energy=jnp.mean(loss),
-                drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
-                diverging=jnp.array(False),
-                num_refused=jnp.zeros((), jnp.int32),
-                step_size=jnp.asarray(step_size, dtype),
-                accept_prob=jnp.full((), jnp.nan, dtype),
-                rng_key=key,
-                potential=potential,
-                loss=loss,
-                drift=drift,
-                scale=scale,
-                backoff=backoff,
-                adapt_state=adapt_state,
-            )
-
         if init_params is not None:
             self._check_finite(init_params)
-        if self._vectorized:
-            return jax.vmap(init_one)(rng_key, init_params)
-        return init_one(rng_key, init_params)
+        dynamic, static = _partition((model_args, model_kwargs))
+        return self._compiled_init(static)(rng_key, init_params, dynamic)
+
+    def _compiled_init(self, static) -> Callable:
+        """The initialisation, compiled once per model, settings and static arguments (and, by
+        ``jax.jit``'s own cache, per shapes of the array arguments)."""
+        cache_key = (static, self._vectorized, self._mean_field)
+        try:
+            compiled = self._init_cache.get(cache_key)
+        except TypeError:  # an unhashable non-array argument: initialise without compiling
+            return partial(self._init_all, static)
+        if compiled is None:
+            compiled = self._init_cache[cache_key] = jax.jit(partial(self._init_all, static))
+        return compiled
+
+    def _init_all(self, static, rng_key: PRNGKey, params: dict | None, dynamic) -> MFLDModelState:
+        model_args, model_kwargs = _combine(dynamic, static)
+        one = partial(self._init_one, model_args, model_kwargs)
+        return jax.vmap(one)(rng_key, params) if self._vectorized else one(rng_key, params)
+
+    def _init_one(
+        self, model_args: tuple, model_kwargs: dict, key: PRNGKey, params: dict | None
+    ) -> MFLDModelState:
+        key, init_key, trial_key = jax.random.split(key, 3)
+        draw = partial(self._initial_particles, init_key, model_args, model_kwargs)
+        z = draw() if params is None else self._check_init_params(params, jax.eval_shape(draw))
+        temperature = schedule_value(self.temperature, jnp.zeros((), jnp.int32))
+        potential_fn = self._potential_fn(model_args, model_kwargs, temperature)
+        loss, potential, drift = potential_fn(z)
+        dtype = jnp.result_type(*jax.tree.leaves(z))
+        backoff = jnp.ones(self.num_particles, dtype)
+        if self.step_size is None:
+            scale = _cloud_scale(z)
+            full = _particle_scale(scale, backoff)
+            u, drift_u = _whiten(z, drift, full)
+            step_size = self._initial_step_size(
+                trial_key,
+                lambda u: _whitened(potential_fn(_colour(u, full)), full),
+                u,
+                potential,
+                drift_u,
+                temperature,
+            )
+            adapt_state = DualAveraging.start(jnp.log(step_size))
+        else:
+            scale = jax.tree.map(lambda x: jnp.ones(x.shape[1:], x.dtype), z)
+            step_size = schedule_value(self.step_size, jnp.zeros((), jnp.int32))
+            adapt_state = ()
+        return MFLDModelState(
+            i=jnp.zeros((), jnp.int32),
+            z=z,
+            energy=jnp.mean(loss),
+            drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
+            diverging=jnp.array(False),
+            num_refused=jnp.zeros((), jnp.int32),
+            step_size=jnp.asarray(step_size, dtype),
+            accept_prob=jnp.full((), jnp.nan, dtype),
+            rng_key=key,
+            potential=potential,
+            loss=loss,
+            drift=drift,
+            scale=scale,
+            backoff=backoff,
+            adapt_state=adapt_state,
+        )
 
     def sample(
         self, state: MFLDModelState, model_args: tuple, model_kwargs: dict
@@ -566,6 +587,24 @@ class MFLD(MCMCKernel):
 def _per_particle(mask: Array, x: Array) -> Array:
     """``mask`` (shape ``(N,)``) broadcast against ``x`` (leading axis ``N``)."""
     return jnp.reshape(mask, mask.shape + (1,) * (jnp.ndim(x) - 1))
+
+
+def _partition(tree) -> tuple[list, tuple]:
+    """The array leaves of ``tree`` (traced by ``jax.jit``) and the rest, hashable, with the
+    structure (static): the model's arguments as a compiled init takes them."""
+    leaves, treedef = jax.tree.flatten(tree)
+    is_array = tuple(isinstance(x, jax.Array | np.ndarray) for x in leaves)
+    dynamic = [x for x, array in zip(leaves, is_array, strict=True) if array]
+    static = tuple(None if array else x for x, array in zip(leaves, is_array, strict=True))
+    return dynamic, (treedef, is_array, static)
+
+
+def _combine(dynamic: list, static: tuple):
+    """The inverse of :func:`_partition`."""
+    treedef, is_array, values = static
+    arrays = iter(dynamic)
+    leaves = [next(arrays) if array else x for array, x in zip(is_array, values, strict=True)]
+    return jax.tree.unflatten(treedef, leaves)
 
 
 def _whiten(z: dict, drift: dict, scale: dict) -> tuple[dict, dict]:
