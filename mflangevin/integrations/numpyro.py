@@ -44,6 +44,8 @@ __all__ = ["MCMC", "MFLD", "MFLDModelState", "DualAveraging", "accept_prob"]
 ABSURD_MOVE = 1e-3
 #: While tuning, a particle's step factor grows by this after a move that was not undone.
 BACKOFF_GROWTH = 1.1
+#: The stream of the warmup's restarts of stranded particles, folded into the step key.
+RESAMPLE = 0x5253
 #: The mean acceptance probability that the warmup's step-size adaptation aims at.
 TARGET_ACCEPT_PROB = 0.97
 
@@ -558,6 +560,14 @@ class MFLD(MCMCKernel):
                 updated,
             )
             log_step = jnp.where(count < self._num_warmup, updated[0], updated[1])
+            # At the same points, a particle stranded where the potential is far above the
+            # cloud's (a minor mode, a region it cannot leave) restarts from another particle.
+            stranded = restart & _stranded(potential, temperature, z)
+            source = _replacement(jax.random.fold_in(step_key, RESAMPLE), stranded)
+            z, loss, potential, drift, backoff = jax.tree.map(
+                lambda x: jnp.where(_per_particle(stranded, x), x[source], x),
+                (z, loss, potential, drift, backoff),
+            )
             adapt_state, scale = jax.tree.map(
                 lambda new, old: jnp.where(warmup, new, old),
                 (updated, _cloud_scale(z)),
@@ -582,6 +592,22 @@ class MFLD(MCMCKernel):
             backoff=backoff,
             adapt_state=adapt_state,
         )
+
+
+def _stranded(potential: Array, temperature, z: dict) -> Array:
+    """Particles whose potential lies more than ``10 + 4√(p/2)`` (in units of λ) above the
+    cloud's median, ``p`` coordinates per particle: near a posterior's mode ``V/λ`` exceeds its
+    minimum by a ``Gamma(p/2)`` variable, so a particle of the posterior's bulk lies there with
+    probability below ``10⁻⁵``."""
+    size = sum(x[0].size for x in jax.tree.leaves(z))
+    excess = (potential - jnp.median(potential)) / temperature
+    return excess > 10.0 + 4.0 * (size / 2) ** 0.5
+
+
+def _replacement(rng_key: PRNGKey, stranded: Array) -> Array:
+    """For every particle, the index of a particle drawn uniformly among those not stranded."""
+    weights = jnp.where(stranded, 0.0, 1.0)
+    return jax.random.choice(rng_key, stranded.shape[0], stranded.shape, p=weights / weights.sum())
 
 
 def _per_particle(mask: Array, x: Array) -> Array:

@@ -441,3 +441,22 @@ def test_init_compiles_once_per_model_and_shapes(compilations):
     state = kernel.init(jax.random.key(1), 10, None, (other, y), {})
     assert compilations == []
     assert state.z["beta"].shape == (8, 2) and bool(jnp.isfinite(state.step_size))
+
+
+def two_modes():
+    """A main mode at 0 and a minor one at 10, e^{-92} as likely, with a barrier between."""
+    x = numpyro.sample("x", dist.Normal(0.0, 20.0))
+    log_density = jnp.logaddexp(
+        dist.Normal(0.0, 0.1).log_prob(x), -92.0 + dist.Normal(10.0, 0.1).log_prob(x)
+    )
+    numpyro.factor("likelihood", log_density)
+
+
+def test_warmup_restarts_particles_stranded_in_a_minor_mode():
+    """A particle started in the minor mode never crosses the barrier; the warmup restarts it
+    from a particle of the cloud (the Dirichlet mixture of benchmarks/numpyro_models.py kept
+    0.5 % of its particles at σ ≈ 2 before, an sd ratio of 2.4 against NUTS)."""
+    start = jnp.where(jnp.arange(16) < 4, 10.0, 0.0)
+    mcmc = run(MFLD(two_modes, 16), num_warmup=100, num_samples=1, init_params={"x": start})
+    x = mcmc.get_samples()["x"][-1]
+    assert bool(jnp.all(jnp.abs(x) < 1.0)), x
