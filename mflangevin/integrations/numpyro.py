@@ -46,6 +46,8 @@ ABSURD_MOVE = 1e-3
 BACKOFF_GROWTH = 1.1
 #: The stream of the warmup's restarts of stranded particles, folded into the step key.
 RESAMPLE = 0x5253
+#: The stream of the subsamples of the model's subsampled plates, folded into the state's key.
+SUBSAMPLE = 0x5353
 #: The mean acceptance probability that the warmup's step-size adaptation aims at.
 TARGET_ACCEPT_PROB = 0.97
 
@@ -300,6 +302,15 @@ class MFLD(MCMCKernel):
                 "acceptance of independent particles' moves, which a mean-field model does not "
                 "have); e.g. MFLD(model, num_particles, step_size=1e-3)."
             )
+        subsampled = _numpyro_model.subsampled_plates(
+            first_key, self._model, model_args, model_kwargs
+        )
+        if self.step_size is None and subsampled:
+            raise ValueError(
+                f"step_size: a model with subsampled plates ({subsampled}) needs one (the warmup "
+                "tunes the step on exact potentials, which a subsample only estimates); e.g. "
+                "MFLD(model, num_particles, step_size=1e-4)."
+            )
 
         if init_params is not None:
             self._check_finite(init_params)
@@ -330,7 +341,7 @@ class MFLD(MCMCKernel):
         draw = partial(self._initial_particles, init_key, model_args, model_kwargs)
         z = draw() if params is None else self._check_init_params(params, jax.eval_shape(draw))
         temperature = schedule_value(self.temperature, jnp.zeros((), jnp.int32))
-        potential_fn = self._potential_fn(model_args, model_kwargs, temperature)
+        potential_fn = self._potential_fn(model_args, model_kwargs, temperature, key)
         loss, potential, drift = potential_fn(z)
         dtype = jnp.result_type(*jax.tree.leaves(z))
         backoff = jnp.ones(self.num_particles, dtype)
@@ -465,7 +476,7 @@ class MFLD(MCMCKernel):
                 )
         return {name: jnp.asarray(value, prototype[name].dtype) for name, value in params.items()}
 
-    def _potential_fn(self, model_args: tuple, model_kwargs: dict, temperature) -> Callable:
+    def _potential_fn(self, model_args: tuple, model_kwargs: dict, temperature, rng_key):
         return _numpyro_model.potential_and_drift_fn(
             self._model,
             model_args,
@@ -474,6 +485,7 @@ class MFLD(MCMCKernel):
             self._mean_field,
             self.num_particles,
             temperature,
+            jax.random.fold_in(rng_key, SUBSAMPLE),
         )
 
     def _initial_step_size(self, rng_key, potential_fn, z, potential, drift, temperature):
@@ -525,7 +537,10 @@ class MFLD(MCMCKernel):
         )
         z = _colour(new_state.position, full)
         next_temperature = schedule_value(self.temperature, new_state.count)
-        loss, potential, drift = self._potential_fn(model_args, model_kwargs, next_temperature)(z)
+        # One gradient per step, at the new particles; with a subsampled plate, on the
+        # subsample of the next step (drawn from the next state's key).
+        potential_fn = self._potential_fn(model_args, model_kwargs, next_temperature, rng_key)
+        loss, potential, drift = potential_fn(z)
         dtype = state.step_size.dtype
         mean_accept = jnp.full((), jnp.nan, dtype)
         adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
