@@ -17,7 +17,6 @@ Two kinds of model:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -25,14 +24,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from numpyro.infer.initialization import init_to_sample, init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
 
 from mflangevin._checks import all_finite, check_positive
 from mflangevin.integrations import _numpyro_model
+from mflangevin.integrations import _numpyro_warmup as warmup
 from mflangevin.integrations._numpyro_mcmc import MCMC
+from mflangevin.integrations._numpyro_warmup import DualAveraging, accept_prob
 from mflangevin.kernels import mfld
 from mflangevin.kernels.diffusions import per_particle_sq_norm
 from mflangevin.schedules import schedule_value
@@ -40,16 +40,8 @@ from mflangevin.types import Array, PRNGKey, ScalarOrSchedule
 
 __all__ = ["MCMC", "MFLD", "MFLDModelState", "DualAveraging", "accept_prob"]
 
-#: While tuning, a move less likely than this to be accepted by a Metropolis test is undone.
-ABSURD_MOVE = 1e-3
-#: While tuning, a particle's step factor grows by this after a move that was not undone.
-BACKOFF_GROWTH = 1.1
-#: The stream of the warmup's restarts of stranded particles, folded into the step key.
-RESAMPLE = 0x5253
 #: The stream of the subsamples of the model's subsampled plates, folded into the state's key.
 SUBSAMPLE = 0x5353
-#: The mean acceptance probability that the warmup's step-size adaptation aims at.
-TARGET_ACCEPT_PROB = 0.97
 
 
 class MFLDModelState(NamedTuple):
@@ -62,7 +54,7 @@ class MFLDModelState(NamedTuple):
     refused moves; ``step_size`` is the ``η`` of the next step (tuned during warmup when the
     kernel was given none); ``accept_prob`` is the mean over particles of the Metropolis
     acceptance probability of the last moves (Bayesian models; a measure of the step's
-    discretisation error; during a tuning warmup the moves are Metropolis-adjusted).
+    discretisation error; while the warmup tunes the step, a move below ``10⁻³`` is undone).
     ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models),
     ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
     particles, tuned with the step size), ``backoff`` (per particle, the factor by which a
@@ -151,9 +143,9 @@ class MFLD(MCMCKernel):
         particle counted in ``num_refused``.
     target_accept_prob
         With ``step_size=None``: the mean Metropolis acceptance probability of the particles'
-        moves that warmup aims at. The moves are never rejected; the probability measures how far
-        the unadjusted step is from reversible, so a higher target means a smaller step and a
-        smaller discretisation bias.
+        moves that warmup aims at. After warmup no move is rejected; the probability measures
+        how far the unadjusted step is from reversible, so a higher target means a smaller step
+        and a smaller discretisation bias.
 
     Notes
     -----
@@ -190,7 +182,7 @@ class MFLD(MCMCKernel):
         *,
         init_strategy: Callable | None = None,
         divergence_threshold: float = 1e6,
-        target_accept_prob: float = TARGET_ACCEPT_PROB,
+        target_accept_prob: float = warmup.TARGET_ACCEPT_PROB,
     ):
         if not callable(model):
             raise TypeError(f"model: expected a NumPyro model (a callable), got {model!r}.")
@@ -346,12 +338,12 @@ class MFLD(MCMCKernel):
         dtype = jnp.result_type(*jax.tree.leaves(z))
         backoff = jnp.ones(self.num_particles, dtype)
         if self.step_size is None:
-            scale = _cloud_scale(z)
-            full = _particle_scale(scale, backoff)
-            u, drift_u = _whiten(z, drift, full)
+            scale = warmup.cloud_scale(z)
+            full = warmup.particle_scale(scale, backoff)
+            u, drift_u = warmup.whiten(z, drift, full)
             step_size = self._initial_step_size(
                 trial_key,
-                lambda u: _whitened(potential_fn(_colour(u, full)), full),
+                lambda u: warmup.whitened(potential_fn(warmup.colour(u, full)), full),
                 u,
                 potential,
                 drift_u,
@@ -492,7 +484,7 @@ class MFLD(MCMCKernel):
         """The largest ``η = 2^{-k}`` whose trial move from ``z`` has mean acceptance probability
         at least ``target_accept_prob`` (the start of the dual averaging, as NUTS's
         ``find_reasonable_step_size``)."""
-        noise = _noise_like(rng_key, z)
+        noise = warmup.noise_like(rng_key, z)
 
         def acceptance(step_size):
             scale = jnp.sqrt(2 * temperature * step_size)
@@ -526,8 +518,8 @@ class MFLD(MCMCKernel):
         temperature = schedule_value(self.temperature, state.i)
         # The kernel moves u = z / scale, whose drift is scale · ∇V: Langevin dynamics
         # preconditioned by the diagonal scale² (ones unless the warmup tunes it).
-        full = _particle_scale(state.scale, state.backoff)
-        u, drift_u = _whiten(state.z, state.drift, full)
+        full = warmup.particle_scale(state.scale, state.backoff)
+        u, drift_u = warmup.whiten(state.z, state.drift, full)
         new_state, info = self._kernel(
             step_key,
             mfld.initial_state(u)._replace(count=state.i),
@@ -535,7 +527,7 @@ class MFLD(MCMCKernel):
             step_size,
             temperature,
         )
-        z = _colour(new_state.position, full)
+        z = warmup.colour(new_state.position, full)
         next_temperature = schedule_value(self.temperature, new_state.count)
         # One gradient per step, at the new particles; with a subsampled plate, on the
         # subsample of the next step (drawn from the next state's key).
@@ -546,21 +538,21 @@ class MFLD(MCMCKernel):
         adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
         next_step_size = jnp.asarray(step_size, dtype)
         if not self._mean_field:
-            new_u, new_drift_u = _whiten(z, drift, full)
+            new_u, new_drift_u = warmup.whiten(z, drift, full)
             moves = (u, state.potential, drift_u, new_u, potential, new_drift_u)
-            probs = accept_prob(*moves, step_size, temperature, _unmoved(u, new_u))
+            probs = accept_prob(*moves, step_size, temperature, warmup.unmoved(u, new_u))
             mean_accept = jnp.mean(probs).astype(dtype)
         if adapt:
-            warmup = state.i < self._num_warmup
+            tuning = state.i < self._num_warmup
             # While tuning, a move whose acceptance probability is below ABSURD_MOVE is undone
             # (a step tried too large does not fling the particle away, as NUTS rejects a
             # divergent trajectory) and that particle's steps shrink; they grow back while its
             # moves succeed. Particles far out in stiff regions thus move on their own scale.
-            rejected = warmup & (probs < ABSURD_MOVE)
-            grown = jnp.minimum(backoff * BACKOFF_GROWTH, 1.0).astype(dtype)
-            backoff = jnp.where(warmup, jnp.where(rejected, backoff / 2, grown), backoff)
+            rejected = tuning & (probs < warmup.ABSURD_MOVE)
+            grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
+            backoff = jnp.where(tuning, jnp.where(rejected, backoff / 2, grown), backoff)
             z, loss, potential, drift = jax.tree.map(
-                lambda old, new: jnp.where(_per_particle(rejected, new), old, new),
+                lambda old, new: jnp.where(warmup.per_particle(rejected, new), old, new),
                 (state.z, state.loss, state.potential, state.drift),
                 (z, loss, potential, drift),
             )
@@ -577,18 +569,18 @@ class MFLD(MCMCKernel):
             log_step = jnp.where(count < self._num_warmup, updated[0], updated[1])
             # At the same points, a particle stranded where the potential is far above the
             # cloud's (a minor mode, a region it cannot leave) restarts from another particle.
-            stranded = restart & _stranded(potential, temperature, z)
-            source = _replacement(jax.random.fold_in(step_key, RESAMPLE), stranded)
+            stranded = restart & warmup.stranded(potential, temperature, z)
+            source = warmup.replacement(jax.random.fold_in(step_key, warmup.RESAMPLE), stranded)
             z, loss, potential, drift, backoff = jax.tree.map(
-                lambda x: jnp.where(_per_particle(stranded, x), x[source], x),
+                lambda x: jnp.where(warmup.per_particle(stranded, x), x[source], x),
                 (z, loss, potential, drift, backoff),
             )
             adapt_state, scale = jax.tree.map(
-                lambda new, old: jnp.where(warmup, new, old),
-                (updated, _cloud_scale(z)),
+                lambda new, old: jnp.where(tuning, new, old),
+                (updated, warmup.cloud_scale(z)),
                 (adapt_state, scale),
             )
-            next_step_size = jnp.where(warmup, jnp.exp(log_step).astype(dtype), state.step_size)
+            next_step_size = jnp.where(tuning, jnp.exp(log_step).astype(dtype), state.step_size)
         energy = jnp.mean(loss)
         return MFLDModelState(
             i=new_state.count,
@@ -609,27 +601,6 @@ class MFLD(MCMCKernel):
         )
 
 
-def _stranded(potential: Array, temperature, z: dict) -> Array:
-    """Particles whose potential lies more than ``10 + 4√(p/2)`` (in units of λ) above the
-    cloud's median, ``p`` coordinates per particle: near a posterior's mode ``V/λ`` exceeds its
-    minimum by a ``Gamma(p/2)`` variable, so a particle of the posterior's bulk lies there with
-    probability below ``10⁻⁵``."""
-    size = sum(x[0].size for x in jax.tree.leaves(z))
-    excess = (potential - jnp.median(potential)) / temperature
-    return excess > 10.0 + 4.0 * (size / 2) ** 0.5
-
-
-def _replacement(rng_key: PRNGKey, stranded: Array) -> Array:
-    """For every particle, the index of a particle drawn uniformly among those not stranded."""
-    weights = jnp.where(stranded, 0.0, 1.0)
-    return jax.random.choice(rng_key, stranded.shape[0], stranded.shape, p=weights / weights.sum())
-
-
-def _per_particle(mask: Array, x: Array) -> Array:
-    """``mask`` (shape ``(N,)``) broadcast against ``x`` (leading axis ``N``)."""
-    return jnp.reshape(mask, mask.shape + (1,) * (jnp.ndim(x) - 1))
-
-
 def _partition(tree) -> tuple[list, tuple]:
     """The array leaves of ``tree`` (traced by ``jax.jit``) and the rest, hashable, with the
     structure (static): the model's arguments as a compiled init takes them."""
@@ -646,133 +617,3 @@ def _combine(dynamic: list, static: tuple):
     arrays = iter(dynamic)
     leaves = [next(arrays) if array else x for array, x in zip(is_array, values, strict=True)]
     return jax.tree.unflatten(treedef, leaves)
-
-
-def _whiten(z: dict, drift: dict, scale: dict) -> tuple[dict, dict]:
-    """``z / scale`` and ``scale · drift`` (``scale`` per particle): the particles and their drift
-    in the coordinates in which the kernel takes its (unpreconditioned) step."""
-    return jax.tree.map(jnp.divide, z, scale), _colour(drift, scale)
-
-
-def _colour(u: dict, scale: dict) -> dict:
-    return jax.tree.map(jnp.multiply, u, scale)
-
-
-def _whitened(potential_and_drift: tuple, scale: dict) -> tuple:
-    energy, potential, drift = potential_and_drift
-    return energy, potential, _colour(drift, scale)
-
-
-def _particle_scale(scale: dict, backoff: Array) -> dict:
-    """The preconditioner of every particle: the cloud's ``scale`` times the particle's
-    ``backoff`` factor."""
-    return jax.tree.map(lambda s: s[None] * _per_particle(backoff, s[None]), scale)
-
-
-def _cloud_scale(z: dict) -> dict:
-    """Per-coordinate spread of the particle cloud: ``1.4826 × median |θ − median θ|`` (the
-    standard deviation for a Gaussian cloud, unmoved by a few stragglers), at least ``10⁻⁶``."""
-
-    def scale(x):
-        deviation = jnp.abs(x - jnp.median(x, axis=0, keepdims=True))
-        return jnp.maximum(1.4826 * jnp.median(deviation, axis=0), 1e-6).astype(x.dtype)
-
-    return jax.tree.map(scale, z)
-
-
-class DualAveraging(NamedTuple):
-    """Dual averaging of ``log η`` (Nesterov 2009, as Hoffman and Gelman tune NUTS's step):
-    ``x_t = μ − √t/γ · ḡ_t`` with ``ḡ_t`` the running mean of ``target − accept_prob`` (offset by
-    ``t0``), and the weighted average ``x̄_t`` (weights ``t^{−κ}``) that warmup ends with.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> state = DualAveraging.start(jnp.log(jnp.float32(0.1)))
-    >>> below = state.update(jnp.float32(0.5))  # accepted less than the target
-    >>> above = state.update(jnp.float32(-0.02))  # accepted more
-    >>> bool(below.log_step_size < above.log_step_size)
-    True
-    """
-
-    log_step_size: Array
-    log_step_size_avg: Array
-    mean_error: Array
-    count: Array
-    centre: Array
-
-    @classmethod
-    def start(cls, log_step_size: Array) -> DualAveraging:
-        """Start at ``log η``, pulled towards ``log(10 η)`` as NUTS's tuning starts.
-
-        Examples
-        --------
-        >>> import jax.numpy as jnp
-        >>> float(DualAveraging.start(jnp.float32(0.0)).count)
-        0.0
-        """
-        zero = jnp.zeros_like(log_step_size)
-        return cls(log_step_size, zero, zero, zero, log_step_size + jnp.log(10.0))
-
-    def update(self, error: Array, t0: float = 10.0, kappa: float = 0.75, gamma: float = 0.05):
-        """One step with ``error = target − accept_prob``.
-
-        Examples
-        --------
-        >>> import jax.numpy as jnp
-        >>> state = DualAveraging.start(jnp.float32(0.0)).update(jnp.float32(-0.1))
-        >>> float(state.count)
-        1.0
-        """
-        t = self.count + 1
-        mean_error = (1 - 1 / (t + t0)) * self.mean_error + error / (t + t0)
-        log_step_size = self.centre - jnp.sqrt(t) / gamma * mean_error
-        weight = t ** (-kappa)
-        average = weight * log_step_size + (1 - weight) * self.log_step_size_avg
-        return DualAveraging(log_step_size, average, mean_error, t, self.centre)
-
-
-def _noise_like(rng_key: PRNGKey, tree: dict) -> dict:
-    flat, unravel = ravel_pytree(tree)
-    return unravel(jax.random.normal(rng_key, flat.shape, flat.dtype))
-
-
-def _unmoved(old: dict, new: dict) -> Array:
-    """Particles whose every coordinate stayed put: a refused move (per particle, ``(N,)``)."""
-    same = [
-        jnp.all(jnp.reshape(a == b, (a.shape[0], -1)), axis=1)
-        for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new), strict=True)
-    ]
-    return functools.reduce(jnp.logical_and, same)
-
-
-def accept_prob(
-    z, potential, drift, proposal, new_potential, new_drift, step_size, temperature, refused
-) -> Array:
-    """Per-particle Metropolis acceptance probability of the Langevin moves ``z → proposal`` on
-    ``∝ exp(−V/λ)``, shape ``(N,)``; ``0`` for a refused move.
-
-    With ``q(θ'|θ) = N(θ − η∇V(θ), 2λη I)``, ``log α = −(V(θ') − V(θ))/λ + log q(θ|θ') −
-    log q(θ'|θ)``. MFLD never rejects: ``1 − α`` measures how far the unadjusted step is from
-    reversible, its discretisation error.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> z, proposal = {"x": jnp.zeros(2)}, {"x": jnp.array([0.1, 3.0])}
-    >>> V = lambda x: 0.5 * x**2
-    >>> drift = {"x": z["x"]}
-    >>> prob = accept_prob(
-    ...     z, V(z["x"]), drift, proposal, V(proposal["x"]), proposal, 0.01, 1.0,
-    ...     jnp.array([False, False]),
-    ... )
-    >>> [round(float(p), 3) for p in prob]  # a move against the drift is less reversible
-    [1.0, 0.978]
-    """
-    forward = jax.tree.map(lambda a, b, d: b - a + step_size * d, z, proposal, drift)
-    backward = jax.tree.map(lambda a, b, d: a - b + step_size * d, z, proposal, new_drift)
-    log_ratio = -(new_potential - potential) / temperature - (
-        per_particle_sq_norm(backward) - per_particle_sq_norm(forward)
-    ) / (4 * temperature * step_size)
-    prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-    return jnp.where(refused | ~jnp.isfinite(log_ratio), 0.0, prob)
