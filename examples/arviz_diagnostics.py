@@ -168,7 +168,7 @@ def plot_certificates(tree, n, num_chains):
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={"height_ratios": (2, 1)}
     )
-    curves = {"energy": "-", "objective": "--", "dual_bound": ":"}
+    curves = {"mean_field_energy": "-", "objective": "--", "dual_bound": ":"}
     for c in range(num_chains):
         for name, style in curves.items():
             top.plot(steps, stats[name].values[c, steps], style, color=f"C{c}", lw=1.2)

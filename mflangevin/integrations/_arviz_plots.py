@@ -6,7 +6,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-CERTIFICATE_STATS = ("energy", "objective", "dual_bound", "gap")
+CERTIFICATE_STATS = ("mean_field_energy", "objective", "dual_bound", "gap")
 
 
 def _indexed(dataset: xr.Dataset) -> xr.Dataset:
@@ -24,7 +24,7 @@ def plot_certificates(tree: xr.DataTree, var_names=None, backend: str | None = N
     Examples
     --------
     >>> import numpy as np, xarray as xr
-    >>> stats = xr.Dataset({"energy": (("chain", "draw"), np.ones((1, 5)))})
+    >>> stats = xr.Dataset({"mean_field_energy": (("chain", "draw"), np.ones((1, 5)))})
     >>> tree = xr.DataTree.from_dict({"sample_stats": stats})
     >>> type(plot_certificates(tree, backend="none")).__name__
     'PlotCollection'
@@ -36,7 +36,7 @@ def plot_certificates(tree: xr.DataTree, var_names=None, backend: str | None = N
         ]
     if not var_names:
         raise ValueError(f"tree: sample_stats has none of {CERTIFICATE_STATS}.")
-    certificates = [name for name in var_names if name != "energy"]
+    certificates = [name for name in var_names if name != "mean_field_energy"]
     if certificates:
         stats = stats.dropna("draw", how="all", subset=certificates)
     subset = xr.DataTree.from_dict({"sample_stats": stats[list(var_names)]})

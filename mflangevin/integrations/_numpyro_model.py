@@ -12,6 +12,7 @@ without one is an ordinary Bayesian model, of which every particle is an indepen
 
 from __future__ import annotations
 
+import zlib
 from functools import partial
 
 import jax
@@ -21,6 +22,7 @@ from numpyro.handlers import seed, substitute, trace
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import compute_log_probs, constrain_fn, initialize_model
 
+from mflangevin.kernels import data
 from mflangevin.types import Array, ArrayTree, PRNGKey
 
 
@@ -127,7 +129,36 @@ def log_density_parts(
     return jnp.asarray(log_reference), jnp.asarray(log_outside)
 
 
-def energy_and_drift_fn(
+def subsampled_plates(rng_key: PRNGKey, model, model_args: tuple, model_kwargs: dict) -> list:
+    """The names of the model's plates that draw a subsample (``subsample_size`` below size)."""
+    model_trace = abstract_trace(rng_key, model, model_args, model_kwargs)
+    return sorted(
+        name
+        for name, site in model_trace.items()
+        if site["type"] == "plate" and site["args"][1] not in (None, site["args"][0])
+    )
+
+
+def subsample_in_o_of_b(rng_key: PRNGKey):
+    """A ``substitute_fn`` giving every subsampled plate its indices without replacement in
+    ``O(B)`` work, from the project's minibatch source, where NumPyro's own draw on CPU shuffles
+    all ``n`` indices (``O(n)`` per step). Each plate's indices come from ``rng_key`` folded with
+    a hash of its name."""
+
+    def indices(msg):
+        if msg["type"] != "plate":
+            return None
+        size, subsample_size = msg["args"]
+        if subsample_size is None or subsample_size >= size:
+            return None
+        key = jax.random.fold_in(rng_key, zlib.crc32(msg["name"].encode()))
+        source = data.minibatch(subsample_size)
+        return source.indices(key, size, data.MinibatchState.start())[0]
+
+    return indices
+
+
+def potential_and_drift_fn(
     model,
     model_args: tuple,
     model_kwargs: dict,
@@ -135,29 +166,39 @@ def energy_and_drift_fn(
     mean_field: bool,
     num_particles: int,
     temperature: Array,
+    rng_key: PRNGKey,
 ):
-    """``z ↦ (F(μ_Θ), drift)``, the drift ``∇δF/δμ(θ_i) − λ∇log ν(θ_i)`` at every particle.
+    """``z ↦ (F, V, drift)``, the drift ``∇δF/δμ(θ_i) − λ∇log ν(θ_i)`` at every particle.
 
-    Both come from one gradient of ``J(Θ) = N·F(μ_Θ) − λ Σ_i log ν(θ_i)``, which is ``−λ`` times
-    the log density of the model with the energy part scaled by ``N/λ``. In a Bayesian model
-    ``F(μ) = E_μ[−log p(data | θ)]`` is linear and the particles are independent copies.
+    The drift comes from one gradient of ``J(Θ) = N·F(μ_Θ) − λ Σ_i log ν(θ_i)``, which is ``−λ``
+    times the log density of the model with the energy part scaled by ``N/λ``. In a Bayesian
+    model ``F(μ) = E_μ[−log p(data | θ)]`` is linear, the particles are independent copies and
+    ``J = Σ_i V(θ_i)`` with the per-particle potential ``V(θ) = −log p(data | θ) − λ log ν(θ)``,
+    returned as ``V`` (shape ``(N,)``), and ``F`` is returned per particle, ``−log p(data | θ_i)``
+    (its mean is ``F(μ_Θ)``); a mean-field model has no such split (``F(μ_Θ)`` and ``V = ()``).
+
+    The model runs seeded with ``rng_key``: a plate with ``subsample_size`` draws its subsample
+    from it (one subsample for all particles, see :func:`subsample_in_o_of_b`) and scales its
+    sites by ``size / subsample_size``, as NumPyro does, so the drift is the unbiased minibatch
+    estimate of stochastic-gradient MFLD.
     """
+    model = substitute(seed(model, rng_key), substitute_fn=subsample_in_o_of_b(rng_key))
     parts = partial(log_density_parts, model, model_args, model_kwargs, plate_name=plate_name)
 
-    def scaled_potential(z: dict) -> tuple[Array, Array]:
+    def scaled_potential(z: dict):
         if mean_field:
             log_reference, log_outside = parts(z=z)
             energy = -log_outside
-        else:
-            log_reference, log_outside = jax.vmap(lambda theta: parts(z=theta))(z)
-            log_reference, energy = jnp.sum(log_reference), -jnp.mean(log_outside)
-        return num_particles * energy - temperature * log_reference, energy
+            return num_particles * energy - temperature * log_reference, (energy, ())
+        log_reference, log_outside = jax.vmap(lambda theta: parts(z=theta))(z)
+        potentials = -log_outside - temperature * log_reference
+        return jnp.sum(potentials), (-log_outside, potentials)
 
-    def energy_and_drift(z: dict) -> tuple[Array, ArrayTree]:
-        (_, energy), drift = jax.value_and_grad(scaled_potential, has_aux=True)(z)
-        return energy, drift
+    def potential_and_drift(z: dict) -> tuple[Array, Array, ArrayTree]:
+        (_, (energy, potentials)), drift = jax.value_and_grad(scaled_potential, has_aux=True)(z)
+        return energy, potentials, drift
 
-    return energy_and_drift
+    return potential_and_drift
 
 
 def initial_particles(
@@ -192,6 +233,9 @@ def initial_particles(
 
 
 def constrain(model, model_args: tuple, model_kwargs: dict, mean_field: bool):
-    """``z ↦`` constrained latents and deterministic sites (per particle in Bayesian models)."""
+    """``z ↦`` constrained latents and deterministic sites (per particle in Bayesian models).
+    The model runs seeded, so that a subsampled plate draws a subsample (deterministic sites
+    computed on it)."""
+    model = seed(model, jax.random.key(0))
     fn = partial(constrain_fn, model, model_args, model_kwargs, return_deterministic=True)
     return fn if mean_field else jax.vmap(fn)

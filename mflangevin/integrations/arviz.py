@@ -5,9 +5,15 @@ Groups of the tree made by :func:`to_datatree`:
 * ``posterior``: the particle trajectories (dims ``chain, draw, particle, …``) and
   permutation-invariant observables of the measure ``μ_Θ`` (dims ``chain, draw, …``), computed on
   device. Run ESS and R-hat on the observables: particles inside one system are dependent, so
-  per-particle R-hat only checks one particle's marginal.
-* ``sample_stats``: what the kernel reported: ``energy`` (``F(μ_Θ)``), ``drift_norm``,
-  ``diverging``, ``step_size``, ``temperature``; with :func:`mflangevin.monitor` also
+  per-particle R-hat only checks one particle's marginal. For a Bayesian NumPyro model (no
+  particle plate) the particles are independent chains: ``posterior`` then holds the latent sites
+  with every (chain, particle) pair as a chain (``chain`` of size ``chains × N``), so that
+  ArviZ's defaults (``az.summary``, ``az.ess``, ``az.rhat``) give the pooled posterior.
+* ``log_likelihood`` (NumPyro runs): the log-likelihood of every observed site per draw (per
+  (chain, particle) pair and draw for a Bayesian model), for ``az.loo`` and ``az.compare``.
+* ``sample_stats``: what the kernel reported: ``mean_field_energy`` (``F(μ_Θ)``; not called
+  ``energy``, which ArviZ reads as the Hamiltonian of HMC), ``drift_norm``, ``diverging``,
+  ``num_refused``, ``step_size``, ``temperature``; with :func:`mflangevin.monitor` also
   ``objective`` (primal ``Ĝ``), ``dual_bound`` (``D(g_μ)``), ``gap``, ``dual_bound_stderr`` and
   ``dual_bound_ess`` (the effective sample size of the dual's importance weights);
   plus any arrays passed as ``sample_stats``.
@@ -36,6 +42,7 @@ __all__ = ["to_datatree", "plot_certificates", "plot_particle_marginals", "plot_
 
 # Field names of kernel infos (and of certificates) as ArviZ expects or as the docs name them.
 _STAT_NAMES = {
+    "energy": "mean_field_energy",
     "is_divergent": "diverging",
     "certificate.primal": "objective",
     "certificate.dual": "dual_bound",
@@ -182,23 +189,57 @@ def _from_history(history, reference, rng_key, thinning, has_chain_axis):
 
 
 def _from_numpyro(mcmc, rng_key):
-    from numpyro.infer import Predictive
+    from numpyro.infer import MCMC, Predictive, log_likelihood
 
-    positions = mcmc.get_samples(group_by_chain=True)
+    # NumPyro's own get_samples: the particle axis in place, whichever MCMC class ran.
+    positions = MCMC.get_samples(mcmc, group_by_chain=True)
     extra = mcmc.get_extra_fields(group_by_chain=True)
     stats = {_stat_name(k): np.asarray(v) for k, v in extra.items() if np.ndim(v) >= 2}
     num_draws = jax.tree.leaves(positions)[0].shape[1]
     draw_coord = np.arange(num_draws)
+    mean_field = getattr(mcmc.sampler, "is_mean_field", None)
+    args, kwargs = getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})
+    # Per draw: a mean-field model's likelihood is that of the whole measure, a Bayesian model's
+    # that of every particle.
+    likelihood = log_likelihood(
+        mcmc.sampler.model, positions, *args, batch_ndims=2 if mean_field else 3, **kwargs
+    )
+    likelihood = {name: np.asarray(value) for name, value in likelihood.items()}
     prior = None
     if rng_key is not None:
         # A mean-field model draws all N particles at once (its plate); a Bayesian model draws one
         # particle per prior sample, so it needs N samples.
-        mean_field = getattr(mcmc.sampler, "is_mean_field", None)
         num = 1 if mean_field else jax.tree.leaves(positions)[0].shape[2]
         predictive = Predictive(mcmc.sampler.model, num_samples=num, return_sites=list(positions))
-        draws = predictive(rng_key, *getattr(mcmc, "_args", ()), **getattr(mcmc, "_kwargs", {}))
+        draws = predictive(rng_key, *args, **kwargs)
         prior = {name: draws[name][0] if mean_field else draws[name] for name in positions}
-    return positions, stats, draw_coord, prior
+    return positions, stats, draw_coord, prior, likelihood, not mean_field
+
+
+def _pooled(
+    positions: dict,
+    stats: dict,
+    likelihood: dict,
+    dims: Mapping[str, list[str]] | None,
+    coords: Mapping[str, np.ndarray] | None,
+) -> dict[str, xr.Dataset]:
+    """The ``posterior``, ``log_likelihood`` and ``sample_stats`` of independent particles, each
+    (chain, particle) pair a chain; a draw's statistics hold for every particle of its chain."""
+    from mflangevin.integrations._numpyro_mcmc import particles_as_chains
+
+    num = jax.tree.leaves(positions)[0].shape[2]
+    groups = {}
+    for group, values in (
+        ("posterior", jax.tree.map(particles_as_chains, positions)),
+        ("log_likelihood", jax.tree.map(particles_as_chains, likelihood)),
+        ("sample_stats", {k: np.repeat(np.asarray(v), num, axis=0) for k, v in stats.items()}),
+    ):
+        variables = {
+            name: (["chain", "draw", *_event_dims(name, value.shape[2:], dims)], value)
+            for name, value in values.items()
+        }
+        groups[group] = _dataset(variables, dict(coords or {}))
+    return groups
 
 
 def to_datatree(
@@ -261,8 +302,9 @@ def to_datatree(
         raise ValueError(f"thinning: must be >= 1, got {thinning}.")
     if observables is not None and not callable(observables):
         raise TypeError(f"observables: expected a callable or None, got {observables!r}.")
+    likelihood, pooled = None, False
     if _is_mcmc(source):
-        positions, stats, draw_coord, prior = _from_numpyro(source, rng_key)
+        positions, stats, draw_coord, prior, likelihood, pooled = _from_numpyro(source, rng_key)
     else:
         positions, stats, draw_coord, prior = _from_history(
             source, reference, rng_key, int(thinning), has_chain_axis
@@ -278,9 +320,21 @@ def to_datatree(
                 f"({num_chains}, {num_draws})."
             )
         stats[name] = value
-    return _assemble(
+    tree = _assemble(
         positions, stats, draw_coord, observables, prior, dims, coords, include_trajectories
     )
+    if likelihood is None:
+        return tree
+    groups = {name: tree[name].to_dataset() for name in tree.children}
+    if pooled:
+        groups.update(_pooled(positions, stats, likelihood, dims, coords))
+    else:
+        variables = {
+            name: (["chain", "draw", *_event_dims(name, value.shape[2:], dims)], value)
+            for name, value in likelihood.items()
+        }
+        groups["log_likelihood"] = _dataset(variables, {"draw": draw_coord, **(coords or {})})
+    return xr.DataTree.from_dict(groups)
 
 
 def _is_mcmc(source) -> bool:

@@ -23,25 +23,43 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.infer.initialization import init_to_sample
+import numpy as np
+from numpyro.infer.initialization import init_to_sample, init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
 
 from mflangevin._checks import all_finite, check_positive
 from mflangevin.integrations import _numpyro_model
+from mflangevin.integrations import _numpyro_warmup as warmup
+from mflangevin.integrations._numpyro_mcmc import MCMC
+from mflangevin.integrations._numpyro_warmup import DualAveraging, accept_prob
 from mflangevin.kernels import mfld
+from mflangevin.kernels.diffusions import per_particle_sq_norm
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, PRNGKey, ScalarOrSchedule
 
-__all__ = ["MFLD", "MFLDModelState"]
+__all__ = ["MCMC", "MFLD", "MFLDModelState", "DualAveraging", "accept_prob"]
+
+#: The stream of the subsamples of the model's subsampled plates, folded into the state's key.
+SUBSAMPLE = 0x5353
 
 
 class MFLDModelState(NamedTuple):
     """State of :class:`MFLD` on a NumPyro model.
 
     ``z`` holds the particles in unconstrained space, one leading axis of size ``N`` per latent
-    site; ``energy`` is ``F(μ_Θ)`` and ``drift_norm`` the root-mean-square drift at the particles
-    the last step started from; ``diverging`` flags a refused step. Each step splits ``rng_key``
+    site; ``energy`` is ``F(μ_Θ)`` and ``drift_norm`` the root-mean-square drift at ``z``;
+    ``diverging`` flags a step that refused a particle's move (its proposal was non-finite or
+    beyond ``divergence_threshold``) or met a non-finite energy, and ``num_refused`` counts the
+    refused moves; ``step_size`` is the ``η`` of the next step (tuned during warmup when the
+    kernel was given none); ``accept_prob`` is the mean over particles of the Metropolis
+    acceptance probability of the last moves (Bayesian models; a measure of the step's
+    discretisation error; while the warmup tunes the step, a move below ``10⁻³`` is undone).
+    ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models),
+    ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
+    particles, tuned with the step size), ``backoff`` (per particle, the factor by which a
+    particle's preconditioner shrank during warmup after its moves failed) and ``adapt_state``
+    (the step size's dual averaging) are carried to the next step. Each step splits ``rng_key``
     into the next state's key and the step key.
 
     Examples
@@ -50,8 +68,8 @@ class MFLDModelState(NamedTuple):
     >>> def model():
     ...     numpyro.sample("loc", dist.Normal(0.0, 1.0))
     >>> state = MFLD(model, num_particles=8, step_size=0.01).init(jax.random.key(0), 0)
-    >>> state.z["loc"].shape, int(state.i), bool(state.diverging)
-    ((8,), 0, False)
+    >>> state.z["loc"].shape, int(state.i), bool(state.diverging), int(state.num_refused)
+    ((8,), 0, False, 0)
     """
 
     i: Array
@@ -59,18 +77,34 @@ class MFLDModelState(NamedTuple):
     energy: Array
     drift_norm: Array
     diverging: Array
+    num_refused: Array
+    step_size: Array
+    accept_prob: Array
     rng_key: PRNGKey
+    potential: Array | tuple
+    loss: Array
+    drift: dict
+    scale: dict
+    backoff: Array
+    adapt_state: tuple
 
 
-class _ModelObjective(NamedTuple):
-    """The model as an :class:`~mflangevin.objectives.Objective` for the MFLD kernel; ν is
-    already inside its drift, so its own reference is ``None``."""
+class _Carried(NamedTuple):
+    """The model as an :class:`~mflangevin.objectives.Objective` for one MFLD step, from the
+    energy and drift the state carries at its particles (computed at the end of the previous
+    step, as NumPyro's HMC carries its gradient); ν is already inside the drift."""
 
-    energy_and_drift: Callable
+    carried_energy: Array
+    carried_drift: dict
     reference: None = None
 
+    def energy_and_drift(self, particles):
+        del particles
+        return self.carried_energy, self.carried_drift
+
     def energy(self, particles):
-        return self.energy_and_drift(particles)[0]
+        del particles
+        return self.carried_energy
 
 
 class MFLD(MCMCKernel):
@@ -79,8 +113,8 @@ class MFLD(MCMCKernel):
     Each MCMC iteration is one MFLD step of all particles (``θ_i ← θ_i − η[∇δF/δμ(θ_i) −
     λ∇log ν(θ_i)] + √(2λη) ξ_i``, the update of :func:`mflangevin.mfld`). A draw is the whole
     particle system: ``get_samples()`` gives ``(draws, N, …)`` per latent site and
-    ``get_samples(group_by_chain=True)`` gives ``(chains, draws, N, …)``. Warmup is burn-in (there
-    is nothing to adapt).
+    ``get_samples(group_by_chain=True)`` gives ``(chains, draws, N, …)``;
+    :class:`mflangevin.numpyro.MCMC` pools the particles of a Bayesian model into draws.
 
     Parameters
     ----------
@@ -91,23 +125,34 @@ class MFLD(MCMCKernel):
     num_particles
         ``N``.
     step_size
-        η > 0, or a schedule ``iteration -> η``.
+        η > 0, or a schedule ``iteration -> η``, used as given. ``None`` (the default, Bayesian
+        models only): tuned during warmup, as NUTS tunes its step, by dual averaging towards
+        ``target_accept_prob`` (below), then held fixed.
     temperature
         λ > 0, or a schedule ``iteration -> λ``. For a Bayesian model ``λ = 1`` samples the
         posterior; for a mean-field model the sites outside the plate are scaled by ``N/λ``.
     particle_plate
         Name of the plate whose latent sites are the particles.
     init_strategy
-        NumPyro initialisation strategy; the default draws the particles from the prior ν.
+        NumPyro initialisation strategy. ``None`` (the default): ``init_to_uniform`` (uniform
+        on ``(−2, 2)`` in unconstrained space, NUTS's default) for a Bayesian model, a draw of
+        the plate from ν (``init_to_sample``) for a mean-field model.
     divergence_threshold
-        A step that makes an unconstrained coordinate non-finite or this large is refused and
-        flagged in ``diverging``.
+        A particle whose proposal has an unconstrained coordinate that is non-finite or this large
+        keeps its position (the others move); the step is flagged in ``diverging`` and the
+        particle counted in ``num_refused``.
+    target_accept_prob
+        With ``step_size=None``: the mean Metropolis acceptance probability of the particles'
+        moves that warmup aims at. After warmup no move is rejected; the probability measures
+        how far the unadjusted step is from reversible, so a higher target means a smaller step
+        and a smaller discretisation bias.
 
     Notes
     -----
     ``init_params`` given to ``MCMC.run`` are unconstrained particles (leading axis ``N``; under
     ``chain_method="vectorized"`` a further leading chain axis). ``Predictive`` takes the samples
-    of a mean-field model as they are, and those of a Bayesian model with ``batch_ndims=2``.
+    of a mean-field model as they are, and those of a Bayesian model with ``batch_ndims=2``
+    (or as they are from :class:`mflangevin.numpyro.MCMC`).
 
     Examples
     --------
@@ -117,7 +162,7 @@ class MFLD(MCMCKernel):
     ...     loc = numpyro.sample("loc", dist.Normal(0.0, 10.0))
     ...     with numpyro.plate("data", y.shape[0]):
     ...         numpyro.sample("y", dist.Normal(loc, 1.0), obs=y)
-    >>> kernel = MFLD(model, num_particles=64, step_size=0.01, temperature=1.0)
+    >>> kernel = MFLD(model, num_particles=64)
     >>> mcmc = MCMC(kernel, num_warmup=200, num_samples=10, progress_bar=False)
     >>> mcmc.run(jax.random.key(0), jnp.array([1.0, 2.0, 3.0]))
     >>> mcmc.get_samples()["loc"].shape
@@ -125,18 +170,19 @@ class MFLD(MCMCKernel):
     """
 
     sample_field = "z"
-    default_fields = ("z", "diverging")
+    default_fields = ("z", "diverging", "num_refused")
 
     def __init__(
         self,
         model: Callable,
         num_particles: int,
-        step_size: ScalarOrSchedule,
+        step_size: ScalarOrSchedule | None = None,
         temperature: ScalarOrSchedule = 1.0,
         particle_plate: str = "particles",
         *,
-        init_strategy: Callable = init_to_sample,
+        init_strategy: Callable | None = None,
         divergence_threshold: float = 1e6,
+        target_accept_prob: float = warmup.TARGET_ACCEPT_PROB,
     ):
         if not callable(model):
             raise TypeError(f"model: expected a NumPyro model (a callable), got {model!r}.")
@@ -146,29 +192,36 @@ class MFLD(MCMCKernel):
             raise ValueError(f"num_particles: must be >= 1, got {num_particles}.")
         if not isinstance(particle_plate, str):
             raise TypeError(f"particle_plate: expected a plate name, got {particle_plate!r}.")
-        check_positive("step_size", step_size)
+        if step_size is not None:
+            check_positive("step_size", step_size)
         check_positive("temperature", temperature)
         check_positive("divergence_threshold", divergence_threshold)
+        if not 0.0 < float(target_accept_prob) < 1.0:
+            raise ValueError(f"target_accept_prob: must lie in (0, 1), got {target_accept_prob!r}.")
         self._model = model
         self.num_particles = num_particles
         self.step_size = step_size
         self.temperature = temperature
         self.particle_plate = particle_plate
+        self.target_accept_prob = float(target_accept_prob)
         self._init_strategy = init_strategy
         self._divergence_threshold = divergence_threshold
         self._kernel = mfld.build_kernel(divergence_threshold)
         self._mean_field = None
         self._vectorized = False
+        self._num_warmup = 0
+        self._init_cache = {}
 
     def __getstate__(self) -> dict:
         # The built kernel is a local closure: rebuild it on unpickling (as NUTS pickles).
         state = self.__dict__.copy()
-        del state["_kernel"]
+        del state["_kernel"], state["_init_cache"]
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._kernel = mfld.build_kernel(self._divergence_threshold)
+        self._init_cache = {}
 
     @property
     def model(self) -> Callable:
@@ -223,8 +276,8 @@ class MFLD(MCMCKernel):
         >>> state.z["loc"]
         Array([0., 0., 0., 0., 0., 0., 0., 0.], dtype=float32)
         """
-        del num_warmup
         model_kwargs = {} if model_kwargs is None else model_kwargs
+        self._num_warmup = int(num_warmup)
         self._vectorized = not is_prng_key(rng_key)
         first_key = rng_key[0] if self._vectorized else rng_key
         self._mean_field = _numpyro_model.is_mean_field(
@@ -235,19 +288,89 @@ class MFLD(MCMCKernel):
             self.particle_plate,
             self.num_particles,
         )
-
-        def init_one(key: PRNGKey, params: dict | None) -> MFLDModelState:
-            key, init_key = jax.random.split(key)
-            draw = partial(self._initial_particles, init_key, model_args, model_kwargs)
-            z = draw() if params is None else self._check_init_params(params, jax.eval_shape(draw))
-            zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(z)))
-            return MFLDModelState(jnp.zeros((), jnp.int32), z, zero, zero, jnp.array(False), key)
+        if self.step_size is None and self._mean_field:
+            raise ValueError(
+                "step_size: a mean-field model needs one (the warmup tunes the step from the "
+                "acceptance of independent particles' moves, which a mean-field model does not "
+                "have); e.g. MFLD(model, num_particles, step_size=1e-3)."
+            )
+        subsampled = _numpyro_model.subsampled_plates(
+            first_key, self._model, model_args, model_kwargs
+        )
+        if self.step_size is None and subsampled:
+            raise ValueError(
+                f"step_size: a model with subsampled plates ({subsampled}) needs one (the warmup "
+                "tunes the step on exact potentials, which a subsample only estimates); e.g. "
+                "MFLD(model, num_particles, step_size=1e-4)."
+            )
 
         if init_params is not None:
             self._check_finite(init_params)
-        if self._vectorized:
-            return jax.vmap(init_one)(rng_key, init_params)
-        return init_one(rng_key, init_params)
+        dynamic, static = _partition((model_args, model_kwargs))
+        return self._compiled_init(static)(rng_key, init_params, dynamic)
+
+    def _compiled_init(self, static) -> Callable:
+        """The initialisation, compiled once per model, settings and static arguments (and, by
+        ``jax.jit``'s own cache, per shapes of the array arguments)."""
+        cache_key = (static, self._vectorized, self._mean_field)
+        try:
+            compiled = self._init_cache.get(cache_key)
+        except TypeError:  # an unhashable non-array argument: initialise without compiling
+            return partial(self._init_all, static)
+        if compiled is None:
+            compiled = self._init_cache[cache_key] = jax.jit(partial(self._init_all, static))
+        return compiled
+
+    def _init_all(self, static, rng_key: PRNGKey, params: dict | None, dynamic) -> MFLDModelState:
+        model_args, model_kwargs = _combine(dynamic, static)
+        one = partial(self._init_one, model_args, model_kwargs)
+        return jax.vmap(one)(rng_key, params) if self._vectorized else one(rng_key, params)
+
+    def _init_one(
+        self, model_args: tuple, model_kwargs: dict, key: PRNGKey, params: dict | None
+    ) -> MFLDModelState:
+        key, init_key, trial_key = jax.random.split(key, 3)
+        draw = partial(self._initial_particles, init_key, model_args, model_kwargs)
+        z = draw() if params is None else self._check_init_params(params, jax.eval_shape(draw))
+        temperature = schedule_value(self.temperature, jnp.zeros((), jnp.int32))
+        potential_fn = self._potential_fn(model_args, model_kwargs, temperature, key)
+        loss, potential, drift = potential_fn(z)
+        dtype = jnp.result_type(*jax.tree.leaves(z))
+        backoff = jnp.ones(self.num_particles, dtype)
+        if self.step_size is None:
+            scale = warmup.cloud_scale(z)
+            full = warmup.particle_scale(scale, backoff)
+            u, drift_u = warmup.whiten(z, drift, full)
+            step_size = self._initial_step_size(
+                trial_key,
+                lambda u: warmup.whitened(potential_fn(warmup.colour(u, full)), full),
+                u,
+                potential,
+                drift_u,
+                temperature,
+            )
+            adapt_state = DualAveraging.start(jnp.log(step_size))
+        else:
+            scale = jax.tree.map(lambda x: jnp.ones(x.shape[1:], x.dtype), z)
+            step_size = schedule_value(self.step_size, jnp.zeros((), jnp.int32))
+            adapt_state = ()
+        return MFLDModelState(
+            i=jnp.zeros((), jnp.int32),
+            z=z,
+            energy=jnp.mean(loss),
+            drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
+            diverging=jnp.array(False),
+            num_refused=jnp.zeros((), jnp.int32),
+            step_size=jnp.asarray(step_size, dtype),
+            accept_prob=jnp.full((), jnp.nan, dtype),
+            rng_key=key,
+            potential=potential,
+            loss=loss,
+            drift=drift,
+            scale=scale,
+            backoff=backoff,
+            adapt_state=adapt_state,
+        )
 
     def sample(
         self, state: MFLDModelState, model_args: tuple, model_kwargs: dict
@@ -301,12 +424,15 @@ class MFLD(MCMCKernel):
         return f"F(μ) {float(state.energy):.4g}, |drift| {float(state.drift_norm):.3g}"
 
     def _initial_particles(self, key: PRNGKey, model_args: tuple, model_kwargs: dict) -> dict:
+        strategy = self._init_strategy
+        if strategy is None:
+            strategy = init_to_sample if self._mean_field else init_to_uniform
         return _numpyro_model.initial_particles(
             key,
             self._model,
             model_args,
             model_kwargs,
-            self._init_strategy,
+            strategy,
             self._mean_field,
             self.num_particles,
         )
@@ -342,11 +468,8 @@ class MFLD(MCMCKernel):
                 )
         return {name: jnp.asarray(value, prototype[name].dtype) for name, value in params.items()}
 
-    def _step(self, state: MFLDModelState, model_args: tuple, model_kwargs: dict) -> MFLDModelState:
-        rng_key, step_key = jax.random.split(state.rng_key)
-        step_size = schedule_value(self.step_size, state.i)
-        temperature = schedule_value(self.temperature, state.i)
-        energy_and_drift = _numpyro_model.energy_and_drift_fn(
+    def _potential_fn(self, model_args: tuple, model_kwargs: dict, temperature, rng_key):
+        return _numpyro_model.potential_and_drift_fn(
             self._model,
             model_args,
             model_kwargs,
@@ -354,19 +477,143 @@ class MFLD(MCMCKernel):
             self._mean_field,
             self.num_particles,
             temperature,
+            jax.random.fold_in(rng_key, SUBSAMPLE),
         )
+
+    def _initial_step_size(self, rng_key, potential_fn, z, potential, drift, temperature):
+        """The largest ``η = 2^{-k}`` whose trial move from ``z`` has mean acceptance probability
+        at least ``target_accept_prob`` (the start of the dual averaging, as NUTS's
+        ``find_reasonable_step_size``)."""
+        noise = warmup.noise_like(rng_key, z)
+
+        def acceptance(step_size):
+            scale = jnp.sqrt(2 * temperature * step_size)
+            proposal = jax.tree.map(lambda p, d, n: p - step_size * d + scale * n, z, drift, noise)
+            _, new_potential, new_drift = potential_fn(proposal)
+            refused = jnp.zeros(self.num_particles, bool)
+            return jnp.mean(
+                accept_prob(
+                    z,
+                    potential,
+                    drift,
+                    proposal,
+                    new_potential,
+                    new_drift,
+                    step_size,
+                    temperature,
+                    refused,
+                )
+            )
+
+        def too_large(step_size):
+            return (acceptance(step_size) < self.target_accept_prob) & (step_size > 1e-12)
+
+        dtype = jnp.result_type(*jax.tree.leaves(z))
+        return jax.lax.while_loop(too_large, lambda eta: eta / 2, jnp.ones((), dtype))
+
+    def _step(self, state: MFLDModelState, model_args: tuple, model_kwargs: dict) -> MFLDModelState:
+        rng_key, step_key = jax.random.split(state.rng_key)
+        adapt = self.step_size is None
+        step_size = state.step_size if adapt else schedule_value(self.step_size, state.i)
+        temperature = schedule_value(self.temperature, state.i)
+        # The kernel moves u = z / scale, whose drift is scale · ∇V: Langevin dynamics
+        # preconditioned by the diagonal scale² (ones unless the warmup tunes it).
+        full = warmup.particle_scale(state.scale, state.backoff)
+        u, drift_u = warmup.whiten(state.z, state.drift, full)
         new_state, info = self._kernel(
             step_key,
-            mfld.initial_state(state.z)._replace(count=state.i),
-            _ModelObjective(energy_and_drift),
+            mfld.initial_state(u)._replace(count=state.i),
+            _Carried(state.energy, drift_u),
             step_size,
             temperature,
         )
+        z = warmup.colour(new_state.position, full)
+        next_temperature = schedule_value(self.temperature, new_state.count)
+        # One gradient per step, at the new particles; with a subsampled plate, on the
+        # subsample of the next step (drawn from the next state's key).
+        potential_fn = self._potential_fn(model_args, model_kwargs, next_temperature, rng_key)
+        loss, potential, drift = potential_fn(z)
+        dtype = state.step_size.dtype
+        mean_accept = jnp.full((), jnp.nan, dtype)
+        adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
+        next_step_size = jnp.asarray(step_size, dtype)
+        if not self._mean_field:
+            new_u, new_drift_u = warmup.whiten(z, drift, full)
+            moves = (u, state.potential, drift_u, new_u, potential, new_drift_u)
+            probs = accept_prob(*moves, step_size, temperature, warmup.unmoved(u, new_u))
+            mean_accept = jnp.mean(probs).astype(dtype)
+        if adapt:
+            tuning = state.i < self._num_warmup
+            # While tuning, a move whose acceptance probability is below ABSURD_MOVE is undone
+            # (a step tried too large does not fling the particle away, as NUTS rejects a
+            # divergent trajectory) and that particle's steps shrink; they grow back while its
+            # moves succeed. Particles far out in stiff regions thus move on their own scale.
+            rejected = tuning & (probs < warmup.ABSURD_MOVE)
+            grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
+            backoff = jnp.where(tuning, jnp.where(rejected, backoff / 2, grown), backoff)
+            z, loss, potential, drift = jax.tree.map(
+                lambda old, new: jnp.where(warmup.per_particle(rejected, new), old, new),
+                (state.z, state.loss, state.potential, state.drift),
+                (z, loss, potential, drift),
+            )
+            updated = adapt_state.update(self.target_accept_prob - mean_accept)
+            # Windows that double (as Stan's): the averaging restarts from the current step at
+            # 16, 32, 64, … steps up to half the warmup, forgetting the far-off start.
+            count = new_state.count
+            restart = (count >= 16) & ((count & (count - 1)) == 0) & (2 * count <= self._num_warmup)
+            updated = jax.tree.map(
+                lambda fresh, old: jnp.where(restart, fresh, old),
+                DualAveraging.start(updated.log_step_size),
+                updated,
+            )
+            log_step = jnp.where(count < self._num_warmup, updated[0], updated[1])
+            # At the same points, a particle stranded where the potential is far above the
+            # cloud's (a minor mode, a region it cannot leave) restarts from another particle.
+            stranded = restart & warmup.stranded(potential, temperature, z)
+            source = warmup.replacement(jax.random.fold_in(step_key, warmup.RESAMPLE), stranded)
+            z, loss, potential, drift, backoff = jax.tree.map(
+                lambda x: jnp.where(warmup.per_particle(stranded, x), x[source], x),
+                (z, loss, potential, drift, backoff),
+            )
+            adapt_state, scale = jax.tree.map(
+                lambda new, old: jnp.where(tuning, new, old),
+                (updated, warmup.cloud_scale(z)),
+                (adapt_state, scale),
+            )
+            next_step_size = jnp.where(tuning, jnp.exp(log_step).astype(dtype), state.step_size)
+        energy = jnp.mean(loss)
         return MFLDModelState(
-            new_state.count,
-            new_state.position,
-            info.energy,
-            info.drift_norm,
-            info.is_divergent,
-            rng_key,
+            i=new_state.count,
+            z=z,
+            energy=energy,
+            drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
+            diverging=info.is_divergent | ~jnp.isfinite(energy),
+            num_refused=info.num_refused,
+            step_size=next_step_size,
+            accept_prob=mean_accept,
+            rng_key=rng_key,
+            potential=potential,
+            loss=loss,
+            drift=drift,
+            scale=scale,
+            backoff=backoff,
+            adapt_state=adapt_state,
         )
+
+
+def _partition(tree) -> tuple[list, tuple]:
+    """The array leaves of ``tree`` (traced by ``jax.jit``) and the rest, hashable, with the
+    structure (static): the model's arguments as a compiled init takes them."""
+    leaves, treedef = jax.tree.flatten(tree)
+    is_array = tuple(isinstance(x, jax.Array | np.ndarray) for x in leaves)
+    dynamic = [x for x, array in zip(leaves, is_array, strict=True) if array]
+    static = tuple(None if array else x for x, array in zip(leaves, is_array, strict=True))
+    return dynamic, (treedef, is_array, static)
+
+
+def _combine(dynamic: list, static: tuple):
+    """The inverse of :func:`_partition`."""
+    treedef, is_array, values = static
+    arrays = iter(dynamic)
+    leaves = [next(arrays) if array else x for array, x in zip(is_array, values, strict=True)]
+    return jax.tree.unflatten(treedef, leaves)

@@ -1,15 +1,17 @@
 """The Langevin update shared by every Langevin-type kernel: the counterpart of BlackJAX's
 ``sgmcmc/diffusions.py``.
 
-A step proposes ``θ − η·drift + √(2λη) ξ`` for every particle; a proposal that is not finite or
-leaves the box ``|θ| < divergence_threshold`` is refused (the particles are kept) and flagged.
-A step whose energy is not finite, or (with the exact drift) exceeds the running best by more
-than ``divergence_factor`` times its scale, is flagged too (see :func:`energy_diverged`).
+A step proposes ``θ − η·drift + √(2λη) ξ`` for every particle; a particle whose proposal is not
+finite or leaves the box ``|θ| < divergence_threshold`` keeps its position while the others move
+(see :func:`refuse_divergent_particles`), and the step is flagged. A step whose energy is not
+finite, or (with the exact drift) exceeds the running best by more than ``divergence_factor``
+times its scale, is flagged too (see :func:`energy_diverged`).
 Particles keep their dtype: the step size, the temperature and the noise are cast to it.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -28,6 +30,7 @@ __all__ = [
     "langevin_step",
     "langevin_update",
     "refuse_if_divergent",
+    "refuse_divergent_particles",
     "add_reference_score",
     "per_particle_sq_norm",
     "energy_diverged",
@@ -78,9 +81,10 @@ class MFLDInfo(NamedTuple):
     ``drift_norm`` the root-mean-square over particles of the drift used (reference term
     included); with a minibatch estimator both are estimates from the samples the step used.
     ``num_gradient_evaluations`` counts the per-sample gradients evaluated up to and including
-    this step (the cost axis on which estimators compare); ``is_divergent`` is true when the
-    proposed particles were non-finite or beyond ``divergence_threshold``, in which case the step
-    was not taken and the particles were kept, or when the energy diverged (see
+    this step (the cost axis on which estimators compare); ``num_refused`` is the number of
+    particles whose proposal was non-finite or beyond ``divergence_threshold`` and which kept
+    their position while the others moved (see :func:`refuse_divergent_particles`);
+    ``is_divergent`` is true when a move was refused or when the energy diverged (see
     :func:`energy_diverged`; the step is then taken, only flagged).
 
     Examples
@@ -89,8 +93,10 @@ class MFLDInfo(NamedTuple):
     >>> import mflangevin
     >>> algorithm = mflangevin.mfld(lambda p: 0.5 * jnp.mean(p**2), step_size=0.1, temperature=0.1)
     >>> _, info = algorithm.step(jax.random.key(0), algorithm.init(jnp.ones((16, 2))))
-    >>> bool(info.is_divergent), info.step_size, int(info.num_gradient_evaluations)  # n = 1
-    (False, Array(0.1, dtype=float32, weak_type=True), 1)
+    >>> bool(info.is_divergent), int(info.num_refused), info.step_size
+    (False, 0, Array(0.1, dtype=float32, weak_type=True))
+    >>> int(info.num_gradient_evaluations)  # a plain energy_fn: n = 1
+    1
     """
 
     energy: Array
@@ -99,6 +105,7 @@ class MFLDInfo(NamedTuple):
     step_size: Array
     temperature: Array
     num_gradient_evaluations: Array
+    num_refused: Array
 
 
 def initial_state(position: ArrayTree, gradient_state: ArrayTree = ()) -> MFLDState:
@@ -191,21 +198,25 @@ def langevin_update(
     temperature: Array,
     divergence_threshold: float,
 ) -> tuple[ArrayTree, Array]:
-    """``θ − η·drift + √(2λη) ξ``, refused (particles kept) if it is non-finite or explodes.
+    """``θ − η·drift + √(2λη) ξ`` for every particle; a particle whose proposal is non-finite or
+    explodes keeps its position (:func:`refuse_divergent_particles`).
 
-    Returns the new position and the divergence flag. The noise is drawn as in
-    ``blackjax.sgld``, which makes the two agree.
+    Returns the new position and which particles' moves were refused, shape ``(N,)``. The noise
+    is drawn as in ``blackjax.sgld``, which makes the two agree.
 
     Examples
     --------
     >>> import jax, jax.numpy as jnp
     >>> position, drift = jnp.zeros((4, 2)), jnp.ones((4, 2))
-    >>> new, is_divergent = langevin_update(jax.random.key(0), position, drift, 0.1, 0.0, 1e6)
-    >>> new[0], bool(is_divergent)  # λ = 0: a plain gradient step
-    (Array([-0.1, -0.1], dtype=float32), False)
-    >>> new, is_divergent = langevin_update(jax.random.key(0), position, drift, 0.1, 0.0, 0.05)
-    >>> bool(jnp.all(new == position)), bool(is_divergent)  # beyond the threshold: refused
-    (True, True)
+    >>> new, refused = langevin_update(jax.random.key(0), position, drift, 0.1, 0.0, 1e6)
+    >>> new[0], refused  # λ = 0: a plain gradient step
+    (Array([-0.1, -0.1], dtype=float32), Array([False, False, False, False], dtype=bool))
+    >>> drift = drift.at[1].set(9.0)
+    >>> new, refused = langevin_update(jax.random.key(0), position, drift, 0.1, 0.0, 0.5)
+    >>> new[:, 0]  # particle 1 beyond the threshold: refused, the others move
+    Array([-0.1,  0. , -0.1, -0.1], dtype=float32)
+    >>> refused
+    Array([False,  True, False, False], dtype=bool)
     """
     # As blackjax.util.generate_gaussian_noise draws it (so that MFLD and blackjax.sgld agree),
     # without its scaling by a Python float, which low-precision dtypes would not survive.
@@ -221,14 +232,15 @@ def langevin_update(
         )
 
     proposal = jax.tree.map(propose, position, drift, noise)
-    return refuse_if_divergent(proposal, position, divergence_threshold)
+    return refuse_divergent_particles(proposal, position, divergence_threshold)
 
 
 def refuse_if_divergent(
     proposal: ArrayTree, position: ArrayTree, divergence_threshold: float
 ) -> tuple[ArrayTree, Array]:
-    """The divergence guard of every kernel: ``proposal``, or ``position`` kept when a proposed
-    coordinate is not finite or reaches ``divergence_threshold`` in magnitude; and that flag.
+    """The divergence guard of the kernels that move one iterate (not a particle system):
+    ``proposal``, or ``position`` kept when a proposed coordinate is not finite or reaches
+    ``divergence_threshold`` in magnitude; and that flag.
 
     Examples
     --------
@@ -244,6 +256,43 @@ def refuse_if_divergent(
     return kept, is_divergent
 
 
+def refuse_divergent_particles(
+    proposal: ArrayTree, position: ArrayTree, divergence_threshold: float
+) -> tuple[ArrayTree, Array]:
+    """The divergence guard of the particle kernels, particle by particle: a particle whose
+    proposed coordinates are not all finite and below ``divergence_threshold`` in magnitude keeps
+    its position; the others take their proposal. Returns the particles and the refused mask,
+    shape ``(N,)``.
+
+    One bad particle (an extreme start, a region where the drift explodes) thus never freezes the
+    others; the bias this rule introduces is described in ``docs/theory/mfld.md``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> proposal = jnp.array([[1.0, 2.0], [jnp.nan, 0.0], [3.0, 1e7]])
+    >>> new, refused = refuse_divergent_particles(proposal, jnp.zeros((3, 2)), 1e6)
+    >>> new
+    Array([[1., 2.],
+           [0., 0.],
+           [0., 0.]], dtype=float32)
+    >>> refused
+    Array([False,  True,  True], dtype=bool)
+    """
+
+    def outside(x):
+        x = jnp.reshape(x, (x.shape[0], -1))
+        return ~jnp.all(jnp.abs(x) < _bound(divergence_threshold, x.dtype), axis=1)
+
+    refused = functools.reduce(jnp.logical_or, map(outside, jax.tree.leaves(proposal)))
+
+    def keep(new, old):
+        mask = jnp.reshape(refused, refused.shape + (1,) * (new.ndim - 1))
+        return jnp.where(mask, old, new)
+
+    return jax.tree.map(keep, proposal, position), refused
+
+
 def langevin_step(
     rng_key: PRNGKey,
     state: MFLDState,
@@ -255,8 +304,8 @@ def langevin_step(
     divergence_factor: float = 10.0,
 ) -> tuple[MFLDState, MFLDInfo]:
     """One MFLD step with the drift of ``estimator`` (see :mod:`mflangevin.kernels.gradients`):
-    the drift, the reference score, the guarded Langevin update, the divergence test of the
-    energy (:func:`energy_diverged`, against the running best when the estimator's energy is
+    the drift, the reference score, the Langevin update guarded per particle, the divergence test
+    of the energy (:func:`energy_diverged`, against the running best when the estimator's energy is
     exact), the info.
 
     Examples
@@ -280,10 +329,11 @@ def langevin_step(
         state.gradient_state,
     )
     drift = add_reference_score(drift, objective.reference, temperature, position)
-    new_position, is_divergent = langevin_update(
+    new_position, refused = langevin_update(
         rng_key, position, drift, step_size, temperature, divergence_threshold
     )
     best = state.best_energy
+    is_divergent = jnp.any(refused)
     is_divergent |= energy_diverged(energy, best, temperature, position, divergence_factor)
     if estimator.exact:
         best = jnp.fmin(best, jnp.asarray(energy, best.dtype))
@@ -294,6 +344,7 @@ def langevin_step(
         step_size=jnp.asarray(step_size),
         temperature=jnp.asarray(temperature),
         num_gradient_evaluations=state.num_gradient_evaluations + evaluations,
+        num_refused=jnp.sum(refused, dtype=jnp.int32),
     )
     new_state = MFLDState(
         new_position, state.count + 1, gradient_state, info.num_gradient_evaluations, best

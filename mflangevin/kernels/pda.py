@@ -102,8 +102,10 @@ class PDAInfo(NamedTuple):
     ``energy`` is ``F(μ)`` at the particles the step started from, on the step's data (the full
     data, the minibatch or the fresh sample); ``dual_bound`` is ``D(g_t)``, a lower bound on
     ``min G`` (``None`` without ``dual_fn``); ``is_divergent`` is true when an inner proposal was
-    non-finite or beyond the divergence threshold (that inner step was refused), or when the
-    energy diverged (see :func:`~mflangevin.kernels.diffusions.energy_diverged`; flagged only);
+    non-finite or beyond the divergence threshold (that particle kept its position for that
+    inner step while the others moved), or when the energy diverged (see
+    :func:`~mflangevin.kernels.diffusions.energy_diverged`; flagged only); ``num_refused``
+    counts the refused particle moves over the step's ``K_t`` inner steps;
     ``inner_step_size`` is this step's ``η_t``.
 
     Examples
@@ -115,8 +117,8 @@ class PDAInfo(NamedTuple):
     ... )
     >>> algorithm = mflangevin.pda(objective, 0.01, temperature=0.1, num_inner_steps=5)
     >>> _, info = algorithm.step(jax.random.key(0), algorithm.init(jnp.zeros((16, 2))))
-    >>> info.dual_bound is None, bool(info.is_divergent), int(info.num_inner_steps)
-    (True, False, 5)
+    >>> info.dual_bound is None, bool(info.is_divergent), int(info.num_refused)
+    (True, False, 0)
     """
 
     energy: Array
@@ -124,6 +126,7 @@ class PDAInfo(NamedTuple):
     is_divergent: Array
     inner_step_size: Array
     num_inner_steps: Array
+    num_refused: Array
 
 
 def init(
@@ -247,7 +250,7 @@ def build_kernel(
         grad_potential = _potential_gradient(
             inner_objective, weighted_sum, weight_sum, scale, lam, batches
         )
-        new_position, diverged, batches_state = _inner_langevin(
+        new_position, num_refused, batches_state = _inner_langevin(
             key_inner,
             state.position,
             step.batches,
@@ -265,7 +268,8 @@ def build_kernel(
                 step.objective, g, temperature, keys.dual_key(rng_key), particles=state.position
             )
         best = state.best_energy
-        diverged |= jnp.logical_not(step.in_domain)  # an online sample outside the risk's domain
+        # A refused particle move, or an online sample outside the risk's domain.
+        diverged = (num_refused > 0) | jnp.logical_not(step.in_domain)
         diverged |= energy_diverged(energy, best, lam, state.position, divergence_factor)
         if step.indices is None and step.sample is None:  # the full data: F(μ) itself
             best = jnp.fmin(best, energy.astype(best.dtype))
@@ -275,6 +279,7 @@ def build_kernel(
             is_divergent=diverged,
             inner_step_size=jnp.asarray(inner_step_size),
             num_inner_steps=jnp.asarray(num_inner_steps),
+            num_refused=num_refused,
         )
         new_state = PDAState(
             new_position, new_output, weighted_sum, weight_sum, t, best, samples, batches_state
@@ -376,20 +381,21 @@ def _inner_langevin(
     rng_key, position, stream, grad_potential, inner_step_size, dtype, num_inner_steps, threshold
 ):
     """``K_t`` unit-temperature Langevin steps on ``V_t``; inner step ``k`` draws its noise (and
-    its minibatch) from ``fold_in(rng_key, k)``. Returns the particles, whether a step was refused,
-    and the minibatch stream's state."""
+    its minibatch) from ``fold_in(rng_key, k)``. A particle whose proposal is non-finite or
+    beyond the threshold keeps its position for that inner step. Returns the particles, the
+    number of refused particle moves, and the minibatch stream's state."""
 
     def inner_step(k, carry):
-        particles, diverged, stream = carry
+        particles, num_refused, stream = carry
         key = keys.inner_step_key(rng_key, k)
         drift, stream = grad_potential(keys.estimator_key(key), particles, stream)
-        particles, is_divergent = langevin_update(
+        particles, refused = langevin_update(
             key, particles, drift, inner_step_size, jnp.ones((), dtype), threshold
         )
-        return particles, diverged | is_divergent, stream
+        return particles, num_refused + jnp.sum(refused, dtype=jnp.int32), stream
 
     return jax.lax.fori_loop(
-        0, num_inner_steps, inner_step, (position, jnp.zeros((), bool), stream)
+        0, num_inner_steps, inner_step, (position, jnp.zeros((), jnp.int32), stream)
     )
 
 

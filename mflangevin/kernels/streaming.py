@@ -27,7 +27,7 @@ from mflangevin._checks import check_particles, check_positive, check_state
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import MFLDState, initial_state, langevin_step
 from mflangevin.kernels.gradients import full
-from mflangevin.objectives import StructuredObjective
+from mflangevin.objectives import StructuredObjective, num_particles
 from mflangevin.schedules import schedule_value
 from mflangevin.types import ArrayTree, PRNGKey, ScalarOrSchedule
 
@@ -102,7 +102,11 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
         position = jax.tree.map(
             lambda new, old: jnp.where(refused, old, new), new_state.position, state.position
         )
-        info = info._replace(is_divergent=info.is_divergent | refused)
+        num = jnp.asarray(num_particles(state.position), jnp.int32)
+        info = info._replace(
+            is_divergent=info.is_divergent | refused,
+            num_refused=jnp.where(refused, num, info.num_refused),
+        )
         return new_state._replace(position=position), info
 
     return kernel

@@ -57,7 +57,8 @@ def test_blackjax_history_with_chains(problem, chains_history):
         rng_key=jax.random.key(3),
         dims={"w": ["input"], "prediction": ["datum"]},
     )
-    assert set(tree.children) == {"posterior", "sample_stats", "particle_measure", "prior"}
+    groups = {"posterior", "sample_stats", "particle_measure", "prior"}
+    assert set(tree.children) == groups
     posterior = tree["posterior"]
     assert posterior["w"].dims == ("chain", "draw", "particle", "input")
     assert posterior["w"].shape == (CHAINS, DRAWS, N, 2)
@@ -65,7 +66,10 @@ def test_blackjax_history_with_chains(problem, chains_history):
     assert posterior["prediction"].shape == (CHAINS, DRAWS, X.shape[0])
     np.testing.assert_array_equal(posterior["draw"].values, np.arange(1, DRAWS + 1))
     stats = tree["sample_stats"]
-    assert {"energy", "diverging", "step_size", "temperature", "dual_bound", "gap"} <= set(stats)
+    assert {"mean_field_energy", "diverging", "step_size", "temperature", "dual_bound"} <= set(
+        stats
+    )
+    assert "energy" not in stats  # ArviZ would read F(μ) as HMC's Hamiltonian (E-BFMI)
     assert stats["diverging"].dtype == bool
     assert tree["particle_measure"]["w"].shape == (CHAINS, N, 2)
     np.testing.assert_array_equal(
@@ -75,7 +79,8 @@ def test_blackjax_history_with_chains(problem, chains_history):
 
     summary = az.summary(tree, var_names=["w_mean", "prediction"])
     assert len(summary) == 2 + X.shape[0]
-    assert az.ess(tree, var_names=["energy"], group="sample_stats")["energy"].shape == ()
+    ess = az.ess(tree, var_names=["mean_field_energy"], group="sample_stats")
+    assert ess["mean_field_energy"].shape == ()
     az.plot_dist(tree, group="particle_measure", backend="none")
     mf_arviz.plot_certificates(tree, backend="none")
     mf_arviz.plot_particle_marginals(tree, backend="none")
@@ -125,7 +130,7 @@ def test_history_without_chain_axis_thinned(problem):
     )
     tree = mf_arviz.to_datatree(history, thinning=4, observables=None)
     assert tree["posterior"]["w"].shape == (1, 6, N, 2)
-    assert tree["sample_stats"]["energy"].shape == (1, 6)
+    assert tree["sample_stats"]["mean_field_energy"].shape == (1, 6)
     np.testing.assert_array_equal(tree["posterior"]["draw"].values, 4 * np.arange(1, 7))
     assert "prior" not in tree.children
 
@@ -159,11 +164,14 @@ def test_numpyro_mcmc_run():
     )
     mcmc.run(jax.random.key(0), jnp.array([1.0, -1.0]), extra_fields=("energy", "drift_norm"))
     tree = mf_arviz.to_datatree(mcmc, rng_key=jax.random.key(1))
-    assert set(tree.children) == {"posterior", "sample_stats", "particle_measure", "prior"}
+    groups = {"posterior", "sample_stats", "particle_measure", "prior", "log_likelihood"}
+    assert set(tree.children) == groups
     assert tree["posterior"]["theta"].dims == ("chain", "draw", "particle", "theta_dim_0")
     assert tree["posterior"]["theta"].shape == (2, 12, N, 2)
     assert tree["posterior"]["theta_mean"].shape == (2, 12, 2)
-    assert {"energy", "drift_norm", "diverging"} <= set(tree["sample_stats"])
+    assert {"mean_field_energy", "drift_norm", "diverging"} <= set(tree["sample_stats"])
+    # The measure's likelihood, one value per draw: F(μ) of the model as written.
+    assert tree["log_likelihood"]["y"].shape == (2, 12)
     assert tree["particle_measure"]["theta"].shape == (2, N, 2)
     assert tree["prior"]["theta"].shape == (1, N, 2)
     assert az.rhat(tree, var_names=["theta_mean"])["theta_mean"].shape == (2,)
@@ -182,7 +190,7 @@ def test_numpyro_bayesian_model_prior_has_one_draw_per_particle():
     mcmc = MCMC(MFLD(model, 8, 0.01), num_warmup=2, num_samples=5, progress_bar=False)
     mcmc.run(jax.random.key(0), 1.0)
     tree = mf_arviz.to_datatree(mcmc, rng_key=jax.random.key(1))
-    assert tree["posterior"]["loc"].shape == (1, 5, 8)
+    assert tree["posterior"]["loc"].shape == (8, 5)  # every particle a chain
     assert tree["prior"]["loc"].shape == (1, 8)
     assert tree["prior"]["scale"].shape == (1, 8, 2)
     loc = tree["prior"]["loc"].values[0]
@@ -225,3 +233,52 @@ def test_leaf_named_like_a_dimension_is_a_clear_error():
 
     with pytest.raises(ValueError, match=r"^source: particle leaves may not be named \['chain'\]"):
         mf_arviz.to_datatree((State(), {"energy": np.zeros(5, np.float32)}))
+
+
+def eight_schools(sigma, y=None):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    with numpyro.plate("J", 8):
+        theta = numpyro.sample("theta", dist.Normal(mu, tau))
+        numpyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+
+
+SIGMA = jnp.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+Y = jnp.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+
+
+@pytest.fixture(scope="module")
+def bayesian_tree():
+    """A Bayesian NumPyro run (review 2026-12: one row per particle in az.summary, no
+    log_likelihood group for az.loo, F(μ) read as the HMC energy by az.diagnose)."""
+    mcmc = MCMC(
+        MFLD(eight_schools, 16), num_warmup=30, num_samples=6, num_chains=2, progress_bar=False
+    )
+    mcmc.run(jax.random.key(0), SIGMA, Y, extra_fields=("energy",))
+    return mcmc, mf_arviz.to_datatree(mcmc)
+
+
+def test_bayesian_summary_defaults_give_the_pooled_posterior(bayesian_tree):
+    _, tree = bayesian_tree
+    summary = az.summary(tree)
+    assert len(summary) == 1 + 1 + 8  # mu, tau, theta[0..7]: one row per site coordinate
+    assert tree["posterior"]["theta"].shape == (2 * 16, 6, 8)
+    assert tree["sample_stats"]["diverging"].shape == (2 * 16, 6)
+
+
+def test_bayesian_log_likelihood_gives_loo(bayesian_tree):
+    mcmc, tree = bayesian_tree
+    samples = MCMC.get_samples(mcmc, group_by_chain=True)
+    expected = numpyro.infer.log_likelihood(eight_schools, samples, SIGMA, Y, batch_ndims=3)["obs"]
+    # (chain, draw, particle, school) → (chain·particle, draw, school)
+    expected = np.moveaxis(np.asarray(expected), 2, 1).reshape(2 * 16, 6, 8)
+    np.testing.assert_array_equal(tree["log_likelihood"]["obs"].values, expected)
+    loo = az.loo(tree)
+    assert np.isfinite(loo.elpd) and loo.n_data_points == 8
+
+
+def test_mean_field_energy_is_not_read_as_hmc_energy(bayesian_tree):
+    _, tree = bayesian_tree
+    assert "mean_field_energy" in tree["sample_stats"] and "energy" not in tree["sample_stats"]
+    with pytest.raises(Exception, match="energy"):
+        az.bfmi(tree)

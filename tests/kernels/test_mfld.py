@@ -185,9 +185,64 @@ def test_divergence_is_reported_and_particles_are_kept():
     )
     state = algorithm.init(jnp.full((4, 2), 5.0))
     new_state, info = jax.jit(algorithm.step)(jax.random.key(0), state)
-    assert bool(info.is_divergent)
+    assert bool(info.is_divergent) and int(info.num_refused) == 4
     np.testing.assert_array_equal(new_state.position, state.position)
     assert bool(jnp.all(jnp.isfinite(new_state.position)))
+
+
+def _steep_outside(a, c, radius):
+    """U(θ) = ½ Σ a_k (θ_k − c_k)² + Σ_k relu(|θ_k| − R)³: quadratic where the particles live,
+    so steep beyond R that a particle started far out overshoots to beyond the threshold."""
+
+    def potential(theta, _):
+        quadratic = 0.5 * jnp.sum(a * (theta - c) ** 2)
+        return quadratic + jnp.sum(jax.nn.relu(jnp.abs(theta) - radius) ** 3)
+
+    return potential
+
+
+def test_one_divergent_particle_leaves_the_others_to_converge():
+    """Regression (review 2026-12: one extreme particle froze all N, so a run returned its start
+    as the answer). The linear energy E_μ U with ν = N(0, σ²): particles are independent
+    unadjusted Langevin chains, Gaussian with the exact law of
+    test_linear_energy_gaussian_reference while they stay in |θ| < R (29 standard deviations from
+    the law's mean). Particle 0 starts at 1000: its first step overshoots to −5.7e4, from where
+    every proposal is beyond the threshold, so it is refused at every step and counted in
+    ``num_refused``; the other particles reach their law."""
+    a, c, lam, sigma, eta, radius = (
+        jnp.array([1.0, 4.0]),
+        jnp.array([1.0, -1.0]),
+        0.5,
+        1.5,
+        0.02,
+        20.0,
+    )
+    objective = MeanFieldObjective(
+        feature_map=_steep_outside(a, c, radius),
+        risk=lambda z, _: z,
+        reference=gaussian_reference(sigma),
+    )
+    algorithm = mflangevin.mfld(objective, step_size=eta, temperature=lam)
+    chains, num = 16, 256
+    start = jnp.zeros((chains, num, 2)).at[:, 0].set(1000.0)
+    keys = jax.random.split(jax.random.key(0), chains)
+
+    def run(key, position):
+        return blackjax.util.run_inference_algorithm(
+            key, algorithm, 800, initial_position=position, transform=lambda s, i: i
+        )
+
+    final, infos = jax.jit(jax.vmap(run))(keys, start)
+    np.testing.assert_array_equal(infos.num_refused[:, 1:], 1)  # particle 0, every later step
+    assert bool(jnp.all(infos.is_divergent[:, 1:]))
+    assert bool(jnp.all(jnp.abs(final.position[:, 0]) > 1e4))  # kept where it was
+    others = final.position[:, 1:].reshape(-1, 2)
+    precision = a / lam + 1 / sigma**2
+    mean = a * c / (lam * precision)
+    var = 1 / (precision * (1 - eta * lam * precision / 2))
+    draws = others.shape[0]
+    np.testing.assert_array_less(jnp.abs(jnp.mean(others, 0) - mean), 4 * jnp.sqrt(var / draws))
+    np.testing.assert_array_less(jnp.abs(jnp.var(others, 0) - var), 4 * var * np.sqrt(2 / draws))
 
 
 def _counting_energy():

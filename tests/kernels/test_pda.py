@@ -284,6 +284,22 @@ def test_divergence_is_reported():
     assert bool(jnp.all(jnp.abs(new_state.position) < 5.0))
 
 
+def test_a_divergent_particle_is_refused_alone():
+    """Regression (review 2026-12): one particle beyond the threshold kept all N in place. Now
+    it alone keeps its position, at each of the K inner steps, and the others move."""
+    objective = MeanFieldObjective(
+        feature_map=lambda theta, _: theta,
+        risk=lambda z, _: 0.5 * jnp.sum((z - 1.0) ** 2),
+        penalty=lambda theta: jnp.sum(0.5 * theta**2 + jax.nn.relu(jnp.abs(theta) - 5.0) ** 3),
+    )  # steep beyond 5: a particle at 40 overshoots to beyond the threshold 50
+    algorithm = mflangevin.pda(objective, 0.1, 0.1, 3, divergence_threshold=50.0)
+    start = jnp.zeros((4, 1)).at[0].set(40.0)
+    state, info = algorithm.step(jax.random.key(0), algorithm.init(start))
+    assert bool(info.is_divergent) and int(info.num_refused) == 3
+    assert float(state.position[0, 0]) == 40.0
+    assert bool(jnp.all(state.position[1:] != 0.0))
+
+
 def _objective():
     return quadratic_objective(jnp.array([1.0, 1.0]), 0.5)
 

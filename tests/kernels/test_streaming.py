@@ -88,7 +88,7 @@ def test_minibatch_labels_outside_the_loss_domain():
     with pytest.raises(ValueError, match=r"^minibatch labels: .*logistic.*\{-1, \+1\}"):
         streaming.step(jax.random.key(2), state, bad)
     new, info = jax.jit(streaming.step)(jax.random.key(2), state, bad)
-    assert bool(info.is_divergent)
+    assert bool(info.is_divergent) and int(info.num_refused) == 8
     chex.assert_trees_all_equal(new.position, state.position)
     new, info = jax.jit(streaming.step)(jax.random.key(2), state, (X[:8], jnp.sign(y[:8])))
     assert not bool(info.is_divergent)

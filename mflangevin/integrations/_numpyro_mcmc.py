@@ -1,0 +1,154 @@
+"""``numpyro.infer.MCMC`` aware of the particle axis of :class:`mflangevin.numpyro.MFLD` (a
+helper of :mod:`mflangevin.numpyro`)."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import numpy as np
+from numpyro.diagnostics import print_summary
+from numpyro.infer import MCMC as NumPyroMCMC
+
+#: Above this fraction of refused particle moves after warmup, ``run`` warns.
+REFUSED_FRACTION = 0.5
+
+
+class MCMC(NumPyroMCMC):
+    """``numpyro.infer.MCMC`` that puts the particles of :class:`mflangevin.numpyro.MFLD` where
+    NumPyro expects draws, and checks the run.
+
+    A drop-in replacement (same arguments, same methods); with any other kernel it is NumPyro's
+    ``MCMC``. With MFLD on a Bayesian model (no particle plate), whose particles are independent
+    chains:
+
+    * :meth:`get_samples` pools the particles into the draws, as NUTS's samples come:
+      ``(chains · N · draws, …)``, or ``(chains · N, draws, …)`` with ``group_by_chain=True``
+      (every (chain, particle) pair a chain), so ``Predictive(model, mcmc.get_samples())`` works
+      as with NUTS;
+    * :meth:`print_summary` prints one row per site coordinate, with ESS and R-hat over those
+      chains.
+
+    A mean-field model's draws are whole particle systems and are left as they are. After a run
+    whose post-warmup particle moves were mostly refused (their proposals non-finite or beyond
+    ``divergence_threshold``), so that the particles stood still and the draws are not draws of
+    the target, :meth:`run` warns, naming the fix.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+    >>> from mflangevin.numpyro import MCMC, MFLD
+    >>> def model(y):
+    ...     loc = numpyro.sample("loc", dist.Normal(0.0, 10.0))
+    ...     numpyro.sample("y", dist.Normal(loc, 1.0), obs=y)
+    >>> mcmc = MCMC(MFLD(model, num_particles=32), num_warmup=100, num_samples=10,
+    ...             progress_bar=False)
+    >>> mcmc.run(jax.random.key(0), 1.0)
+    >>> mcmc.get_samples()["loc"].shape  # 32 particles × 10 draws
+    (320,)
+    """
+
+    def run(self, rng_key, *args, extra_fields=(), init_params=None, **kwargs):
+        """NumPyro's ``MCMC.run``, then the check of the refused moves (see the class).
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> from mflangevin.numpyro import MCMC, MFLD
+        >>> def model():
+        ...     numpyro.sample("x", dist.Normal(0.0, 1.0))
+        >>> mcmc = MCMC(MFLD(model, 8), num_warmup=10, num_samples=5, progress_bar=False)
+        >>> mcmc.run(jax.random.key(0))
+        >>> int(mcmc.get_extra_fields()["num_refused"].sum())
+        0
+        """
+        super().run(rng_key, *args, extra_fields=extra_fields, init_params=init_params, **kwargs)
+        self._check_refused_moves()
+
+    def _check_refused_moves(self) -> None:
+        num_particles = getattr(self.sampler, "num_particles", None)
+        refused = self.get_extra_fields().get("num_refused")
+        if num_particles is None or refused is None or np.size(refused) == 0:
+            return
+        fraction = float(np.mean(np.asarray(refused))) / num_particles
+        if fraction > REFUSED_FRACTION:
+            warnings.warn(
+                f"MFLD: {fraction:.0%} of the particle moves after warmup were refused (their "
+                "proposals were non-finite or beyond divergence_threshold), so the particles "
+                "barely moved and the draws are not draws of the target. Lower step_size, or "
+                "leave it to the warmup (step_size=None, with enough num_warmup), or start "
+                "nearer the posterior (init_strategy=init_to_median or init_params).",
+                stacklevel=3,
+            )
+
+    def _pools(self) -> bool:
+        """Whether the run is MFLD on a Bayesian model (independent particles)."""
+        return getattr(self.sampler, "is_mean_field", None) is False
+
+    def get_samples(self, group_by_chain: bool = False):
+        """The samples; for MFLD on a Bayesian model with the particles pooled into the draws
+        (see the class).
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> from mflangevin.numpyro import MCMC, MFLD
+        >>> def model():
+        ...     numpyro.sample("x", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        >>> mcmc = MCMC(MFLD(model, 8), num_warmup=10, num_samples=5, progress_bar=False)
+        >>> mcmc.run(jax.random.key(0))
+        >>> mcmc.get_samples()["x"].shape, mcmc.get_samples(group_by_chain=True)["x"].shape
+        ((40, 3), (8, 5, 3))
+        """
+        samples = super().get_samples(group_by_chain=True)
+        if not self._pools():
+            return super().get_samples(group_by_chain)
+        chains = jax.tree.map(particles_as_chains, samples)
+        if group_by_chain:
+            return chains
+        return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), chains)
+
+    def print_summary(self, prob: float = 0.9, exclude_deterministic: bool = True) -> None:
+        """NumPyro's summary; for MFLD on a Bayesian model over the pooled draws, one row per
+        site coordinate, ESS and R-hat over the (chain, particle) chains, then the number of
+        draws with a refused particle move and the count of refused moves.
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> from mflangevin.numpyro import MCMC, MFLD
+        >>> def model():
+        ...     numpyro.sample("x", dist.Normal(0.0, 1.0))
+        >>> mcmc = MCMC(MFLD(model, 8), num_warmup=10, num_samples=5, progress_bar=False)
+        >>> mcmc.run(jax.random.key(0))
+        >>> mcmc.print_summary()  # doctest: +ELLIPSIS
+        <BLANKLINE>
+                        mean       std    median      5.0%     95.0%     n_eff     r_hat
+                 x ...
+        <BLANKLINE>
+        Number of divergences: 0
+        Number of refused particle moves: 0
+        """
+        if not self._pools():
+            return super().print_summary(prob, exclude_deterministic)
+        samples = self.get_samples(group_by_chain=True)
+        if exclude_deterministic:
+            latent = self.last_state.z
+            samples = {name: value for name, value in samples.items() if name in latent}
+        print_summary(samples, prob=prob)
+        extra = self.get_extra_fields()
+        print(f"Number of divergences: {int(np.sum(extra['diverging']))}")
+        print(f"Number of refused particle moves: {int(np.sum(extra['num_refused']))}")
+
+
+def particles_as_chains(x) -> np.ndarray:
+    """``(chain, draw, N, …) → (chain·N, draw, …)``: every (chain, particle) pair a chain.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> particles_as_chains(np.zeros((2, 5, 8, 3))).shape
+    (16, 5, 3)
+    """
+    x = np.moveaxis(np.asarray(x), 2, 1)
+    return x.reshape((-1,) + x.shape[2:])
