@@ -38,8 +38,8 @@ def teacher_student_demo(
 
     Returns the history ``{"step", "objective", "test_error", "similarity"}``, recorded every
     ``report_every`` steps, printing each record as it is made. Raises ``FloatingPointError``
-    when the run diverges (``info.is_divergent``): a refused step, or an objective that is not
-    finite or exceeds the running best by the kernel's factor :data:`DIVERGENCE_FACTOR`.
+    when the run diverges (``info.is_divergent``): a refused particle move, or an objective that is
+    not finite or exceeds the running best by the kernel's factor :data:`DIVERGENCE_FACTOR`.
 
     Examples
     --------
@@ -100,7 +100,7 @@ def teacher_student_demo(
             raise FloatingPointError(
                 f"MFLD diverged at step {first}: the objective rose to "
                 f"{float(info.energy[first - start]):.4g}, over {DIVERGENCE_FACTOR:g} times its "
-                "best value, or a step was refused (non-finite or huge particles); lower the "
+                "best value, or a particle's move was refused (non-finite or huge); lower the "
                 "step size."
             )
         if bar is not None:
