@@ -23,6 +23,25 @@ guide (200 points, 3 features, ``HalfNormal`` noise) and a logistic regression o
 from __future__ import annotations
 
 import argparse
+
+
+def parse_args(argv=None):
+    """The command line, parsed before the slow imports so that ``--help`` answers at once."""
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--particles", type=int, default=256, help="N, the particles of MFLD")
+    parser.add_argument("--warmup", type=int, default=1000, help="MFLD warmup steps")
+    parser.add_argument("--draws", type=int, default=200, help="MFLD draws (thinned by 10)")
+    parser.add_argument(
+        "--models", help="comma-separated substrings of the model names (default: every model)"
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()
 import time
 
 import jax
@@ -151,12 +170,7 @@ def compare(name, model, args, num_particles, warmup, draws):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--particles", type=int, default=256, help="N (default 256)")
-    parser.add_argument("--warmup", type=int, default=1000, help="MFLD warmup steps")
-    parser.add_argument("--draws", type=int, default=200, help="MFLD draws (thinned by 10)")
-    parser.add_argument("--models", help="comma-separated substrings of the model names")
-    args = parser.parse_args()
+    args = parse_args()
     chosen = problems()
     if args.models:
         wanted = args.models.split(",")
