@@ -62,7 +62,7 @@ from tqdm import tqdm
 
 import mflangevin
 from mflangevin import proximal
-from mflangevin.models import LinearModel
+from mflangevin.models import LinearClassifier
 from mflangevin.models.linear import primal_and_dual
 
 matplotlib.use("Agg")
@@ -142,7 +142,7 @@ def main():
     if args.quick:
         sizes = [b for b in sizes if b <= 256]
     X, y = problem(n, p)
-    model = LinearModel("logistic", l2=args.l2)
+    model = LinearClassifier(l2=args.l2)
     objective = model.objective(X, y)
     X, y = objective.data
     gap_fn = certificate(model, X, y)

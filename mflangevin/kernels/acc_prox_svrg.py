@@ -36,10 +36,17 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin import keys, proximal
-from mflangevin._checks import all_finite, check_choice, check_count, check_positive
+from mflangevin._checks import (
+    all_finite,
+    check_choice,
+    check_count,
+    check_factor,
+    check_positive,
+)
 from mflangevin.kernels import data
 from mflangevin.kernels.data import MinibatchState
 from mflangevin.kernels.diffusions import refuse_if_divergent
@@ -61,7 +68,8 @@ OUTPUTS = ("last", "average")
 
 class AccProxSVRGState(NamedTuple):
     """State after ``s = stage`` outer stages: the stage output ``x̃_s``, the count of per-sample
-    gradients evaluated so far and where the minibatch stream stands.
+    gradients evaluated so far, where the minibatch stream stands and the smallest objective
+    ``P(x̃)`` seen at the start of a stage (``+inf`` before the first).
 
     ``num_gradient_evaluations`` is an ``int32``, enough for ``2 × 10⁹`` evaluations.
 
@@ -77,6 +85,7 @@ class AccProxSVRGState(NamedTuple):
     stage: Array
     num_gradient_evaluations: Array
     batches: MinibatchState
+    best_objective: Array
 
 
 class AccProxSVRGInfo(NamedTuple):
@@ -84,9 +93,11 @@ class AccProxSVRGInfo(NamedTuple):
 
     ``objective`` is ``P(x̃)`` at the snapshot the stage started from, exact (it comes free with
     the full gradient ``ṽ``); ``num_gradient_evaluations`` counts the per-sample gradients up to
-    and including this stage; ``stage`` is ``s``; ``is_divergent`` is true when the stage output
+    and including this stage; ``stage`` is ``s``. ``is_divergent`` is true when the stage output
     was not finite or reached ``divergence_threshold``, in which case the stage was refused and
-    the position kept.
+    the position kept; and when ``objective`` is not finite or exceeds the best earlier one by
+    more than ``(divergence_factor − 1) · |best|``: the previous stage moved uphill, a step
+    size too large (this flag does not change the trajectory).
 
     Examples
     --------
@@ -134,7 +145,28 @@ def init(position: ArrayTree, rng_key: PRNGKey | None = None) -> AccProxSVRGStat
     _check_position(position)
     position = jax.tree.map(jnp.asarray, position)
     zero = jnp.zeros((), jnp.int32)
-    return AccProxSVRGState(position, zero, zero, MinibatchState.start())
+    best = jnp.full((), jnp.inf, jnp.result_type(*jax.tree.leaves(position)))
+    return AccProxSVRGState(position, zero, zero, MinibatchState.start(), best)
+
+
+def check_momentum(momentum) -> float | None:
+    """``None``, or a real number ``β ∈ [0, 1)`` (a Python, NumPy or JAX scalar); returns it as a
+    ``float``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_momentum(np.float32(0.5)), check_momentum(None)
+    (0.5, None)
+    """
+    if momentum is None:
+        return None
+    array = np.asarray(momentum)
+    if isinstance(momentum, bool) or array.shape != () or array.dtype.kind not in "iuf":
+        raise ValueError(f"momentum: expected None or a number in [0, 1), got {momentum!r}.")
+    if not 0 <= float(array) < 1:
+        raise ValueError(f"momentum: expected None or a number in [0, 1), got {momentum!r}.")
+    return float(array)
 
 
 def _check_position(position: ArrayTree) -> None:
@@ -182,6 +214,7 @@ def build_kernel(
     batch_size: int,
     output: str = "last",
     divergence_threshold: float = 1e6,
+    divergence_factor: float = 10.0,
 ) -> Callable:
     """Build the low-level kernel: one outer stage.
 
@@ -193,6 +226,9 @@ def build_kernel(
         ``"last"`` (``x̃_s = x_m``) or ``"average"`` (``(1/m) Σ_k x_k``, Prox-SVRG's output).
     divergence_threshold
         A stage output with a coordinate of this magnitude, or a non-finite one, is refused.
+    divergence_factor
+        A stage whose starting objective exceeds the best earlier one by more than
+        ``(divergence_factor − 1) · |best|`` is flagged (``inf`` switches the test off).
 
     Returns
     -------
@@ -220,6 +256,7 @@ def build_kernel(
     source = data.minibatch(batch_size)
     check_choice("output", output, OUTPUTS)
     check_positive("divergence_threshold", divergence_threshold)
+    check_factor(divergence_factor)
 
     def kernel(
         rng_key: PRNGKey,
@@ -251,10 +288,14 @@ def build_kernel(
         proposal = last if output == "last" else jax.tree.map(lambda t: t / m.astype(dtype), total)
 
         position, is_divergent = refuse_if_divergent(proposal, snapshot, divergence_threshold)
+        best = state.best_objective.astype(value.dtype)
+        grew = value - best > (divergence_factor - 1) * jnp.abs(best)
+        is_divergent |= ~jnp.isfinite(value) | (jnp.isfinite(best) & grew)
         n = objective.num_samples
         evaluations = state.num_gradient_evaluations + n + 2 * batch_size * m
         stage = state.stage + 1
-        new_state = AccProxSVRGState(position, stage, evaluations, batches)
+        best = jnp.minimum(best, value).astype(state.best_objective.dtype)
+        new_state = AccProxSVRGState(position, stage, evaluations, batches, best)
         return new_state, AccProxSVRGInfo(value, evaluations, stage, is_divergent)
 
     return kernel
@@ -300,6 +341,7 @@ def as_top_level_api(
     strong_convexity: float | None = None,
     output: str = "last",
     divergence_threshold: float = 1e6,
+    divergence_factor: float = 10.0,
 ) -> SamplingAlgorithm:
     """Accelerated proximal SVRG; ``momentum=0`` is minibatch Prox-SVRG.
 
@@ -307,7 +349,7 @@ def as_top_level_api(
     ----------
     objective
         A :class:`~mflangevin.proximal.CompositeObjective` ``F + R`` (for linear models,
-        :meth:`mflangevin.models.LinearModel.objective`).
+        :meth:`mflangevin.models.LinearClassifier.objective`).
     step_size
         ``η > 0``; ``η ≤ 1/L`` for ``L``-smooth ``f_i``.
     batch_size
@@ -321,7 +363,7 @@ def as_top_level_api(
         :class:`~mflangevin.proximal.ElasticNet`), which must then be positive.
     output
         ``"last"`` or ``"average"``, see :func:`build_kernel`.
-    divergence_threshold
+    divergence_threshold, divergence_factor
         See :func:`build_kernel`.
 
     Returns
@@ -360,6 +402,8 @@ def as_top_level_api(
             f"batch_size: must be at most the number of samples n = {n}, got {batch_size}."
         )
     inner_steps = check_count("inner_steps", inner_steps)
+    if step_size is None:
+        raise TypeError("step_size: expected a number η > 0 (η ≤ 1/L), got None.")
     for name, value in (("step_size", step_size), ("strong_convexity", strong_convexity)):
         if callable(value):
             raise TypeError(f"{name}: expected a number, got a callable.")
@@ -367,21 +411,23 @@ def as_top_level_api(
             check_positive(name, value)
     check_choice("output", output, OUTPUTS)
     check_positive("divergence_threshold", divergence_threshold)
+    check_factor(divergence_factor)
+    momentum = check_momentum(momentum)
     if momentum is None:
         mu = (
             proximal.strong_convexity(objective.penalty)
             if strong_convexity is None
-            else (strong_convexity)
+            else strong_convexity
         )
         if not float(mu) > 0:
             raise ValueError(
-                "momentum: the default momentum needs μ > 0; give strong_convexity=μ, or "
-                "momentum=β (0 for Prox-SVRG)."
+                "momentum: the default momentum needs a strongly convex objective, and the "
+                f"penalty's modulus is μ = {float(mu):g} (a block without λ₂ > 0, such as an "
+                "unpenalised intercept, makes it 0); give strong_convexity=μ (e.g. the λ₂ of "
+                "the penalised block) or momentum=β (0 for Prox-SVRG)."
             )
         momentum = default_momentum(float(mu), float(step_size))
-    elif not (isinstance(momentum, int | float) and 0 <= momentum < 1):
-        raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}.")
-    settings = (batch_size, output, float(divergence_threshold))
+    settings = (batch_size, output, float(divergence_threshold), float(divergence_factor))
 
     def start(position: ArrayTree, rng_key: PRNGKey | None) -> AccProxSVRGState:
         state = init(position, rng_key)

@@ -1,5 +1,5 @@
-"""LinearModel: solutions against scikit-learn, the duality gap as a certificate, the estimator
-protocol and bad input."""
+"""LinearClassifier and LinearRegressor: solutions against scikit-learn, the duality gap as a
+certificate, scikit-learn's own estimator checks, model selection and bad input."""
 
 import warnings
 
@@ -8,13 +8,25 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import minimize
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mflangevin.models import LinearModel
+from mflangevin.models import LinearClassifier, LinearRegressor
 from mflangevin.models.linear import ConvergenceWarning
+
+
+def model_for(loss, **kwargs):
+    if loss == "squared":
+        return LinearRegressor(**kwargs)
+    return LinearClassifier(loss, **kwargs)
+
 
 N, P = 300, 6
 
@@ -36,6 +48,7 @@ def exact_minimum(model, X, y_signed):
     X, y_signed = np.asarray(X), np.asarray(y_signed)
     objective = model.objective(X, y_signed)
     p = X.shape[1]
+    l1, l2 = model.l1, model.l2
 
     def unpack(z):
         params = {"coef": jnp.asarray(z[:p] - z[p : 2 * p])}
@@ -47,8 +60,8 @@ def exact_minimum(model, X, y_signed):
         value, grad = jax.value_and_grad(
             lambda z: (
                 objective.smooth(unpack(z))[0]
-                + model.l1 * jnp.sum(z[: 2 * p])
-                + 0.5 * model.l2 * jnp.sum((z[:p] - z[p : 2 * p]) ** 2)
+                + l1 * jnp.sum(z[: 2 * p])
+                + 0.5 * l2 * jnp.sum((z[:p] - z[p : 2 * p]) ** 2)
             )
         )(jnp.asarray(z))
         return float(value), np.asarray(grad)
@@ -66,19 +79,21 @@ def test_l2_logistic_matches_lbfgs_with_a_certified_gap():
     with jax.enable_x64(True):
         X, y = classification()
         l2 = 1e-2
-        model = LinearModel("logistic", l2=l2, tol=1e-13, max_iter=200).fit(X, y)
+        model = LinearClassifier(l2=l2, tol=1e-13, max_iter=200).fit(X, y)
         reference = LogisticRegression(C=1 / (N * l2), tol=1e-12, max_iter=10_000).fit(X, y)
-        ours = np.append(model.coef_, model.intercept_)
-        theirs = np.append(reference.coef_.ravel(), reference.intercept_)
-        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6 * np.abs(theirs).max())
-
-        y_signed = np.where(y == model.classes_[1], 1.0, -1.0)
+        assert model.coef_.shape == reference.coef_.shape
+        assert model.intercept_.shape == reference.intercept_.shape
         best = {"coef": jnp.asarray(reference.coef_.ravel()),
                 "intercept": jnp.asarray(reference.intercept_[0])}  # fmt: skip
-        suboptimality = model.objective_ - primal(model, X, y_signed, best)
+        # λ₂-strong convexity in w: ‖w − w*‖² ≤ 2 gap / λ₂, for both solutions.
+        radius = np.sqrt(2 * model.duality_gap_ / l2)
+        radius += np.sqrt(2 * model.duality_gap(X, y, best) / l2)
+        assert np.linalg.norm(model.coef_ - reference.coef_) <= radius
+        assert radius < 1e-5
+        suboptimality = model.objective_ - primal(model, X, y, best)
         assert model.converged_ and model.duality_gap_ <= 1e-8
         assert model.duality_gap_ >= suboptimality - 1e-14
-        assert model.duality_gap_ == pytest.approx(model.duality_gap(X, y_signed), abs=1e-15)
+        assert model.duality_gap_ == pytest.approx(model.duality_gap(X, y), abs=1e-14)
         assert model.n_passes_ == pytest.approx(model.history_[-1, 0])
 
 
@@ -98,7 +113,7 @@ def test_gap_bounds_the_suboptimality_at_any_parameters(loss, l1, l2, fit_interc
         X = rng.normal(size=(120, P)) + 0.5
         signal = X @ np.array([1.0, -2.0, 0.0, 0.5, 0.0, 0.0]) + 2.0 * rng.normal(size=120)
         y_signed = signal if loss == "squared" else np.where(signal > 0, 1.0, -1.0)
-        model = LinearModel(loss, l1=l1, l2=l2, fit_intercept=fit_intercept)
+        model = model_for(loss, l1=l1, l2=l2, fit_intercept=fit_intercept)
         minimum = exact_minimum(model, X, y_signed)
         for scale in (0.0, 0.01, 0.1, 1.0, 3.0):
             params = {"coef": jnp.asarray(rng.normal(scale=scale, size=P))}
@@ -121,18 +136,18 @@ def test_elastic_net_support_matches_sklearn_saga():
         w = np.array([2.0, -2.0, 1.5, 0, 0, 0, 0, 0, 0, 0])
         y = (X @ w + 0.5 * rng.normal(size=400) > 0).astype(int)
         l1, l2 = 2e-2, 1e-2
-        model = LinearModel("logistic", l1=l1, l2=l2, tol=1e-10, max_iter=300).fit(X, y)
+        model = LinearClassifier(l1=l1, l2=l2, tol=1e-10, max_iter=300).fit(X, y)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SklearnConvergenceWarning)
             reference = LogisticRegression(
                 C=1 / (400 * (l1 + l2)), l1_ratio=l1 / (l1 + l2), solver="saga",
                 tol=1e-12, max_iter=20_000,
             ).fit(X, y)  # fmt: skip
-        ours = np.flatnonzero(model.coef_)
+        ours = np.flatnonzero(model.coef_[0])
         theirs = np.flatnonzero(np.abs(reference.coef_.ravel()) > 1e-8)
         assert 0 < len(ours) < 10
         np.testing.assert_array_equal(ours, theirs)
-        np.testing.assert_allclose(model.coef_, reference.coef_.ravel(), atol=1e-5)
+        np.testing.assert_allclose(model.coef_, reference.coef_, atol=1e-5)
 
 
 def test_ridge_with_intercept_matches_the_closed_form():
@@ -141,7 +156,7 @@ def test_ridge_with_intercept_matches_the_closed_form():
         X = rng.normal(size=(80, 3)) + 2.0
         y = X @ np.array([1.0, 0.0, -1.0]) + 3.0 + 0.1 * rng.normal(size=80)
         l2 = 0.1
-        model = LinearModel("squared", l2=l2, tol=1e-12, max_iter=300).fit(X, y)
+        model = LinearRegressor(l2=l2, tol=1e-12, max_iter=300).fit(X, y)
         Xc, yc = X - X.mean(0), y - y.mean()
         w = np.linalg.solve(Xc.T @ Xc / 80 + l2 * np.eye(3), Xc.T @ yc / 80)
         np.testing.assert_allclose(model.coef_, w, rtol=1e-6, atol=1e-6 * np.abs(w).max())
@@ -149,30 +164,65 @@ def test_ridge_with_intercept_matches_the_closed_form():
         assert model.score(X, y) > 0.95
 
 
+CHECKED = [
+    # The checks' iris is nearly separable: with l2 = 1e-2 every fit converges within max_iter.
+    LinearClassifier(l2=1e-2),
+    LinearClassifier("smoothed_hinge", l2=1e-2),
+    LinearRegressor(),
+]
+
+
+@parametrize_with_checks(CHECKED)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_model_selection_pipelines_and_clone():
+    X, y = classification(n=120)
+    pipeline = make_pipeline(StandardScaler(), LinearClassifier(l2=1e-2, tol=1e-5))
+    scores = cross_val_score(pipeline, X, y, cv=3)
+    assert np.all(np.isfinite(scores)) and np.all(scores > 0.6)
+    search = GridSearchCV(pipeline, {"linearclassifier__l2": [1e-3, 1e-1]}, cv=3).fit(X, y)
+    assert np.isfinite(search.best_score_)
+    assert search.best_score_ == np.max(search.cv_results_["mean_test_score"])
+    assert search.predict(X).shape == (120,) and 0.6 < search.score(X, y) <= 1
+    regression = GridSearchCV(LinearRegressor(l2=1e-3), {"l1": [1e-3, 1e-1]}, cv=3)
+    regression.fit(X, X @ np.arange(P) + 1.0)
+    assert regression.best_params_ == {"l1": 1e-3} and regression.best_score_ > 0.99
+    copy = clone(pipeline)
+    assert copy.get_params()["linearclassifier__l2"] == 1e-2 and not hasattr(copy[-1], "coef_")
+    assert is_classifier(LinearClassifier()) and is_regressor(LinearRegressor())
+
+
 def test_scikit_learn_protocol():
     X, y = classification()
     labels = np.array(["no", "yes"])[y]
-    model = LinearModel(l2=1e-2, tol=1e-5)
-    copy = clone(model)
-    assert copy.get_params() == model.get_params()
+    model = LinearClassifier(l2=1e-2, tol=1e-5)
+    with pytest.raises(NotFittedError):
+        model.predict(X)
     model.fit(X, labels)
     assert model.classes_.tolist() == ["no", "yes"]
     assert set(model.predict(X)) <= {"no", "yes"} and model.score(X, labels) > 0.65
     proba = model.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
     np.testing.assert_array_equal(model.predict(X) == "yes", proba[:, 1] > 0.5)
-    assert model.n_features_in_ == P and model.n_iter_ == len(model.history_)
-    with pytest.raises(AttributeError, match="predict_proba"):
-        LinearModel("smoothed_hinge").predict_proba(X)
+    assert model.n_features_in_ == P and model.n_iter_ == len(model.history_) - 1
+    assert model.duality_gap(X, labels) == pytest.approx(model.duality_gap_, abs=1e-12)
+    # Methods follow the loss: probabilities for the logistic loss only, no decision function
+    # for a regressor.
+    assert not hasattr(LinearClassifier("smoothed_hinge"), "predict_proba")
+    assert not hasattr(LinearRegressor(), "decision_function")
+    assert not hasattr(LinearRegressor(), "predict_proba")
 
 
 def test_same_seed_same_fit_and_non_convergence_is_reported():
     X, y = classification()
-    fits = [LinearModel(l2=1e-2, tol=1e-5, random_state=4).fit(X, y).coef_ for _ in range(2)]
+    fits = [LinearClassifier(l2=1e-2, tol=1e-5, random_state=4).fit(X, y).coef_ for _ in range(2)]
     np.testing.assert_array_equal(fits[0], fits[1])
-    with pytest.warns(ConvergenceWarning, match="duality gap"):
-        model = LinearModel(l2=1e-3, tol=1e-9, max_iter=1).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="raise max_iter"):
+        model = LinearClassifier(l2=1e-3, tol=1e-9, max_iter=1).fit(X, y)
     assert not model.converged_ and model.duality_gap_ > 1e-9
+    assert issubclass(ConvergenceWarning, SklearnConvergenceWarning)
 
 
 @pytest.mark.parametrize(
@@ -180,43 +230,59 @@ def test_same_seed_same_fit_and_non_convergence_is_reported():
     [
         ({"l1": -1.0}, ValueError, "l1: must be non-negative"),
         ({"l2": float("nan")}, ValueError, "l2: must be non-negative"),
+        ({"l2": "a"}, TypeError, "l2: expected a number"),
         ({"l1": 0.0, "l2": 0.0}, ValueError, "l1, l2: at least one"),
         ({"loss": "hinge"}, ValueError, "loss: expected one of"),
         ({"tol": 0.0}, ValueError, "tol: must be positive"),
         ({"max_iter": 0}, ValueError, "max_iter: must be a positive integer"),
         ({"batch_size": 0}, ValueError, "batch_size: must be a positive integer"),
+        ({"batch_size": 51}, ValueError, "batch_size: must be at most"),
         ({"inner_steps": -2}, ValueError, "inner_steps: must be a positive integer"),
         ({"step_size": float("inf")}, ValueError, "step_size: must be positive and finite"),
         ({"momentum": 1.5}, ValueError, "momentum: expected None or a number"),
+        ({"momentum": True}, ValueError, "momentum: expected None or a number"),
         ({"output": "best"}, ValueError, "output: expected one of"),
         ({"fit_intercept": 1}, TypeError, "fit_intercept: expected True or False"),
+        ({"random_state": -1}, ValueError, "random_state: must be None or a non-negative"),
     ],
 )
-def test_bad_settings_are_refused(kwargs, error, match):
+def test_bad_settings_are_refused_in_fit(kwargs, error, match):
+    X, y = classification(n=50)
+    model = LinearClassifier(**kwargs)  # scikit-learn's rule: nothing is checked before fit
     with pytest.raises(error, match=match):
-        LinearModel(**kwargs)
+        model.fit(X, y)
 
 
-def test_bad_data_are_refused_before_compiling():
+def test_momentum_may_be_any_real_scalar():
+    X, y = classification(n=50)
+    for momentum in (np.float32(0.5), jnp.asarray(0.5), 0):
+        model = LinearClassifier(l2=1e-2, momentum=momentum, tol=1e-4).fit(X, y)
+        assert model.converged_
+
+
+def test_bad_data_get_scikit_learn_errors_before_compiling(compilations):
     X, y = classification(n=50)
     bad_X = X.copy()
     bad_X[3, 1] = np.nan
-    model = LinearModel(l2=1e-2)
-    with pytest.raises(ValueError, match="X: has NaN"):
+    model = LinearClassifier(l2=1e-2)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
         model.fit(bad_X, y)
-    with pytest.raises(ValueError, match="X: expected a"):
+    with pytest.raises(ValueError, match="Expected 2D array"):
         model.fit(X[0], y)
-    with pytest.raises(ValueError, match="y: expected shape"):
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         model.fit(X, y[:-1])
-    with pytest.raises(ValueError, match="y: the logistic loss needs exactly two classes"):
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
         model.fit(X, np.arange(50) % 3)
-    with pytest.raises(ValueError, match="y: must be finite"):
-        LinearModel("squared").fit(X, np.full(50, np.nan))
-    with pytest.raises(ValueError, match=r"y: the logistic loss needs labels in \{-1, \+1\}"):
-        model.objective(X, y)  # {0, 1}: fit maps classes, the objective does not
-    with pytest.raises(ValueError, match="batch_size: must be at most"):
-        LinearModel(l2=1e-2, batch_size=51).fit(X, y)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        model.fit(X, np.linspace(0, 1, 50))
+    with pytest.raises(ValueError, match="only one class"):
+        model.fit(X, np.ones(50))
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        model.fit(X + 1j, y)
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        LinearRegressor().fit(X, np.full(50, np.nan))
     with pytest.raises(ValueError, match="params: expected a dict"):
-        model.duality_gap(X, 2.0 * y - 1, {"coef": jnp.zeros(P)})
-    with pytest.raises(ValueError, match="params: the model is not fitted"):
-        model.duality_gap(X, 2.0 * y - 1)
+        model.duality_gap(X, y, {"coef": np.zeros(P)})
+    with pytest.raises(NotFittedError):
+        model.duality_gap(X, y)
+    assert compilations == []
