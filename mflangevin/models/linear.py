@@ -287,10 +287,10 @@ def _certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float):
     return float(primal), float(primal - dual)
 
 
-def _resolution(dtype, primal: float, dual: float) -> float:
+def _resolution(dtype, primal: float, gap: float) -> float:
     """The rounding error of a gap ``P − D`` computed in ``dtype``: a few ulps of ``|P| + |D|``
     (sums over the samples are pairwise, their error grows like their depth)."""
-    return 8 * float(jnp.finfo(dtype).eps) * (abs(primal) + abs(dual))
+    return 8 * float(jnp.finfo(dtype).eps) * (abs(primal) + abs(primal - gap))
 
 
 class _LinearModel(BaseEstimator):
@@ -475,28 +475,35 @@ class _LinearModel(BaseEstimator):
                 params["intercept"] = np.float64(position["intercept"]) - mean @ coef
             return params
 
-        history, diverged, stalled, last_float64 = [], False, False, math.inf
+        history, diverged = [], False
         # Small data: the float64 gap on the host every stage (no compilation); large data: the
         # gap on the device, confirmed in float64 once rounding may decide.
         on_host = X.size <= _HOST_SIZE
+        # Below the rounding error of the fit's dtype, progress is watched in float64: three
+        # stages without halving the best float64 gap mean the dtype cannot go further.
+        precision = {"best": math.inf, "misses": 0, "stalled": False}
 
         def certify(position, passes):
             """``P`` and the gap at ``position``, in float64 when it may be at most ``tol``."""
-            nonlocal stalled, last_float64
+            exact = on_host or dtype == jnp.float64
             if on_host:
                 primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
+                seen = gap
             else:
                 primal, dual = primal_and_dual(
                     self._loss_name, position, *objective.data, l1, l2, scaled
                 )
-                primal, dual = float(primal), float(dual)
-                gap, resolution = primal - dual, _resolution(dtype, primal, dual)
-                if gap <= max(self.tol, resolution) and dtype != jnp.float64:
-                    primal, exact = _certified(self._loss_name, original(position), X, y, l1, l2)
-                    # The dtype of the fit cannot see further progress; stop when float64 does
-                    # not see any either.
-                    stalled = exact > self.tol and gap <= resolution and exact > last_float64 / 2
-                    gap, last_float64 = exact, exact
+                primal, gap = float(primal), float(primal - dual)
+                seen = gap
+                if not exact and gap <= max(self.tol, _resolution(dtype, primal, gap)):
+                    primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
+                    exact = True
+            if exact and gap > self.tol and seen <= _resolution(dtype, primal, seen):
+                if gap < precision["best"] / 2:
+                    precision.update(best=gap, misses=0)
+                else:
+                    precision["misses"] += 1
+                precision["stalled"] = precision["misses"] >= 3
             history.append((passes, gap))
             if self.verbose:
                 print(f"stage {len(history) - 1:4d}  passes {passes:8.1f}  gap {gap:.3e}")
@@ -518,7 +525,7 @@ class _LinearModel(BaseEstimator):
                     diverged = True
                     break
                 primal, gap = certify(state.position, passes)
-                if gap <= self.tol or stalled:
+                if gap <= self.tol or precision["stalled"]:
                     break
             position = state.position
         if not on_host and dtype != jnp.float64 and gap > self.tol:
@@ -527,10 +534,10 @@ class _LinearModel(BaseEstimator):
         if not self.converged_:
             if diverged:
                 why = "a stage diverged: lower step_size"
-            elif stalled:
+            elif precision["stalled"]:
                 why = (
-                    f"precision loss: the gap computed in {jnp.dtype(dtype).name} stalled at its "
-                    "rounding error; fit float64 data with jax_enable_x64, or raise tol"
+                    f"precision loss: {jnp.dtype(dtype).name} iterates no longer reduce the "
+                    "float64 gap; fit float64 data with jax_enable_x64, or raise tol"
                 )
             else:
                 why = "raise max_iter"

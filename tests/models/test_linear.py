@@ -5,6 +5,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -18,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mflangevin.models import LinearClassifier, LinearRegressor
+from mflangevin.models import LinearClassifier, LinearRegressor, linear
 from mflangevin.models.linear import ConvergenceWarning
 
 
@@ -286,3 +287,34 @@ def test_bad_data_get_scikit_learn_errors_before_compiling(compilations):
     with pytest.raises(NotFittedError):
         model.duality_gap(X, y)
     assert compilations == []
+
+
+@pytest.mark.parametrize("on_host", [True, False], ids=["host-gap", "device-gap"])
+@pytest.mark.parametrize(
+    "dtype", [np.float32, np.float16, ml_dtypes.bfloat16], ids=["float32", "float16", "bfloat16"]
+)
+def test_converged_only_when_the_float64_gap_is_at_most_tol(dtype, on_host, monkeypatch):
+    """The reported gap is the float64 gap of the data as given, whatever their dtype (before,
+    bfloat16 data reported a gap of 0.0 where the float64 gap was 1.4e-3)."""
+    if not on_host:  # the device computes the gap, float64 confirms it
+        monkeypatch.setattr(linear, "_HOST_SIZE", 0)
+    X, y = classification(n=200)
+    X = X.astype(dtype)
+    model = LinearClassifier(l2=1e-3, tol=1e-6, max_iter=50).fit(X, y)
+    assert model.converged_
+    assert model.duality_gap_ == pytest.approx(model.duality_gap(X, y), rel=1e-9)
+    assert 0 < model.duality_gap_ <= 1e-6
+
+
+@pytest.mark.parametrize("on_host", [True, False], ids=["host-gap", "device-gap"])
+def test_a_tol_below_the_dtype_warns_of_precision_loss(on_host, monkeypatch):
+    """float32 iterates cannot reach a float64 gap of 1e-13: the fit says so and stops, where it
+    used to report a negative float32 gap as converged."""
+    if not on_host:
+        monkeypatch.setattr(linear, "_HOST_SIZE", 0)
+    X, y = classification(n=200)
+    with pytest.warns(ConvergenceWarning, match="precision loss: float32 iterates"):
+        model = LinearClassifier(l2=1e-3, tol=1e-13, max_iter=100).fit(X.astype(np.float32), y)
+    assert not model.converged_ and model.n_iter_ < 100
+    assert model.duality_gap_ == pytest.approx(model.duality_gap(X, y), rel=1e-6)
+    assert model.duality_gap_ > 1e-13
