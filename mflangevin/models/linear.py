@@ -187,17 +187,16 @@ def _standardised(
 
 
 def _prepare(
-    X: np.ndarray, b: int, intercept: bool, seed: int
-) -> tuple[Array, np.ndarray, np.ndarray, float]:
-    """The standardised features ``X̃`` on the device, the column means and scales, and the
-    expected smoothness ``L(b) = δ(b) L_max + (1 − δ(b)) L_F`` of a uniform ``b``-subset's
-    average per unit of ``L_ℓ``, ``δ(b) = (n − b)/(b(n − 1))`` (``L_max`` at ``b = 1``, ``L_F``
-    at ``b = n``). ``L_max`` is exact; ``L_F = λ_max(X̃ᵀX̃/n)`` is estimated by power iteration
+    X: np.ndarray, mean: np.ndarray, scale: np.ndarray, b: int, intercept: bool, seed: int
+) -> tuple[Array, float]:
+    """The standardised features ``X̃ = (X − mean)/scale`` on the device, and the expected
+    smoothness ``L(b) = δ(b) L_max + (1 − δ(b)) L_F`` of a uniform ``b``-subset's average per
+    unit of ``L_ℓ``, ``δ(b) = (n − b)/(b(n − 1))`` (``L_max`` at ``b = 1``, ``L_F`` at
+    ``b = n``). ``L_max`` is exact; ``L_F = λ_max(X̃ᵀX̃/n)`` is estimated by power iteration
     on at most 4096 rows, times 1.5 for safety, and capped by the exact bound
     ``mean_i ‖x̃_i‖²``."""
     n = X.shape[0]
-    mean, scale = _moments(X, intercept)
-    data = jnp.array(X)  # the one device copy, standardised in place
+    data = jax.device_put(X, may_alias=False)  # the one device copy, standardised in place
     rows = np.sort(np.random.default_rng(seed).choice(n, min(n, 4096), replace=False))
     data, l_max, l_mean, l_sample = _standardised(
         data, jnp.asarray(mean, data.dtype), jnp.asarray(scale, data.dtype), jnp.asarray(rows),
@@ -205,7 +204,7 @@ def _prepare(
     )  # fmt: skip
     l_full = min(float(l_mean), 1.5 * float(l_sample))
     delta = (n - b) / (b * (n - 1)) if n > 1 else 1.0
-    return data, mean, scale, delta * float(l_max) + (1 - delta) * l_full
+    return data, delta * float(l_max) + (1 - delta) * l_full
 
 
 def _hinge_value(z, y):
@@ -452,7 +451,51 @@ class _LinearModel(BaseEstimator):
         if b > n:
             raise ValueError(f"batch_size: must be at most the number of samples n = {n}, got {b}.")
         seed = self._seed()
-        features, mean, scale, lipschitz = _prepare(X, b, self.fit_intercept, seed)
+        mean, scale = _moments(X, self.fit_intercept)
+        # ∇F is known to about ε·max_j s_j in float64; the gap holds ‖∇F‖²/(2λ₂), and without
+        # λ₂ it needs ‖∇F‖_∞ ≤ λ₁ to be small.
+        rounding = float(np.finfo(np.float64).eps * np.max(scale))
+        if rounding > max(math.sqrt(2 * l2 * self.tol), l1):
+            raise ValueError(
+                f"tol: a duality gap of {self.tol:g} cannot be certified in float64 for features "
+                f"of scale up to {np.max(scale):.3g} with l1 = {l1:g}, l2 = {l2:g} (the "
+                f"gradient's rounding, about {rounding:.2g}, must stay below √(2·l2·tol) or "
+                "l1); rescale X (e.g. with sklearn.preprocessing.StandardScaler) or raise tol."
+            )
+        zero = {"coef": np.zeros(p)}
+        if self.fit_intercept:
+            zero["intercept"] = np.float64(0.0)
+        primal, gap = _certified(self._loss_name, zero, X, y, l1, l2)
+        history, params, passes, why = [(0.0, gap)], zero, 0.0, None
+        if self.verbose:
+            print(f"stage    0  passes      0.0  gap {gap:.3e}")
+        if gap > self.tol:  # (all-zero X, say, is certified at w = 0 without compiling)
+            params, primal, gap, passes, why = self._solve(
+                X, y, mean, scale, strengths, b, seed, history
+            )
+        self.converged_ = gap <= self.tol
+        if not self.converged_:
+            warnings.warn(
+                f"{type(self).__name__}.fit stopped after {len(history) - 1} stages with the "
+                f"duality gap {gap:.3g} > tol = {self.tol:g} ({why}).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._set_coef(params["coef"], float(params.get("intercept", 0.0)))
+        self.duality_gap_, self.objective_ = gap, primal
+        self.n_iter_ = len(history) - 1
+        self.n_passes_ = passes
+        self.history_ = np.array(history)
+        return self
+
+    def _solve(self, X, y, mean, scale, strengths, b: int, seed: int, history: list):
+        """Acc-Prox-SVRG in the standardised coordinates from ``w = 0``, stage by stage, until
+        the float64 gap is at most ``tol``; appends ``(passes, gap)`` to ``history``. Returns
+        the parameters (original coordinates, float64), ``P``, the gap, the passes and why it
+        stopped short (``None`` when it did not)."""
+        l1, l2 = strengths
+        n, p = X.shape
+        features, lipschitz = _prepare(X, mean, scale, b, self.fit_intercept, seed)
         dtype = features.dtype
         scaled = jnp.asarray(scale, dtype)
         penalty = {
@@ -463,9 +506,6 @@ class _LinearModel(BaseEstimator):
         objective = CompositeObjective(
             _value_and_grad(self._loss_name), (features, jnp.asarray(y, dtype)), penalty
         )
-        position = {"coef": jnp.zeros(p, dtype)}
-        if self.fit_intercept:
-            position["intercept"] = jnp.zeros((), dtype)
 
         def original(position) -> dict:
             """``w = v / s`` and ``b = c − ⟨m, w⟩``, in float64."""
@@ -475,7 +515,6 @@ class _LinearModel(BaseEstimator):
                 params["intercept"] = np.float64(position["intercept"]) - mean @ coef
             return params
 
-        history, diverged = [], False
         # Small data: the float64 gap on the host every stage (no compilation); large data: the
         # gap on the device, confirmed in float64 once rounding may decide.
         on_host = X.size <= _HOST_SIZE
@@ -488,16 +527,15 @@ class _LinearModel(BaseEstimator):
             exact = on_host or dtype == jnp.float64
             if on_host:
                 primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
-                seen = gap
             else:
                 primal, dual = primal_and_dual(
                     self._loss_name, position, *objective.data, l1, l2, scaled
                 )
                 primal, gap = float(primal), float(primal - dual)
-                seen = gap
-                if not exact and gap <= max(self.tol, _resolution(dtype, primal, gap)):
-                    primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
-                    exact = True
+            seen = gap
+            if not exact and gap <= max(self.tol, _resolution(dtype, primal, gap)):
+                primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
+                exact = True
             if exact and gap > self.tol and seen <= _resolution(dtype, primal, seen):
                 if gap < precision["best"] / 2:
                     precision.update(best=gap, misses=0)
@@ -507,60 +545,46 @@ class _LinearModel(BaseEstimator):
             history.append((passes, gap))
             if self.verbose:
                 print(f"stage {len(history) - 1:4d}  passes {passes:8.1f}  gap {gap:.3e}")
-            return primal, gap
+            return primal, gap, exact
 
-        primal, gap = certify(position, 0.0)
-        passes = 0.0
-        if gap > self.tol:
-            lipschitz *= LOSSES[self._loss_name]
-            if not (math.isfinite(lipschitz) and lipschitz > 0):
-                raise ValueError(f"X: its smoothness is not a positive number ({lipschitz}).")
-            algorithm = self._algorithm(objective, lipschitz, n, b, l2 / float(np.max(scale)) ** 2)
-            state = algorithm.init(position)
-            key = jax.random.key(seed)
-            for stage in range(1, self.max_iter + 1):
-                state, info = algorithm.step(jax.random.fold_in(key, stage), state)
-                passes = int(info.num_gradient_evaluations) / n
-                if bool(info.is_divergent):
-                    diverged = True
-                    break
-                primal, gap = certify(state.position, passes)
-                if gap <= self.tol or precision["stalled"]:
-                    break
-            position = state.position
-        if not on_host and dtype != jnp.float64 and gap > self.tol:
-            primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
-        self.converged_ = gap <= self.tol
-        if not self.converged_:
-            if diverged:
+        lipschitz *= LOSSES[self._loss_name]
+        algorithm = self._algorithm(objective, lipschitz, n, b, l2 / float(np.max(scale)) ** 2)
+        position = {"coef": jnp.zeros(p, dtype)}
+        if self.fit_intercept:
+            position["intercept"] = jnp.zeros((), dtype)
+        state = algorithm.init(position)
+        key = jax.random.key(seed)
+        primal, gap, exact, passes, why = math.nan, math.inf, True, 0.0, "raise max_iter"
+        for stage in range(1, self.max_iter + 1):
+            state, info = algorithm.step(jax.random.fold_in(key, stage), state)
+            passes = int(info.num_gradient_evaluations) / n
+            if bool(info.is_divergent):
                 why = "a stage diverged: lower step_size"
-            elif precision["stalled"]:
+                break
+            primal, gap, exact = certify(state.position, passes)
+            if gap <= self.tol:
+                why = None
+                break
+            if precision["stalled"]:
                 why = (
                     f"precision loss: {jnp.dtype(dtype).name} iterates no longer reduce the "
                     "float64 gap; fit float64 data with jax_enable_x64, or raise tol"
                 )
-            else:
-                why = "raise max_iter"
-            warnings.warn(
-                f"{type(self).__name__}.fit stopped after {len(history) - 1} stages with the "
-                f"duality gap {gap:.3g} > tol = {self.tol:g} ({why}).",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        params = original(position)
-        self._set_coef(params["coef"], float(params.get("intercept", 0.0)))
-        self.duality_gap_, self.objective_ = gap, primal
-        self.n_iter_ = len(history) - 1
-        self.n_passes_ = passes
-        self.history_ = np.array(history)
-        return self
+                break
+        params = original(state.position)
+        if not exact or why is not None and why.startswith("a stage"):
+            primal, gap = _certified(self._loss_name, params, X, y, l1, l2)
+        return params, primal, gap, passes, why
 
     def _algorithm(self, objective, lipschitz: float, n: int, b: int, mu: float):
         """Acc-Prox-SVRG with the default ``η``, ``m`` and ``β`` (see the class), ``μ`` the
         strong convexity in the solver's coordinates."""
         eta = self.step_size or 1 / lipschitz
-        restart = math.ceil(math.sqrt(lipschitz / mu)) if mu > 0 else 1
-        m = self.inner_steps or max(n // b, restart)
+        epoch = max(n // b, 1)
+        # √κ inner steps, at most 100 epochs: a penalty negligible at the features' scale leaves
+        # a problem that is not strongly convex in practice.
+        restart = min(math.ceil(math.sqrt(lipschitz / mu)), 100 * epoch) if mu > 0 else 1
+        m = self.inner_steps or max(epoch, restart)
         momentum = acc_prox_svrg.check_momentum(self.momentum)
         # Acceleration pays only above the minibatch size b* where the variance factor
         # (n − b)/(b(n − 1)) falls to 1/√κ (docs/theory/convex-erm.md#when-acceleration-pays).

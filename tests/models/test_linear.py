@@ -318,3 +318,41 @@ def test_a_tol_below_the_dtype_warns_of_precision_loss(on_host, monkeypatch):
     assert not model.converged_ and model.n_iter_ < 100
     assert model.duality_gap_ == pytest.approx(model.duality_gap(X, y), rel=1e-6)
     assert model.duality_gap_ > 1e-13
+
+
+def test_a_diverging_fit_says_lower_step_size():
+    """η 10³ times too large: the objective grows, the kernel flags it, and fit advises a smaller
+    step (it used to advise raising max_iter)."""
+    X, y = classification(n=100)
+    with pytest.warns(ConvergenceWarning, match="a stage diverged: lower step_size"):
+        model = LinearClassifier(l2=1e-2, step_size=1e3).fit(X, y)
+    assert not model.converged_ and np.all(np.isfinite(model.coef_))
+
+
+def test_degenerate_inputs_get_the_right_answer_or_a_clear_error(compilations):
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    # All-zero X: w = 0 is optimal and certified at once, with or without an intercept (the
+    # intercept alone fits the class balance, here ½ → b = 0); nothing is compiled for it.
+    for fit_intercept in (True, False):
+        model = LinearClassifier(l2=1e-2, fit_intercept=fit_intercept).fit(np.zeros((60, 4)), y)
+        assert model.converged_ and model.n_iter_ == 0 and model.duality_gap_ == 0.0
+        np.testing.assert_array_equal(model.coef_, 0.0)
+    assert compilations == []
+    # A constant feature gets a zero coefficient; the others are unaffected.
+    X = rng.normal(size=(60, 3))
+    with_constant = np.insert(X, 1, 7.0, axis=1)
+    model = LinearRegressor(l2=1e-2, tol=1e-10).fit(with_constant, X @ [1.0, -1.0, 0.5] + 2.0)
+    reference = LinearRegressor(l2=1e-2, tol=1e-10).fit(X, X @ [1.0, -1.0, 0.5] + 2.0)
+    assert model.coef_[1] == 0.0
+    np.testing.assert_allclose(np.delete(model.coef_, 1), reference.coef_, atol=1e-5)
+    # One sample: the intercept fits it.
+    one = LinearRegressor().fit(np.ones((1, 3)), [2.0])
+    assert one.converged_ and one.predict(np.ones((1, 3)))[0] == pytest.approx(2.0, abs=1e-3)
+    # Features of scale 1e20 with λ₂ = 1e-2: no float64 gap can certify tol (the gradient's
+    # rounding alone exceeds √(2λ₂·tol)); a clear error before anything is compiled, where the
+    # old fit raised an OverflowError.
+    compilations.clear()
+    with pytest.raises(ValueError, match="tol: a duality gap of 1e-06 cannot be certified"):
+        LinearClassifier(l2=1e-2).fit(X * 1e20, y)
+    assert compilations == []
