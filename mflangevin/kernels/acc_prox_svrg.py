@@ -12,7 +12,9 @@ One step of the kernel is one outer stage ``s``::
         y_{k+1} = x_k + β (x_k − x_{k−1})
     x̃_s = x_m  (output "last")  or  (1/m) Σ_k x_k  (output "average")
 
-``β = 0`` is minibatch Prox-SVRG (Xiao & Zhang 2014, who output the average). The default
+``β = 0`` is minibatch Prox-SVRG (Xiao & Zhang 2014, who output the average); ``"adaptive"``
+momentum replaces the constant ``β`` by Nesterov's schedule with gradient-mapping restarts
+(O'Donoghue & Candès 2015), which needs no strong convexity. The default
 momentum is ``β = (1 − √(μη)) / (1 + √(μη))`` for a ``μ``-strongly convex ``P``; ``η ≤ 1/L`` is
 the caller's choice (a parameter: the papers' constants are not confirmed here). A stage costs
 ``n + 2bm`` per-sample gradients; an inner step ``O(b)`` of them, never ``O(n)``.
@@ -24,7 +26,8 @@ keyed permutation, ``O(b)`` each); inner step ``k`` draws with
 References: Nitanda, *Stochastic Proximal Gradient Descent with Acceleration Techniques*, NeurIPS
 2014; Nitanda, *Accelerated Stochastic Gradient Descent for Minimizing Finite Sums*, AISTATS 2016;
 Xiao, Zhang, *A Proximal Stochastic Gradient Method with Progressive Variance Reduction*, SIAM J.
-Optim. 2014.
+Optim. 2014; O'Donoghue, Candès, *Adaptive Restart for Accelerated Gradient Schemes*, Found.
+Comput. Math. 2015.
 """
 
 from __future__ import annotations
@@ -210,11 +213,16 @@ def variance_reduced_gradient(
     return jax.tree.map(lambda g, g0: g[0] - g[1] + g0, grads, snapshot_grad)
 
 
+def _vdot(a: ArrayTree, b: ArrayTree) -> Array:
+    return sum(jnp.vdot(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
 def build_kernel(
     batch_size: int,
     output: str = "last",
     divergence_threshold: float = 1e6,
     divergence_factor: float = 10.0,
+    adaptive: bool = False,
 ) -> Callable:
     """Build the low-level kernel: one outer stage.
 
@@ -229,6 +237,12 @@ def build_kernel(
     divergence_factor
         A stage whose starting objective exceeds the best earlier one by more than
         ``(divergence_factor − 1) · |best|`` is flagged (``inf`` switches the test off).
+    adaptive
+        Nesterov's momentum schedule ``β_k = (t_k − 1)/t_{k+1}``, ``t_{k+1} = (1 + √(1 +
+        4t_k²))/2``, restarted (``t = 1``) whenever the step opposes the momentum,
+        ``⟨y_k − x_k, x_k − x_{k−1}⟩ > 0`` (O'Donoghue & Candès 2015), instead of the constant
+        ``momentum``: acceleration without knowing ``μ``, for problems that are not (or barely)
+        strongly convex.
 
     Returns
     -------
@@ -257,6 +271,7 @@ def build_kernel(
     check_choice("output", output, OUTPUTS)
     check_positive("divergence_threshold", divergence_threshold)
     check_factor(divergence_factor)
+    adaptive = bool(adaptive)
 
     def kernel(
         rng_key: PRNGKey,
@@ -274,16 +289,23 @@ def build_kernel(
         value = smooth_value + proximal.value(objective.penalty, snapshot)
 
         def inner(k, carry):
-            previous, current, total, batches = carry
-            y = jax.tree.map(lambda x, xp: x + beta * (x - xp), current, previous)
+            previous, current, total, batches, t = carry
+            t_next = (1 + jnp.sqrt(1 + 4 * t**2)) / 2
+            b_k = (t - 1) / t_next if adaptive else beta
+            y = jax.tree.map(lambda x, xp: x + b_k * (x - xp), current, previous)
             draw, batches = source.draw(keys.inner_step_key(rng_key, k), objective, batches)
             v = variance_reduced_gradient(draw.objective, y, snapshot, snapshot_grad)
             x = proximal.prox(objective.penalty, jax.tree.map(lambda a, d: a - eta * d, y, v), eta)
-            return current, x, jax.tree.map(jnp.add, total, x), batches
+            if adaptive:  # restart when the step opposes the momentum: ⟨y − x, x − x_prev⟩ > 0
+                opposed = _vdot(
+                    jax.tree.map(jnp.subtract, y, x), jax.tree.map(jnp.subtract, x, current)
+                )
+                t_next = jnp.where(opposed > 0, jnp.ones_like(t), t_next)
+            return current, x, jax.tree.map(jnp.add, total, x), batches, t_next
 
         zeros = jax.tree.map(jnp.zeros_like, snapshot)
-        _, last, total, batches = jax.lax.fori_loop(
-            0, m, inner, (snapshot, snapshot, zeros, state.batches)
+        _, last, total, batches, _ = jax.lax.fori_loop(
+            0, m, inner, (snapshot, snapshot, zeros, state.batches, jnp.ones((), dtype))
         )
         proposal = last if output == "last" else jax.tree.map(lambda t: t / m.astype(dtype), total)
 
@@ -357,7 +379,8 @@ def as_top_level_api(
     inner_steps
         ``m ≥ 1``; ``n // b`` makes a stage one epoch of minibatches (``3n`` gradients).
     momentum
-        ``β ∈ [0, 1)``; default :func:`default_momentum` of ``μ`` and ``η``.
+        ``β ∈ [0, 1)``; default :func:`default_momentum` of ``μ`` and ``η``; ``"adaptive"``:
+        Nesterov's schedule with restarts (see :func:`build_kernel`), which needs no ``μ``.
     strong_convexity
         ``μ > 0`` for the default momentum; default: the penalty's modulus (``λ₂`` of an
         :class:`~mflangevin.proximal.ElasticNet`), which must then be positive.
@@ -412,6 +435,10 @@ def as_top_level_api(
     check_choice("output", output, OUTPUTS)
     check_positive("divergence_threshold", divergence_threshold)
     check_factor(divergence_factor)
+    adaptive = isinstance(momentum, str)
+    if adaptive:
+        check_choice("momentum", momentum, ("adaptive",))
+        momentum = 0.0
     momentum = check_momentum(momentum)
     if momentum is None:
         mu = (
@@ -427,7 +454,9 @@ def as_top_level_api(
                 "the penalised block) or momentum=β (0 for Prox-SVRG)."
             )
         momentum = default_momentum(float(mu), float(step_size))
-    settings = (batch_size, output, float(divergence_threshold), float(divergence_factor))
+    settings = (
+        batch_size, output, float(divergence_threshold), float(divergence_factor), adaptive
+    )  # fmt: skip
 
     def start(position: ArrayTree, rng_key: PRNGKey | None) -> AccProxSVRGState:
         state = init(position, rng_key)

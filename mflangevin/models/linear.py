@@ -159,6 +159,11 @@ def _moments(X: np.ndarray, intercept: bool) -> tuple[np.ndarray, np.ndarray]:
 _BLOCK = 1 << 14
 """Rows a block of the host-side float64 passes over ``X``."""
 
+_ADAPTIVE_STEPS = 128
+"""The fewest inner steps of a stage with adaptive momentum: enough for the momentum to build up
+between restarts (measured on pure-L1 breast cancer: 16, 32, 64 and 128 steps take 4553, 2410,
+1247 and 655 passes to a gap of 1e-8)."""
+
 _HOST_SIZE = 1 << 18
 """Up to this many entries of ``X``, the fit computes its gap in float64 on the host every stage
 (faster than compiling the device's program for small data)."""
@@ -361,7 +366,8 @@ class _LinearModel(BaseEstimator):
                 check_count(name, getattr(self, name))
         if self.step_size is not None:
             check_positive("step_size", self.step_size)
-        acc_prox_svrg.check_momentum(self.momentum)
+        if self.momentum != "adaptive":
+            acc_prox_svrg.check_momentum(self.momentum)
         check_choice("output", self.output, acc_prox_svrg.OUTPUTS)
         seed = self.random_state
         if seed is not None and (
@@ -577,23 +583,19 @@ class _LinearModel(BaseEstimator):
         return params, primal, gap, passes, why
 
     def _algorithm(self, objective, lipschitz: float, n: int, b: int, mu: float):
-        """Acc-Prox-SVRG with the default ``η``, ``m`` and ``β`` (see the class), ``μ`` the
+        """Acc-Prox-SVRG with the default ``η``, ``m`` and ``β`` (see the class); ``μ`` is the
         strong convexity in the solver's coordinates."""
         eta = self.step_size or 1 / lipschitz
         epoch = max(n // b, 1)
-        # √κ inner steps, at most 100 epochs: a penalty negligible at the features' scale leaves
-        # a problem that is not strongly convex in practice.
-        restart = min(math.ceil(math.sqrt(lipschitz / mu)), 100 * epoch) if mu > 0 else 1
-        m = self.inner_steps or max(epoch, restart)
-        momentum = acc_prox_svrg.check_momentum(self.momentum)
-        # Acceleration pays only above the minibatch size b* where the variance factor
-        # (n − b)/(b(n − 1)) falls to 1/√κ (docs/theory/convex-erm.md#when-acceleration-pays).
-        if momentum is None and not (mu > 0 and b >= n / (1 + (n - 1) / restart)):
-            momentum = 0.0
+        momentum = "adaptive" if self.momentum is None else self.momentum
+        if momentum == "adaptive":
+            m = self.inner_steps or max(epoch, _ADAPTIVE_STEPS)
+        else:  # √κ steps, at most 100 epochs
+            restart = math.ceil(math.sqrt(lipschitz / mu)) if mu > 0 else 1
+            m = self.inner_steps or max(epoch, min(restart, 100 * epoch))
         return acc_prox_svrg.as_top_level_api(
-            objective, eta, b, m, momentum=momentum, strong_convexity=mu if mu > 0 else None,
-            output=self.output,
-        )  # fmt: skip
+            objective, eta, b, m, momentum=momentum, output=self.output
+        )
 
     def _fitted_params(self) -> dict:
         params = {"coef": np.ravel(self.coef_)}
@@ -625,17 +627,18 @@ class LinearRegressor(RegressorMixin, _LinearModel):
     batch_size
         ``b``; default ``min(n, 64)``.
     inner_steps
-        ``m``; default ``max(n // b, ⌈√(L(b)/λ₂)⌉)``: at least one epoch of minibatches a
-        stage, and enough steps for the momentum to act before the next restart.
+        ``m``; default ``max(n // b, 128)`` with the adaptive momentum (at least one epoch of
+        minibatches a stage, and enough steps for the momentum to build up), ``max(n // b,
+        ⌈√(L(b)/μ)⌉)`` with a constant one.
     step_size
         ``η``; default ``1 / L(b)``, the expected smoothness of a minibatch's average:
         ``L(b) = L_ℓ [δ(b) L_max + (1 − δ(b)) L_F]``, ``δ(b) = (n − b)/(b(n − 1))``, from
         ``L_max = max_i ‖x̃_i‖²`` and ``L_F = λ_max(X̃ᵀX̃/n)`` (estimated on a subsample, with a
         safety factor), ``x̃_i = (x_i, 1)`` with an intercept: ``1/L_max`` at ``b = 1``.
     momentum
-        ``β``; default ``(1 − √(λ₂η)) / (1 + √(λ₂η))`` (Acc-Prox-SVRG) when ``b`` is at least
-        ``b* = n / (1 + (n − 1)/√κ)``, ``κ = L(b)/λ₂``, where acceleration pays; otherwise, and
-        when ``λ₂ = 0``, ``0`` (Prox-SVRG).
+        ``"adaptive"`` (default): Nesterov's schedule restarted whenever a step opposes the
+        momentum (O'Donoghue & Candès 2015), which needs no strong convexity, so pure L1
+        converges as fast as L2; or a constant ``β ∈ [0, 1)`` (``0`` is Prox-SVRG).
     output
         ``"last"`` or ``"average"`` iterate of each stage.
     random_state

@@ -45,15 +45,18 @@ def reference_solution(objective, iterations=20_000):
     return x
 
 
-@pytest.mark.parametrize("momentum,output", [(0.6, "last"), (0.0, "average")])
+@pytest.mark.parametrize("momentum,output", [(0.6, "last"), (0.0, "average"), ("adaptive", "last")])
 def test_one_stage_equals_the_hand_written_loop(momentum, output):
+    """Constant momentum, Prox-SVRG, and Nesterov's schedule with its restarts (m = 40 steps, in
+    which the restart test fires)."""
     with jax.enable_x64(True):
         objective = problem(jnp.float64)
-        b, m, eta = 5, 4, 0.2
-        kernel = jax.jit(acc_prox_svrg.build_kernel(b, output))
+        adaptive = momentum == "adaptive"
+        b, m, eta = 5, 40 if adaptive else 4, 0.2
+        kernel = jax.jit(acc_prox_svrg.build_kernel(b, output, adaptive=adaptive))
         state = acc_prox_svrg.init(jnp.array([0.3, -0.2, 0.1]))
         key = jax.random.key(7)
-        new_state, info = kernel(key, state, objective, eta, momentum, m)
+        new_state, info = kernel(key, state, objective, eta, 0.0 if adaptive else momentum, m)
 
         A, y = (np.asarray(a) for a in objective.data)
         l1, l2 = 0.05, 0.1
@@ -66,15 +69,22 @@ def test_one_stage_equals_the_hand_written_loop(momentum, output):
         previous, current, total = snapshot, snapshot, np.zeros(P)
         source, batches = data.minibatch(b), state.batches
         draw_rows = jax.jit(lambda k, batches: source.draw(k, objective, batches)[::-1])
+        t, restarts = 1.0, 0
         for k in range(m):
             batches, draw = draw_rows(keys.inner_step_key(key, k), batches)
             rows = np.asarray(draw.indices)
-            extrapolated = current + momentum * (current - previous)
+            t_next = (1 + np.sqrt(1 + 4 * t**2)) / 2
+            beta = (t - 1) / t_next if adaptive else momentum
+            extrapolated = current + beta * (current - previous)
             v = grad(extrapolated, rows) - grad(snapshot, rows) + full
             step = extrapolated - eta * v
             previous = current
             current = np.sign(step) * np.maximum(np.abs(step) - eta * l1, 0) / (1 + eta * l2)
+            if adaptive and (extrapolated - current) @ (current - previous) > 0:
+                t_next, restarts = 1.0, restarts + 1
+            t = t_next
             total += current
+        assert restarts > 0 or not adaptive
         expected = current if output == "last" else total / m
         np.testing.assert_allclose(np.asarray(new_state.position), expected, rtol=1e-12)
         primal = 0.5 * np.mean((A @ snapshot - y) ** 2) + l1 * np.abs(snapshot).sum()
@@ -240,6 +250,19 @@ def test_bad_arguments_are_refused_before_compiling(kwargs, error, match):
     arguments.update(kwargs)
     with pytest.raises(error, match=match):
         mflangevin.acc_prox_svrg(**arguments)
+
+
+def test_adaptive_momentum_converges_without_strong_convexity():
+    """Pure L1 (μ = 0): Nesterov's schedule with restarts reaches the solution to round-off."""
+    with jax.enable_x64(True):
+        objective = problem(jnp.float64, l2=0.0)
+        algorithm = mflangevin.acc_prox_svrg(objective, 0.05, 4, 40, momentum="adaptive")
+        state = algorithm.init(jnp.zeros(P))
+        for key in jax.random.split(jax.random.key(0), 40):
+            state, _ = algorithm.step(key, state)
+        np.testing.assert_allclose(state.position, reference_solution(objective), atol=1e-9)
+    with pytest.raises(ValueError, match="momentum: expected one of"):
+        mflangevin.acc_prox_svrg(objective, 0.05, 4, 40, momentum="fast")
 
 
 def test_default_momentum_needs_strong_convexity():
