@@ -291,10 +291,11 @@ def _certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float):
     return float(primal), float(primal - dual)
 
 
-def _resolution(dtype, primal: float, gap: float) -> float:
-    """The rounding error of a gap ``P − D`` computed in ``dtype``: a few ulps of ``|P| + |D|``
-    (sums over the samples are pairwise, their error grows like their depth)."""
-    return 8 * float(jnp.finfo(dtype).eps) * (abs(primal) + abs(primal - gap))
+def _resolution(dtype, primal: float, gap: float, start: float) -> float:
+    """The rounding error of a gap ``P − D`` computed in ``dtype`` (or of iterates in ``dtype``):
+    a few ulps of ``|P| + |D|`` or of ``P(0)``, the scale of the terms that cancel in it (sums
+    over the samples are pairwise, their error grows like their depth)."""
+    return 8 * float(jnp.finfo(dtype).eps) * max(abs(primal) + abs(primal - gap), start)
 
 
 class _LinearModel(BaseEstimator):
@@ -477,7 +478,7 @@ class _LinearModel(BaseEstimator):
             print(f"stage    0  passes      0.0  gap {gap:.3e}")
         if gap > self.tol:  # (all-zero X, say, is certified at w = 0 without compiling)
             params, primal, gap, passes, why = self._solve(
-                X, y, mean, scale, strengths, b, seed, history
+                X, y, mean, scale, strengths, b, seed, history, primal
             )
         self.converged_ = gap <= self.tol
         if not self.converged_:
@@ -494,9 +495,10 @@ class _LinearModel(BaseEstimator):
         self.history_ = np.array(history)
         return self
 
-    def _solve(self, X, y, mean, scale, strengths, b: int, seed: int, history: list):
-        """Acc-Prox-SVRG in the standardised coordinates from ``w = 0``, stage by stage, until
-        the float64 gap is at most ``tol``; appends ``(passes, gap)`` to ``history``. Returns
+    def _solve(self, X, y, mean, scale, strengths, b: int, seed: int, history: list, start):
+        """Acc-Prox-SVRG in the standardised coordinates from ``w = 0`` (where ``P = start``),
+        stage by stage, until the float64 gap is at most ``tol``; appends ``(passes, gap)`` to
+        ``history``. Returns
         the parameters (original coordinates, float64), ``P``, the gap, the passes and why it
         stopped short (``None`` when it did not)."""
         l1, l2 = strengths
@@ -539,10 +541,10 @@ class _LinearModel(BaseEstimator):
                 )
                 primal, gap = float(primal), float(primal - dual)
             seen = gap
-            if not exact and gap <= max(self.tol, _resolution(dtype, primal, gap)):
+            if not exact and gap <= max(self.tol, _resolution(dtype, primal, gap, start)):
                 primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
                 exact = True
-            if exact and gap > self.tol and seen <= _resolution(dtype, primal, seen):
+            if exact and gap > self.tol and seen <= _resolution(dtype, primal, seen, start):
                 if gap < precision["best"] / 2:
                     precision.update(best=gap, misses=0)
                 else:
