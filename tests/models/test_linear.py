@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
+import scipy.sparse
 from scipy.optimize import minimize
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.datasets import load_breast_cancer, load_diabetes, make_classification
@@ -390,3 +391,28 @@ def test_pure_l1_reaches_a_gap_of_1e_8_with_scikit_learns_support():
         assert abs(model.objective_ - primal(model, X, y, theirs)) <= 1e-8 + model.duality_gap(
             X, y, theirs
         )
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_data_give_the_dense_fit_without_densifying(fmt):
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(2)
+        X = scipy.sparse.random(200, 30, density=0.1, format=fmt, random_state=2)
+        y = (X @ rng.normal(size=30) + 0.1 * rng.normal(size=200) > 0).astype(int)
+        for model in (LinearClassifier(l1=1e-3, tol=1e-10), LinearRegressor(l2=1e-2, tol=1e-10)):
+            target = y if is_classifier(model) else X @ np.arange(30.0)
+            sparse = clone(model).fit(X, target)
+            dense = clone(model).fit(X.toarray(), target)
+            assert sparse.converged_ and dense.converged_
+            assert sparse.duality_gap(X.toarray(), target) == pytest.approx(
+                sparse.duality_gap_, abs=1e-12
+            )
+            # Both gaps are below 1e-10: the objectives agree within them.
+            assert abs(sparse.objective_ - dense.objective_) <= 2e-10
+            np.testing.assert_allclose(sparse.predict(X), dense.predict(X.toarray()), atol=1e-3)
+    # The data are held as rows of (columns, values) of width k = the most non-zeros of a row,
+    # not n × p: a million columns cost nothing.
+    wide = scipy.sparse.random(50, 1_000_000, density=5e-6, format="csr", random_state=0)
+    columns, values = LinearRegressor().objective(wide, np.ones(50)).data[0]
+    k = np.diff(wide.indptr).max()
+    assert columns.shape == values.shape == (50, k) and k < 20
