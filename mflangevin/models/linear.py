@@ -434,7 +434,9 @@ class _LinearModel(BaseEstimator):
                 check_count(name, getattr(self, name))
         if self.step_size is not None:
             check_positive("step_size", self.step_size)
-        if self.momentum != "adaptive":
+        if isinstance(self.momentum, str):
+            check_choice("momentum", self.momentum, ("adaptive",))
+        else:
             acc_prox_svrg.check_momentum(self.momentum)
         check_choice("output", self.output, acc_prox_svrg.OUTPUTS)
         seed = self.random_state
@@ -673,7 +675,7 @@ class _LinearModel(BaseEstimator):
             # Acceleration pays only above the minibatch size b* where the variance factor
             # (n − b)/(b(n − 1)) falls to 1/√κ (docs/theory/convex-erm.md#when-acceleration-pays).
             momentum = None if mu > 0 and b >= n / (1 + (n - 1) / restart) else 0.0
-        if momentum == "adaptive":
+        if isinstance(momentum, str):  # "adaptive"
             m = self.inner_steps or max(epoch, _ADAPTIVE_STEPS)
         else:  # √κ steps, at most 100 epochs
             m = self.inner_steps or max(epoch, min(restart, 100 * epoch))

@@ -246,6 +246,7 @@ def test_same_seed_same_fit_and_non_convergence_is_reported():
         ({"step_size": float("inf")}, ValueError, "step_size: must be positive and finite"),
         ({"momentum": 1.5}, ValueError, "momentum: expected None or a number"),
         ({"momentum": True}, ValueError, "momentum: expected None or a number"),
+        ({"momentum": "fast"}, ValueError, "momentum: expected one of"),
         ({"output": "best"}, ValueError, "output: expected one of"),
         ({"fit_intercept": 1}, TypeError, "fit_intercept: expected True or False"),
         ({"random_state": -1}, ValueError, "random_state: must be None or a non-negative"),
