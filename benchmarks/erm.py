@@ -1,9 +1,9 @@
-"""Wall time to a certified duality gap: LinearModel (Acc-Prox-SVRG) against scikit-learn.
+"""Wall time to a certified duality gap: LinearClassifier (Acc-Prox-SVRG) against scikit-learn.
 
 Regularised logistic regression on standardised ``make_classification`` data in float64, three
 penalties: L2, elastic net and L1. For each, in one process:
 
-* ``mflangevin``: ``LinearModel("logistic", l1=..., l2=..., tol=1e-6).fit(X, y)`` with its
+* ``mflangevin``: ``LinearClassifier(l1=..., l2=..., tol=1e-6).fit(X, y)`` with its
   defaults; it stops when the duality gap, an upper bound on ``P(x) − P*``, is at most
   ``1e-6``. Timed after one warm-up fit (compilation excluded; the first fit's time is printed
   too);
@@ -49,7 +49,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from mflangevin.models import LinearModel
+from mflangevin.models import LinearClassifier
 from mflangevin.models.linear import primal_and_dual
 
 TARGET = 1e-6
@@ -111,7 +111,7 @@ def main(argv=None):
     print(f"n = {n}, p = {p}, float64, target: certified duality gap ≤ {TARGET:g}")
     print(f"{jax.devices()[0].platform} backend; scikit-learn on one CPU core")
     for name, penalty in cases.items():
-        model = LinearModel("logistic", tol=TARGET, max_iter=1000, **penalty)
+        model = LinearClassifier(tol=TARGET, max_iter=1000, **penalty)
         seconds, first = time_ours(model, X, y)
         print(f"\n{name}")
         print(

@@ -9,7 +9,7 @@ Ratios are ours over the peer's: below 1, ours is faster.
 
 Workloads: the README's first look (2000 MFLD steps), one MFLD step against one ``blackjax.sgld``
 step on the N-particle Gibbs density, 100 steps of ``run_inference_algorithm`` of each, a NumPyro
-model by ``mflangevin.numpyro.MFLD`` against NUTS, ``LinearModel.fit`` and a 5-fold
+model by ``mflangevin.numpyro.MFLD`` against NUTS, ``LinearClassifier.fit`` and a 5-fold
 ``cross_val_score`` against scikit-learn's ``LogisticRegression`` (L-BFGS), and ``duality_gap``.
 """
 
@@ -196,10 +196,10 @@ def _classification(seed, n=100_000, p=100):
 
 
 def linear_model_fit(seed):
-    from mflangevin.models import LinearModel
+    from mflangevin.models import LinearClassifier
 
     X, y = _classification(seed)
-    return LinearModel("logistic", l2=1e-4).fit(X, y).coef_
+    return LinearClassifier(l2=1e-4).fit(X, y).coef_
 
 
 def sklearn_fit(seed):
@@ -212,10 +212,10 @@ def sklearn_fit(seed):
 def linear_model_cv(seed):
     from sklearn.model_selection import cross_val_score
 
-    from mflangevin.models import LinearModel
+    from mflangevin.models import LinearClassifier
 
     X, y = _classification(seed, n=10_003, p=20)  # folds of unequal sizes
-    return cross_val_score(LinearModel("logistic", l2=1e-3), X, y, cv=5)
+    return cross_val_score(LinearClassifier(l2=1e-3), X, y, cv=5)
 
 
 def sklearn_cv(seed):

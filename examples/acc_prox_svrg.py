@@ -71,7 +71,7 @@ from tqdm import tqdm
 
 import mflangevin
 from mflangevin import proximal
-from mflangevin.models import LinearModel
+from mflangevin.models import LinearClassifier
 from mflangevin.models.linear import primal_and_dual
 
 matplotlib.use("Agg")
@@ -152,7 +152,7 @@ def main():
     if not args.full:
         sizes = [b for b in sizes if b <= 256]
     X, y = problem(n, p)
-    model = LinearModel("logistic", l2=args.l2)
+    model = LinearClassifier(l2=args.l2)
     objective = model.objective(X, y)
     X, y = objective.data
     gap_fn = certificate(model, X, y)

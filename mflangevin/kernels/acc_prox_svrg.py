@@ -12,7 +12,9 @@ One step of the kernel is one outer stage ``s``::
         y_{k+1} = x_k + β (x_k − x_{k−1})
     x̃_s = x_m  (output "last")  or  (1/m) Σ_k x_k  (output "average")
 
-``β = 0`` is minibatch Prox-SVRG (Xiao & Zhang 2014, who output the average). The default
+``β = 0`` is minibatch Prox-SVRG (Xiao & Zhang 2014, who output the average); ``"adaptive"``
+momentum replaces the constant ``β`` by Nesterov's schedule with gradient-mapping restarts
+(O'Donoghue & Candès 2015), which needs no strong convexity. The default
 momentum is ``β = (1 − √(μη)) / (1 + √(μη))`` for a ``μ``-strongly convex ``P``; ``η ≤ 1/L`` is
 the caller's choice (a parameter: the papers' constants are not confirmed here). A stage costs
 ``n + 2bm`` per-sample gradients; an inner step ``O(b)`` of them, never ``O(n)``.
@@ -24,7 +26,8 @@ keyed permutation, ``O(b)`` each); inner step ``k`` draws with
 References: Nitanda, *Stochastic Proximal Gradient Descent with Acceleration Techniques*, NeurIPS
 2014; Nitanda, *Accelerated Stochastic Gradient Descent for Minimizing Finite Sums*, AISTATS 2016;
 Xiao, Zhang, *A Proximal Stochastic Gradient Method with Progressive Variance Reduction*, SIAM J.
-Optim. 2014.
+Optim. 2014; O'Donoghue, Candès, *Adaptive Restart for Accelerated Gradient Schemes*, Found.
+Comput. Math. 2015.
 """
 
 from __future__ import annotations
@@ -36,10 +39,17 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from blackjax.base import SamplingAlgorithm
 
 from mflangevin import keys, proximal
-from mflangevin._checks import all_finite, check_choice, check_count, check_positive
+from mflangevin._checks import (
+    all_finite,
+    check_choice,
+    check_count,
+    check_factor,
+    check_positive,
+)
 from mflangevin.kernels import data
 from mflangevin.kernels.data import MinibatchState
 from mflangevin.kernels.diffusions import refuse_if_divergent
@@ -61,7 +71,8 @@ OUTPUTS = ("last", "average")
 
 class AccProxSVRGState(NamedTuple):
     """State after ``s = stage`` outer stages: the stage output ``x̃_s``, the count of per-sample
-    gradients evaluated so far and where the minibatch stream stands.
+    gradients evaluated so far, where the minibatch stream stands and the smallest objective
+    ``P(x̃)`` seen at the start of a stage (``+inf`` before the first).
 
     ``num_gradient_evaluations`` is an ``int32``, enough for ``2 × 10⁹`` evaluations.
 
@@ -77,6 +88,7 @@ class AccProxSVRGState(NamedTuple):
     stage: Array
     num_gradient_evaluations: Array
     batches: MinibatchState
+    best_objective: Array
 
 
 class AccProxSVRGInfo(NamedTuple):
@@ -84,9 +96,11 @@ class AccProxSVRGInfo(NamedTuple):
 
     ``objective`` is ``P(x̃)`` at the snapshot the stage started from, exact (it comes free with
     the full gradient ``ṽ``); ``num_gradient_evaluations`` counts the per-sample gradients up to
-    and including this stage; ``stage`` is ``s``; ``is_divergent`` is true when the stage output
+    and including this stage; ``stage`` is ``s``. ``is_divergent`` is true when the stage output
     was not finite or reached ``divergence_threshold``, in which case the stage was refused and
-    the position kept.
+    the position kept; and when ``objective`` is not finite or exceeds the best earlier one by
+    more than ``(divergence_factor − 1) · |best|``: the previous stage moved uphill, a step
+    size too large (this flag does not change the trajectory).
 
     Examples
     --------
@@ -134,7 +148,28 @@ def init(position: ArrayTree, rng_key: PRNGKey | None = None) -> AccProxSVRGStat
     _check_position(position)
     position = jax.tree.map(jnp.asarray, position)
     zero = jnp.zeros((), jnp.int32)
-    return AccProxSVRGState(position, zero, zero, MinibatchState.start())
+    best = jnp.full((), jnp.inf, jnp.result_type(*jax.tree.leaves(position)))
+    return AccProxSVRGState(position, zero, zero, MinibatchState.start(), best)
+
+
+def check_momentum(momentum) -> float | None:
+    """``None``, or a real number ``β ∈ [0, 1)`` (a Python, NumPy or JAX scalar); returns it as a
+    ``float``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_momentum(np.float32(0.5)), check_momentum(None)
+    (0.5, None)
+    """
+    if momentum is None:
+        return None
+    array = np.asarray(momentum)
+    if isinstance(momentum, bool) or array.shape != () or array.dtype.kind not in "iuf":
+        raise ValueError(f"momentum: expected None or a number in [0, 1), got {momentum!r}.")
+    if not 0 <= float(array) < 1:
+        raise ValueError(f"momentum: expected None or a number in [0, 1), got {momentum!r}.")
+    return float(array)
 
 
 def _check_position(position: ArrayTree) -> None:
@@ -178,10 +213,16 @@ def variance_reduced_gradient(
     return jax.tree.map(lambda g, g0: g[0] - g[1] + g0, grads, snapshot_grad)
 
 
+def _vdot(a: ArrayTree, b: ArrayTree) -> Array:
+    return sum(jnp.vdot(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
 def build_kernel(
     batch_size: int,
     output: str = "last",
     divergence_threshold: float = 1e6,
+    divergence_factor: float = 10.0,
+    adaptive: bool = False,
 ) -> Callable:
     """Build the low-level kernel: one outer stage.
 
@@ -193,6 +234,15 @@ def build_kernel(
         ``"last"`` (``x̃_s = x_m``) or ``"average"`` (``(1/m) Σ_k x_k``, Prox-SVRG's output).
     divergence_threshold
         A stage output with a coordinate of this magnitude, or a non-finite one, is refused.
+    divergence_factor
+        A stage whose starting objective exceeds the best earlier one by more than
+        ``(divergence_factor − 1) · |best|`` is flagged (``inf`` switches the test off).
+    adaptive
+        Nesterov's momentum schedule ``β_k = (t_k − 1)/t_{k+1}``, ``t_{k+1} = (1 + √(1 +
+        4t_k²))/2``, restarted (``t = 1``) whenever the step opposes the momentum,
+        ``⟨y_k − x_k, x_k − x_{k−1}⟩ > 0`` (O'Donoghue & Candès 2015), instead of the constant
+        ``momentum``: acceleration without knowing ``μ``, for problems that are not (or barely)
+        strongly convex.
 
     Returns
     -------
@@ -220,6 +270,8 @@ def build_kernel(
     source = data.minibatch(batch_size)
     check_choice("output", output, OUTPUTS)
     check_positive("divergence_threshold", divergence_threshold)
+    check_factor(divergence_factor)
+    adaptive = bool(adaptive)
 
     def kernel(
         rng_key: PRNGKey,
@@ -237,24 +289,35 @@ def build_kernel(
         value = smooth_value + proximal.value(objective.penalty, snapshot)
 
         def inner(k, carry):
-            previous, current, total, batches = carry
-            y = jax.tree.map(lambda x, xp: x + beta * (x - xp), current, previous)
+            previous, current, total, batches, t = carry
+            t_next = (1 + jnp.sqrt(1 + 4 * t**2)) / 2
+            b_k = (t - 1) / t_next if adaptive else beta
+            y = jax.tree.map(lambda x, xp: x + b_k * (x - xp), current, previous)
             draw, batches = source.draw(keys.inner_step_key(rng_key, k), objective, batches)
             v = variance_reduced_gradient(draw.objective, y, snapshot, snapshot_grad)
             x = proximal.prox(objective.penalty, jax.tree.map(lambda a, d: a - eta * d, y, v), eta)
-            return current, x, jax.tree.map(jnp.add, total, x), batches
+            if adaptive:  # restart when the step opposes the momentum: ⟨y − x, x − x_prev⟩ > 0
+                opposed = _vdot(
+                    jax.tree.map(jnp.subtract, y, x), jax.tree.map(jnp.subtract, x, current)
+                )
+                t_next = jnp.where(opposed > 0, jnp.ones_like(t), t_next)
+            return current, x, jax.tree.map(jnp.add, total, x), batches, t_next
 
         zeros = jax.tree.map(jnp.zeros_like, snapshot)
-        _, last, total, batches = jax.lax.fori_loop(
-            0, m, inner, (snapshot, snapshot, zeros, state.batches)
+        _, last, total, batches, _ = jax.lax.fori_loop(
+            0, m, inner, (snapshot, snapshot, zeros, state.batches, jnp.ones((), dtype))
         )
         proposal = last if output == "last" else jax.tree.map(lambda t: t / m.astype(dtype), total)
 
         position, is_divergent = refuse_if_divergent(proposal, snapshot, divergence_threshold)
+        best = state.best_objective.astype(value.dtype)
+        grew = value - best > (divergence_factor - 1) * jnp.abs(best)
+        is_divergent |= ~jnp.isfinite(value) | (jnp.isfinite(best) & grew)
         n = objective.num_samples
         evaluations = state.num_gradient_evaluations + n + 2 * batch_size * m
         stage = state.stage + 1
-        new_state = AccProxSVRGState(position, stage, evaluations, batches)
+        best = jnp.minimum(best, value).astype(state.best_objective.dtype)
+        new_state = AccProxSVRGState(position, stage, evaluations, batches, best)
         return new_state, AccProxSVRGInfo(value, evaluations, stage, is_divergent)
 
     return kernel
@@ -300,6 +363,7 @@ def as_top_level_api(
     strong_convexity: float | None = None,
     output: str = "last",
     divergence_threshold: float = 1e6,
+    divergence_factor: float = 10.0,
 ) -> SamplingAlgorithm:
     """Accelerated proximal SVRG; ``momentum=0`` is minibatch Prox-SVRG.
 
@@ -307,7 +371,7 @@ def as_top_level_api(
     ----------
     objective
         A :class:`~mflangevin.proximal.CompositeObjective` ``F + R`` (for linear models,
-        :meth:`mflangevin.models.LinearModel.objective`).
+        :meth:`mflangevin.models.LinearClassifier.objective`).
     step_size
         ``η > 0``; ``η ≤ 1/L`` for ``L``-smooth ``f_i``.
     batch_size
@@ -315,13 +379,14 @@ def as_top_level_api(
     inner_steps
         ``m ≥ 1``; ``n // b`` makes a stage one epoch of minibatches (``3n`` gradients).
     momentum
-        ``β ∈ [0, 1)``; default :func:`default_momentum` of ``μ`` and ``η``.
+        ``β ∈ [0, 1)``; default :func:`default_momentum` of ``μ`` and ``η``; ``"adaptive"``:
+        Nesterov's schedule with restarts (see :func:`build_kernel`), which needs no ``μ``.
     strong_convexity
         ``μ > 0`` for the default momentum; default: the penalty's modulus (``λ₂`` of an
         :class:`~mflangevin.proximal.ElasticNet`), which must then be positive.
     output
         ``"last"`` or ``"average"``, see :func:`build_kernel`.
-    divergence_threshold
+    divergence_threshold, divergence_factor
         See :func:`build_kernel`.
 
     Returns
@@ -360,6 +425,8 @@ def as_top_level_api(
             f"batch_size: must be at most the number of samples n = {n}, got {batch_size}."
         )
     inner_steps = check_count("inner_steps", inner_steps)
+    if step_size is None:
+        raise TypeError("step_size: expected a number η > 0 (η ≤ 1/L), got None.")
     for name, value in (("step_size", step_size), ("strong_convexity", strong_convexity)):
         if callable(value):
             raise TypeError(f"{name}: expected a number, got a callable.")
@@ -367,21 +434,29 @@ def as_top_level_api(
             check_positive(name, value)
     check_choice("output", output, OUTPUTS)
     check_positive("divergence_threshold", divergence_threshold)
+    check_factor(divergence_factor)
+    adaptive = isinstance(momentum, str)
+    if adaptive:
+        check_choice("momentum", momentum, ("adaptive",))
+        momentum = 0.0
+    momentum = check_momentum(momentum)
     if momentum is None:
         mu = (
             proximal.strong_convexity(objective.penalty)
             if strong_convexity is None
-            else (strong_convexity)
+            else strong_convexity
         )
         if not float(mu) > 0:
             raise ValueError(
-                "momentum: the default momentum needs μ > 0; give strong_convexity=μ, or "
-                "momentum=β (0 for Prox-SVRG)."
+                "momentum: the default momentum needs a strongly convex objective, and the "
+                f"penalty's modulus is μ = {float(mu):g} (a block without λ₂ > 0, such as an "
+                "unpenalised intercept, makes it 0); give strong_convexity=μ (e.g. the λ₂ of "
+                "the penalised block) or momentum=β (0 for Prox-SVRG)."
             )
         momentum = default_momentum(float(mu), float(step_size))
-    elif not (isinstance(momentum, int | float) and 0 <= momentum < 1):
-        raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}.")
-    settings = (batch_size, output, float(divergence_threshold))
+    settings = (
+        batch_size, output, float(divergence_threshold), float(divergence_factor), adaptive
+    )  # fmt: skip
 
     def start(position: ArrayTree, rng_key: PRNGKey | None) -> AccProxSVRGState:
         state = init(position, rng_key)

@@ -5,7 +5,8 @@ Models build objectives and know nothing of kernels, except the optional MFLD bl
 
 from mflangevin.models import losses as losses
 from mflangevin.models import resnet as resnet
-from mflangevin.models.linear import LinearModel as LinearModel
+from mflangevin.models.linear import LinearClassifier as LinearClassifier
+from mflangevin.models.linear import LinearRegressor as LinearRegressor
 from mflangevin.models.ntk import NTKNetwork as NTKNetwork
 from mflangevin.models.resnet import MFLDBlock as MFLDBlock
 from mflangevin.models.resnet import MLPBlock as MLPBlock

@@ -11,6 +11,7 @@ import pytest
 import mflangevin
 from mflangevin import keys
 from mflangevin.kernels import acc_prox_svrg, data
+from mflangevin.models import LinearRegressor
 from mflangevin.proximal import CompositeObjective, ElasticNet
 
 N, P = 40, 3
@@ -44,15 +45,18 @@ def reference_solution(objective, iterations=20_000):
     return x
 
 
-@pytest.mark.parametrize("momentum,output", [(0.6, "last"), (0.0, "average")])
+@pytest.mark.parametrize("momentum,output", [(0.6, "last"), (0.0, "average"), ("adaptive", "last")])
 def test_one_stage_equals_the_hand_written_loop(momentum, output):
+    """Constant momentum, Prox-SVRG, and Nesterov's schedule with its restarts (m = 40 steps, in
+    which the restart test fires)."""
     with jax.enable_x64(True):
         objective = problem(jnp.float64)
-        b, m, eta = 5, 4, 0.2
-        kernel = jax.jit(acc_prox_svrg.build_kernel(b, output))
+        adaptive = momentum == "adaptive"
+        b, m, eta = 5, 40 if adaptive else 4, 0.2
+        kernel = jax.jit(acc_prox_svrg.build_kernel(b, output, adaptive=adaptive))
         state = acc_prox_svrg.init(jnp.array([0.3, -0.2, 0.1]))
         key = jax.random.key(7)
-        new_state, info = kernel(key, state, objective, eta, momentum, m)
+        new_state, info = kernel(key, state, objective, eta, 0.0 if adaptive else momentum, m)
 
         A, y = (np.asarray(a) for a in objective.data)
         l1, l2 = 0.05, 0.1
@@ -65,15 +69,22 @@ def test_one_stage_equals_the_hand_written_loop(momentum, output):
         previous, current, total = snapshot, snapshot, np.zeros(P)
         source, batches = data.minibatch(b), state.batches
         draw_rows = jax.jit(lambda k, batches: source.draw(k, objective, batches)[::-1])
+        t, restarts = 1.0, 0
         for k in range(m):
             batches, draw = draw_rows(keys.inner_step_key(key, k), batches)
             rows = np.asarray(draw.indices)
-            extrapolated = current + momentum * (current - previous)
+            t_next = (1 + np.sqrt(1 + 4 * t**2)) / 2
+            beta = (t - 1) / t_next if adaptive else momentum
+            extrapolated = current + beta * (current - previous)
             v = grad(extrapolated, rows) - grad(snapshot, rows) + full
             step = extrapolated - eta * v
             previous = current
             current = np.sign(step) * np.maximum(np.abs(step) - eta * l1, 0) / (1 + eta * l2)
+            if adaptive and (extrapolated - current) @ (current - previous) > 0:
+                t_next, restarts = 1.0, restarts + 1
+            t = t_next
             total += current
+        assert restarts > 0 or not adaptive
         expected = current if output == "last" else total / m
         np.testing.assert_allclose(np.asarray(new_state.position), expected, rtol=1e-12)
         primal = 0.5 * np.mean((A @ snapshot - y) ** 2) + l1 * np.abs(snapshot).sum()
@@ -154,7 +165,7 @@ def test_compiles_once_for_all_steps_step_sizes_penalties_and_inner_steps(compil
     assert int(info.stage) == 5
 
     # The top-level step: one compilation shared by other η, β, penalty strengths and m (a
-    # regularisation path of LinearModel changes m with λ₂).
+    # regularisation path of the linear models changes m with λ₂).
     others = [
         mflangevin.acc_prox_svrg(problem(l2=l2), eta, 4, m)
         for eta, l2, m in ETAS_L2S_AND_INNER_STEPS
@@ -224,8 +235,11 @@ def test_default_momentum():
         ({"step_size": float("nan")}, ValueError, "step_size: must be positive and finite"),
         ({"step_size": float("inf")}, ValueError, "step_size: must be positive and finite"),
         ({"step_size": lambda k: 0.1}, TypeError, "step_size: expected a number"),
-        ({"momentum": 1.0}, ValueError, "momentum: expected a number in"),
-        ({"momentum": -0.1}, ValueError, "momentum: expected a number in"),
+        ({"momentum": 1.0}, ValueError, "momentum: expected None or a number in"),
+        ({"momentum": -0.1}, ValueError, "momentum: expected None or a number in"),
+        ({"momentum": True}, ValueError, "momentum: expected None or a number in"),
+        ({"step_size": None, "momentum": 0.5}, TypeError, "step_size: expected a number"),
+        ({"divergence_factor": 1.0}, ValueError, "divergence_factor: must be a number > 1"),
         ({"strong_convexity": -1.0}, ValueError, "strong_convexity: must be positive"),
         ({"output": "best"}, ValueError, "output: expected one of"),
         ({"objective": "f"}, TypeError, "objective: expected a mflangevin.proximal"),
@@ -238,10 +252,57 @@ def test_bad_arguments_are_refused_before_compiling(kwargs, error, match):
         mflangevin.acc_prox_svrg(**arguments)
 
 
+def test_adaptive_momentum_converges_without_strong_convexity():
+    """Pure L1 (μ = 0): Nesterov's schedule with restarts reaches the solution to round-off."""
+    with jax.enable_x64(True):
+        objective = problem(jnp.float64, l2=0.0)
+        algorithm = mflangevin.acc_prox_svrg(objective, 0.05, 4, 40, momentum="adaptive")
+        state = algorithm.init(jnp.zeros(P))
+        for key in jax.random.split(jax.random.key(0), 40):
+            state, _ = algorithm.step(key, state)
+        np.testing.assert_allclose(state.position, reference_solution(objective), atol=1e-9)
+    with pytest.raises(ValueError, match="momentum: expected one of"):
+        mflangevin.acc_prox_svrg(objective, 0.05, 4, 40, momentum="fast")
+
+
 def test_default_momentum_needs_strong_convexity():
     with pytest.raises(ValueError, match="momentum: the default momentum needs"):
         mflangevin.acc_prox_svrg(problem(l2=0.0), 0.1, 4, 5)
     mflangevin.acc_prox_svrg(problem(l2=0.0), 0.1, 4, 5, strong_convexity=0.01)
+    # An unpenalised intercept makes μ = 0: the message says what to give.
+    objective = LinearRegressor(l2=0.1).objective(np.eye(4), np.ones(4))
+    with pytest.raises(ValueError, match="unpenalised intercept, makes it 0"):
+        mflangevin.acc_prox_svrg(objective, 0.1, 2, 2)
+
+
+@pytest.mark.parametrize("momentum", [np.float32(0.5), jnp.asarray(0.5), np.int64(0)])
+def test_momentum_may_be_a_numpy_or_jax_scalar(momentum):
+    algorithm = mflangevin.acc_prox_svrg(problem(), 0.1, 4, 5, momentum=momentum)
+    state, _ = algorithm.step(jax.random.key(0), algorithm.init(jnp.zeros(P)))
+    assert np.all(np.isfinite(state.position))
+
+
+def test_a_stage_whose_objective_grows_is_flagged():
+    """A step size 10⁴ times too large: the objective climbs from one stage to the next while
+    every coordinate stays below the divergence threshold; the growth test flags it (the old
+    kernel flagged nothing)."""
+    objective = problem(l1=0.0, l2=0.01)
+    algorithm = mflangevin.acc_prox_svrg(objective, 20.0, 4, 1, momentum=0.0)
+    state = algorithm.init(jnp.zeros(P))
+    values, flags = [], []
+    for k in range(3):
+        state, info = algorithm.step(jax.random.key(k), state)
+        values.append(float(info.objective))
+        flags.append(bool(info.is_divergent))
+    assert values[1] > 10 * values[0] and max(np.abs(state.position)) < 1e6
+    assert flags == [False, True, True]
+    switched_off = mflangevin.acc_prox_svrg(
+        objective, 20.0, 4, 1, momentum=0.0, divergence_factor=float("inf")
+    )
+    state = switched_off.init(jnp.zeros(P))
+    for k in range(3):
+        state, info = switched_off.step(jax.random.key(k), state)
+        assert not bool(info.is_divergent)
 
 
 def test_bad_positions_are_refused():

@@ -13,7 +13,7 @@ import scipy.stats
 import mflangevin
 from mflangevin import EnergyObjective, MeanFieldObjective, gradients
 from mflangevin.kernels import data
-from mflangevin.models import LinearModel, MeanFieldNetwork
+from mflangevin.models import LinearRegressor, MeanFieldNetwork
 
 
 def finite_sum(n, dim=2):
@@ -199,7 +199,7 @@ def test_later_steps_reuse_the_first_steps_compilation(kernel, compilations):
     inputs are committed)."""
     X = jax.random.normal(jax.random.key(0), (40, 3))
     if kernel == "acc_prox_svrg":
-        objective = LinearModel("squared", l2=0.1).objective(X, X[:, 0])
+        objective = LinearRegressor(l2=0.1).objective(X, X[:, 0])
         algorithm = mflangevin.acc_prox_svrg(
             objective, 0.1, batch_size=3, inner_steps=7, momentum=0.5
         )
