@@ -36,8 +36,8 @@ def enable_compilation_cache(
     """Keep the programs JAX compiles in a folder on disk, so that a new process on this machine
     loads them instead of compiling them again (JAX's persistent compilation cache).
 
-    On CPU the first MFLD step of ``benchmarks/latency.py`` then takes 0.3 s in a new process
-    instead of 1.1 s (docs/guides/scaling.md, "Compile once per machine").
+    On CPU the first MFLD step of ``benchmarks/latency.py`` then takes 0.7 s in a new process
+    instead of 3.2 s (docs/guides/scaling.md, "Compile once per machine").
 
     Parameters
     ----------
@@ -46,7 +46,7 @@ def enable_compilation_cache(
         folder (``$XDG_CACHE_HOME``, else ``~/.cache``).
     min_compile_time
         Only programs that took at least this many seconds to compile are written. JAX's default,
-        1 s, would keep none of an MFLD step's programs (0.5–0.8 s each on CPU).
+        1 s, writes 1 of the 10 programs of an MFLD step on CPU.
 
     Returns
     -------
@@ -55,11 +55,12 @@ def enable_compilation_cache(
     Raises
     ------
     RuntimeError
-        In a CPU process joined to others by ``jax.distributed``: with JAX 0.12 a program with a
-        collective that process 0 reads back from the cache waits forever (docs/guides/scaling.md
-        has the reproducer). The function starts JAX's backend, so that ``jax.distributed`` can
-        no longer be initialised after it (JAX raises): call it after
-        ``jax.distributed.initialize``, or not at all, in a program of several processes.
+        In a CPU process joined to others by ``jax.distributed``: with JAX 0.12.1 a program with
+        a collective that process 0 reads back from the cache waits forever
+        (docs/guides/scaling.md has the reproducer). The function starts JAX's backend, so that
+        ``jax.distributed`` can no longer be initialised after it (JAX raises): call it after
+        ``jax.distributed.initialize``, or not at all, in a program of several processes. One
+        process with several devices is safe.
 
     Examples
     --------
@@ -94,7 +95,7 @@ def enable_compilation_cache(
     if jax.process_count() > 1 and jax.default_backend() == "cpu":
         raise RuntimeError(
             f"enable_compilation_cache: this process is one of {jax.process_count()} joined by "
-            "jax.distributed on CPU, where with JAX 0.12 a program read back from the cache by "
+            "jax.distributed on CPU, where with JAX 0.12.1 a program read back from the cache by "
             "process 0 can wait forever in its first collective; run without the cache"
         )
     path = Path(path).expanduser().absolute()
