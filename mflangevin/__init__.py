@@ -18,6 +18,7 @@ from mflangevin.certificates import monitor as monitor
 from mflangevin.certificates import primal_objective as primal_objective
 from mflangevin.certificates import proximal_gibbs_log_density as proximal_gibbs_log_density
 from mflangevin.certificates.entropy import entropy as entropy
+from mflangevin.compilation import enable_compilation_cache as enable_compilation_cache
 from mflangevin.kernels import acc_prox_svrg as _acc_prox_svrg
 from mflangevin.kernels import asgd as _asgd
 from mflangevin.kernels import data as data
@@ -75,6 +76,7 @@ __all__ = [
     "monitor",
     "diagnostics",
     "sharding",
+    "enable_compilation_cache",
     "arviz",
     "numpyro",
     "__version__",
