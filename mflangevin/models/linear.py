@@ -382,6 +382,7 @@ class _LinearModel(BaseEstimator):
         momentum: float | None = None,
         output: str = "last",
         random_state: int | None = 0,
+        warm_start: bool = False,
         verbose: int = 0,
     ):
         self.l1 = l1
@@ -395,6 +396,7 @@ class _LinearModel(BaseEstimator):
         self.momentum = momentum
         self.output = output
         self.random_state = random_state
+        self.warm_start = warm_start
         self.verbose = verbose
 
     def __sklearn_tags__(self):
@@ -545,16 +547,17 @@ class _LinearModel(BaseEstimator):
                 f"gradient's rounding, about {rounding:.2g}, must stay below √(2·l2·tol) or "
                 "l1); rescale X (e.g. with sklearn.preprocessing.StandardScaler) or raise tol."
             )
-        zero = {"coef": np.zeros(p)}
-        if self.fit_intercept:
-            zero["intercept"] = np.float64(0.0)
-        primal, gap = _certified(self._loss_name, zero, X, y, l1, l2)
-        history, params, passes, why = [(0.0, gap)], zero, 0.0, None
+        warm = self.warm_start and self.__sklearn_is_fitted__() and np.size(self.coef_) == p
+        start = self._fitted_params() if warm else {"coef": np.zeros(p)}
+        if self.fit_intercept and not warm:
+            start["intercept"] = np.float64(0.0)
+        primal, gap = _certified(self._loss_name, start, X, y, l1, l2)
+        history, params, passes, why = [(0.0, gap)], start, 0.0, None
         if self.verbose:
             print(f"stage    0  passes      0.0  gap {gap:.3e}")
         if gap > self.tol:  # (all-zero X, say, is certified at w = 0 without compiling)
             params, primal, gap, passes, why = self._solve(
-                X, y, mean, scale, strengths, b, seed, history, primal
+                X, y, mean, scale, strengths, b, seed, history, start, primal
             )
         self.converged_ = gap <= self.tol
         if not self.converged_:
@@ -571,12 +574,12 @@ class _LinearModel(BaseEstimator):
         self.history_ = np.array(history)
         return self
 
-    def _solve(self, X, y, mean, scale, strengths, b: int, seed: int, history: list, start):
-        """Acc-Prox-SVRG in the standardised coordinates from ``w = 0`` (where ``P = start``),
-        stage by stage, until the float64 gap is at most ``tol``; appends ``(passes, gap)`` to
-        ``history``. Returns
-        the parameters (original coordinates, float64), ``P``, the gap, the passes and why it
-        stopped short (``None`` when it did not)."""
+    def _solve(self, X, y, mean, scale, strengths, b, seed, history, start: dict, scale_of_p):
+        """Acc-Prox-SVRG in the standardised coordinates from the parameters ``start`` (where
+        ``P = scale_of_p``), stage by stage, until the float64 gap is at most ``tol``; appends
+        ``(passes, gap)`` to ``history``. Returns the parameters (original coordinates,
+        float64), ``P``, the gap, the passes and why it stopped short (``None`` when it did
+        not)."""
         l1, l2 = strengths
         n, p = X.shape
         features, lipschitz = _prepare(X, mean, scale, b, self.fit_intercept, seed)
@@ -617,10 +620,10 @@ class _LinearModel(BaseEstimator):
                 )
                 primal, gap = float(primal), float(primal - dual)
             seen = gap
-            if not exact and gap <= max(self.tol, _resolution(dtype, primal, gap, start)):
+            if not exact and gap <= max(self.tol, _resolution(dtype, primal, gap, scale_of_p)):
                 primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
                 exact = True
-            if exact and gap > self.tol and seen <= _resolution(dtype, primal, seen, start):
+            if exact and gap > self.tol and seen <= _resolution(dtype, primal, seen, scale_of_p):
                 if gap < precision["best"] / 2:
                     precision.update(best=gap, misses=0)
                 else:
@@ -633,9 +636,9 @@ class _LinearModel(BaseEstimator):
 
         lipschitz *= LOSSES[self._loss_name]
         algorithm = self._algorithm(objective, lipschitz, n, b, l2 / float(np.max(scale)) ** 2)
-        position = {"coef": jnp.zeros(p, dtype)}
-        if self.fit_intercept:
-            position["intercept"] = jnp.zeros((), dtype)
+        position = {"coef": jnp.asarray(start["coef"] * scale, dtype)}  # v = s ⊙ w
+        if self.fit_intercept:  # c = b + ⟨m, w⟩
+            position["intercept"] = jnp.asarray(start["intercept"] + mean @ start["coef"], dtype)
         state = algorithm.init(position)
         key = jax.random.key(seed)
         primal, gap, exact, passes, why = math.nan, math.inf, True, 0.0, "raise max_iter"
@@ -736,6 +739,10 @@ class LinearRegressor(RegressorMixin, _LinearModel):
     random_state
         The seed of the minibatches (an integer ``≥ 0``): equal seeds give equal fits;
         ``None`` draws one.
+    warm_start
+        Start from the fitted coefficients (of the same number of features) rather than zero:
+        a regularisation path fitted from large to small penalties, each fit starting from the
+        last (the stage is compiled once for the whole path).
     verbose
         ``> 0`` prints the passes and the gap after every stage.
     Attributes
@@ -860,13 +867,15 @@ class LinearClassifier(ClassifierMixin, _LinearModel):
         momentum: float | None = None,
         output: str = "last",
         random_state: int | None = 0,
+        warm_start: bool = False,
         verbose: int = 0,
     ):
         self.loss = loss
         super().__init__(
             l1=l1, l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter,
             batch_size=batch_size, inner_steps=inner_steps, step_size=step_size,
-            momentum=momentum, output=output, random_state=random_state, verbose=verbose,
+            momentum=momentum, output=output, random_state=random_state, warm_start=warm_start,
+            verbose=verbose,
         )  # fmt: skip
 
     def __sklearn_tags__(self):

@@ -417,3 +417,22 @@ def test_sparse_data_give_the_dense_fit_without_densifying(fmt):
     columns, values = LinearRegressor().objective(wide, np.ones(50)).data[0]
     k = np.diff(wide.indptr).max()
     assert columns.shape == values.shape == (50, k) and k < 20
+
+
+def test_a_warm_started_regularisation_path_compiles_once(compilations):
+    """The lasso path on raw diabetes, from large to small λ₁, each fit starting from the last:
+    fewer stages than cold starts, every fit certified, one compiled stage for the path."""
+    with jax.enable_x64(True):
+        X, y = load_diabetes(return_X_y=True, scaled=False)
+        path = [3.0, 1.0, 0.3]
+        warm = LinearRegressor(tol=1e-8, warm_start=True)
+        warm_stages, cold_stages = 0, 0
+        for l1 in path:
+            warm.set_params(l1=l1).fit(X, y)
+            cold = LinearRegressor(l1=l1, tol=1e-8).fit(X, y)
+            assert warm.converged_ and cold.converged_
+            assert abs(warm.objective_ - cold.objective_) <= 2e-8
+            warm_stages += warm.n_iter_
+            cold_stages += cold.n_iter_
+        assert warm_stages < cold_stages
+        assert compilations.count("jit(_step)") <= 1  # (0 when an earlier test compiled it)
