@@ -21,6 +21,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.handlers import seed, substitute, trace
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import compute_log_probs, constrain_fn, initialize_model
+from numpyro.primitives import Messenger
 
 from mflangevin.kernels import data
 from mflangevin.types import Array, ArrayTree, PRNGKey
@@ -137,6 +138,27 @@ def subsampled_plates(rng_key: PRNGKey, model, model_args: tuple, model_kwargs: 
         for name, site in model_trace.items()
         if site["type"] == "plate" and site["args"][1] not in (None, site["args"][0])
     )
+
+
+class full_data(Messenger):
+    """Every subsampled plate takes all its indices, so that the model reads the whole data set
+    (and its sites are not scaled): for the log-likelihood of every datum, as ``az.loo`` needs.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> def model():
+    ...     with numpyro.plate("data", 1000, subsample_size=10) as index:
+    ...         return index.shape
+    >>> full_data(seed(model, jax.random.key(0)))()
+    (1000,)
+    """
+
+    def process_message(self, msg):
+        if msg["type"] == "plate" and msg["args"][1] not in (None, msg["args"][0]):
+            size = msg["args"][0]
+            msg["args"] = (size, size)
+            msg["value"] = jnp.arange(size)
 
 
 def subsample_in_o_of_b(rng_key: PRNGKey):

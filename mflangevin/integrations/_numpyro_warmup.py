@@ -19,6 +19,11 @@ from mflangevin.types import Array, PRNGKey
 ABSURD_MOVE = 1e-3
 #: While tuning, a particle's step factor grows by this after a move that was not undone.
 BACKOFF_GROWTH = 1.1
+#: The half-width of the uniform start of a Bayesian model's particles in unconstrained space,
+#: twice NUTS's: a cloud started wider than the posterior contracts along the drift in a few
+#: steps, one started narrower spreads only by the noise, in about ``(σ_post / s)² / η`` steps
+#: (the preconditioner ``s`` being the cloud's own spread), which on a funnel outlasts the warmup.
+INIT_RADIUS = 4.0
 #: The stream of the warmup's restarts of stranded particles, folded into the step key.
 RESAMPLE = 0x5253
 #: The mean acceptance probability that the warmup's step-size adaptation aims at.

@@ -10,7 +10,8 @@ Groups of the tree made by :func:`to_datatree`:
   with every (chain, particle) pair as a chain (``chain`` of size ``chains × N``), so that
   ArviZ's defaults (``az.summary``, ``az.ess``, ``az.rhat``) give the pooled posterior.
 * ``log_likelihood`` (NumPyro runs): the log-likelihood of every observed site per draw (per
-  (chain, particle) pair and draw for a Bayesian model), for ``az.loo`` and ``az.compare``.
+  (chain, particle) pair and draw for a Bayesian model), for ``az.loo`` and ``az.compare``; a
+  subsampled plate gives that of every datum (the model run on all its indices).
 * ``sample_stats``: what the kernel reported: ``mean_field_energy`` (``F(μ_Θ)``; not called
   ``energy``, which ArviZ reads as the Hamiltonian of HMC), ``drift_norm``, ``diverging``,
   ``num_refused``, ``step_size``, ``temperature``; with :func:`mflangevin.monitor` also
@@ -191,6 +192,8 @@ def _from_history(history, reference, rng_key, thinning, has_chain_axis):
 def _from_numpyro(mcmc, rng_key):
     from numpyro.infer import MCMC, Predictive, log_likelihood
 
+    from mflangevin.integrations._numpyro_model import full_data
+
     # NumPyro's own get_samples: the particle axis in place, whichever MCMC class ran.
     positions = MCMC.get_samples(mcmc, group_by_chain=True)
     extra = mcmc.get_extra_fields(group_by_chain=True)
@@ -200,9 +203,13 @@ def _from_numpyro(mcmc, rng_key):
     mean_field = getattr(mcmc.sampler, "is_mean_field", None)
     args, kwargs = getattr(mcmc, "_args", ()), getattr(mcmc, "_kwargs", {})
     # Per draw: a mean-field model's likelihood is that of the whole measure, a Bayesian model's
-    # that of every particle.
+    # that of every particle; a subsampled plate gives that of every datum, one draw at a time.
     likelihood = log_likelihood(
-        mcmc.sampler.model, positions, *args, batch_ndims=2 if mean_field else 3, **kwargs
+        full_data(mcmc.sampler.model),
+        positions,
+        *args,
+        batch_ndims=2 if mean_field else 3,
+        **kwargs,
     )
     likelihood = {name: np.asarray(value) for name, value in likelihood.items()}
     prior = None

@@ -134,9 +134,10 @@ class MFLD(MCMCKernel):
     particle_plate
         Name of the plate whose latent sites are the particles.
     init_strategy
-        NumPyro initialisation strategy. ``None`` (the default): ``init_to_uniform`` (uniform
-        on ``(−2, 2)`` in unconstrained space, NUTS's default) for a Bayesian model, a draw of
-        the plate from ν (``init_to_sample``) for a mean-field model.
+        NumPyro initialisation strategy. ``None`` (the default): for a Bayesian model,
+        ``init_to_uniform`` (uniform on ``(−2, 2)`` in unconstrained space, NUTS's default), on
+        ``(−4, 4)`` when the warmup tunes the step (see the NumPyro guide, "What the warmup
+        tunes"); a draw of the plate from ν (``init_to_sample``) for a mean-field model.
     divergence_threshold
         A particle whose proposal has an unconstrained coordinate that is non-finite or this large
         keeps its position (the others move); the step is flagged in ``diverging`` and the
@@ -425,8 +426,12 @@ class MFLD(MCMCKernel):
 
     def _initial_particles(self, key: PRNGKey, model_args: tuple, model_kwargs: dict) -> dict:
         strategy = self._init_strategy
-        if strategy is None:
-            strategy = init_to_sample if self._mean_field else init_to_uniform
+        if strategy is None and self._mean_field:
+            strategy = init_to_sample
+        elif strategy is None:
+            # The wider start needs the warmup's per-particle backoff for its stiff corners.
+            radius = warmup.INIT_RADIUS if self.step_size is None else 2.0
+            strategy = init_to_uniform(radius=radius)
         return _numpyro_model.initial_particles(
             key,
             self._model,

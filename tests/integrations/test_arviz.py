@@ -282,3 +282,27 @@ def test_mean_field_energy_is_not_read_as_hmc_energy(bayesian_tree):
     assert "mean_field_energy" in tree["sample_stats"] and "energy" not in tree["sample_stats"]
     with pytest.raises(Exception, match="energy"):
         az.bfmi(tree)
+
+
+def subsampled_regression(X, y=None, batch=10):
+    beta = numpyro.sample("beta", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("data", X.shape[0], subsample_size=batch) as index:
+        numpyro.sample("y", dist.Normal(X[index] @ beta, 1.0), obs=y[index])
+
+
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto")  # a short run's k̂
+def test_subsampled_plate_gives_the_full_data_log_likelihood_and_loo():
+    n = 40
+    X = jax.random.normal(jax.random.key(3), (n, 2))
+    y = X @ jnp.array([1.0, -0.5]) + jax.random.normal(jax.random.key(4), (n,))
+    mcmc = MCMC(MFLD(subsampled_regression, 8, step_size=1e-3), num_warmup=20, num_samples=5)
+    mcmc.progress_bar = False
+    mcmc.run(jax.random.key(5), X, y)
+    tree = mf_arviz.to_datatree(mcmc)
+    beta = MCMC.get_samples(mcmc, group_by_chain=True)["beta"]  # (chain, draw, particle, 2)
+    # Every datum's log-likelihood (not the subsample's, not scaled by n / B), per particle.
+    expected = dist.Normal(jnp.einsum("cdpk,nk->cdpn", beta, X), 1.0).log_prob(y[None, None, None])
+    expected = np.moveaxis(np.asarray(expected), 2, 1).reshape(8, 5, n)
+    np.testing.assert_allclose(tree["log_likelihood"]["y"].values, expected, rtol=1e-5, atol=1e-5)
+    loo = az.loo(tree)
+    assert np.isfinite(loo.elpd) and loo.n_data_points == n
