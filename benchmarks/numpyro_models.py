@@ -1,13 +1,15 @@
-"""MFLD at its defaults against NUTS on the models NumPyro users write.
+"""MFLD at its defaults against NUTS and SVGD on the models NumPyro users write.
 
 For every model, ``mflangevin.numpyro.MFLD(model, num_particles)`` with nothing else given (the
 warmup tunes the step and the preconditioner) runs in ``mflangevin.numpyro.MCMC`` for
 ``--warmup`` steps, then ``--draws`` draws thinned by 10; NUTS runs 500 warmup steps and 2000
-draws. MFLD's statistics pool draws × particles. Printed per model:
+draws; NumPyro's ``SVGD`` (``numpyro.contrib.einstein``, the nearest particle method: Adagrad 0.05,
+RBF kernel, as NumPyro's docs set it) moves ``--stein-particles`` particles for ``--stein-steps``
+steps. MFLD's statistics pool draws × particles. Printed per model, for MFLD and SVGD:
 
-* ``mean err``: the largest ``|mean_MFLD − mean_NUTS| / sd_NUTS`` over the coordinates of the
+* ``mean err``: the largest ``|mean − mean_NUTS| / sd_NUTS`` over the coordinates of the
   latent sites (constrained space);
-* ``sd ratio``: the range of ``sd_MFLD / sd_NUTS`` over the coordinates;
+* ``sd ratio``: the range of ``sd / sd_NUTS`` over the coordinates;
 * the wall clock of each (compilation included), MFLD's tuned step and the refused particle moves
   after warmup, and NUTS's divergences.
 
@@ -17,9 +19,15 @@ the reference is NUTS on the non-centred form (the same posterior).
 The models: the centred and non-centred eight schools, a centred hierarchical model with
 ``HalfNormal`` scales (10 groups, 200 points), a mixture of three Gaussians with ``Dirichlet``
 weights and a ``HalfNormal`` scale (300 points), the Bayesian linear regression of the NumPyro
-guide (200 points, 3 features, ``HalfNormal`` noise) and a logistic regression on scikit-learn's
-``load_breast_cancer`` (30 standardised features and an intercept). Run
-``.venv/bin/python benchmarks/numpyro_models.py`` (``--models`` to choose, ``--particles``,
+guide (200 points, 3 features, ``HalfNormal`` noise), a logistic regression on scikit-learn's
+``load_breast_cancer`` (30 standardised features and an intercept), and two that MFLD runs with a
+given step: a mean-field two-layer network (16 neurons in the particle plate, 200 two-moons
+points; MFLD at ``λ = N``, the model's own posterior; compared on its predicted probabilities at
+20 test points, the weights being exchangeable) and a logistic regression of ``n = 10⁵`` points
+(``--full``: ``10⁶``) through ``numpyro.plate(..., subsample_size=10⁴)`` (stochastic-gradient
+MFLD; NUTS on the full data; also against NumPyro's ``HMCECS`` with a Taylor proxy at NUTS's
+posterior mean). Last, the per-step cost of the subsampled model at ``n = 10⁴`` and ``10⁶``.
+Run ``.venv/bin/python benchmarks/numpyro_models.py`` (``--models`` to choose, ``--particles``,
 ``--warmup``, ``--draws`` for the sizes).
 """
 
@@ -37,8 +45,13 @@ def parse_args(argv=None):
     parser.add_argument("--particles", type=int, default=256, help="N, the particles of MFLD")
     parser.add_argument("--warmup", type=int, default=1000, help="MFLD warmup steps")
     parser.add_argument("--draws", type=int, default=200, help="MFLD draws (thinned by 10)")
+    parser.add_argument("--stein-particles", type=int, default=64, help="K, particles of SVGD")
+    parser.add_argument("--stein-steps", type=int, default=2000, help="SVGD steps")
     parser.add_argument(
         "--models", help="comma-separated substrings of the model names (default: every model)"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="the subsampled regression at n = 10⁶ instead of 10⁵"
     )
     return parser.parse_args(argv)
 
@@ -52,10 +65,15 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.contrib.einstein import SVGD, RBFKernel
+from numpyro.infer import HMCECS, NUTS
 from numpyro.infer import MCMC as NumPyroMCMC
-from numpyro.infer import NUTS
+from numpyro.optim import Adagrad
 
+from mflangevin.models import MeanFieldNetwork
 from mflangevin.numpyro import MCMC, MFLD
+
+NETWORK = MeanFieldNetwork(neuron="output_weight", activation="tanh", loss="logistic")
 
 
 def eight_schools(sigma, y=None):
@@ -106,7 +124,32 @@ def logistic(X, y=None):
         numpyro.sample("y", dist.Bernoulli(logits=X @ beta + b), obs=y)
 
 
-def problems() -> dict:
+def network(X, y=None, num_neurons=16):
+    """A mean-field two-layer network: neurons in the particle plate, a Bernoulli likelihood of
+    their average (as in ``examples/numpyro_mean_field.py``)."""
+    with numpyro.plate("particles", num_neurons):
+        w = numpyro.sample("w", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
+        b = numpyro.sample("b", dist.Normal(0.0, 1.0))
+        a = numpyro.sample("a", dist.Normal(0.0, 4.0))
+    logits = NETWORK.predict({"w": w, "b": b, "a": a}, X)
+    numpyro.deterministic("p", jax.nn.sigmoid(logits[-20:]))  # the 20 test points
+    with numpyro.plate("data", X.shape[0] - 20):
+        numpyro.sample("y", dist.Bernoulli(logits=logits[:-20]), obs=y)
+
+
+def subsampled(X, y=None, batch=10_000):
+    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("data", X.shape[0], subsample_size=batch) as index:
+        numpyro.sample("y", dist.Bernoulli(logits=X[index] @ beta), obs=y[index])
+
+
+def logistic_data(n: int, seed: int = 6):
+    X = jax.random.normal(jax.random.key(seed), (n, 5))
+    logits = X @ jnp.array([1.0, -0.5, 0.25, 0.0, 2.0])
+    return X, jax.random.bernoulli(jax.random.key(seed + 1), jax.nn.sigmoid(logits)) * 1.0
+
+
+def problems(full: bool = False) -> dict:
     """Each model with its data, as ``(model, args)``."""
     sigma = jnp.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
     schools = jnp.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
@@ -130,7 +173,29 @@ def problems() -> dict:
         "Dirichlet mixture": (mixture, (mixed,)),
         "Bayesian regression (guide)": (regression, (X, y)),
         "logistic regression, breast cancer": (logistic, cancer),
+        "mean-field network, 16 neurons": (network, moons()),
+        f"logistic regression, subsampled, n = 10^{6 if full else 5}": (
+            subsampled,
+            logistic_data(10**6 if full else 10**5),
+        ),
     }
+
+
+def moons():
+    """200 training points of two moons, then the 20 test points (``y`` for the first 200)."""
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(220, noise=0.2, random_state=0)
+    return jnp.asarray(X - X.mean(0), jnp.float32), jnp.asarray(y[:200], jnp.float32)
+
+
+#: The MFLD settings of the models that cannot use the defaults: a mean-field model's particles
+#: interact (no per-particle acceptance probability to tune on), and the warmup's tuning needs
+#: exact potentials, which a subsampled plate does not give.
+GIVEN = {
+    network: {"num_particles": 16, "step_size": 2e-3, "temperature": 16.0},
+    subsampled: {"step_size": 2e-6},
+}
 
 
 def coordinates(samples: dict, batch_ndim: int) -> np.ndarray:
@@ -154,7 +219,7 @@ def nuts_reference(model, args):
     NUTS on the non-centred form of the same posterior, mapped back to ``θ``."""
     start = time.perf_counter()
     nuts = NumPyroMCMC(NUTS(model), num_warmup=500, num_samples=2000, progress_bar=False)
-    nuts.run(jax.random.key(1), *args)
+    nuts.run(jax.random.key(1), *args, **full_data_kwargs(model, args))
     elapsed = time.perf_counter() - start
     divergences = int(np.sum(nuts.get_extra_fields()["diverging"]))
     if model is not eight_schools:
@@ -166,49 +231,127 @@ def nuts_reference(model, args):
     return centred(exact.get_samples()), elapsed, divergences
 
 
-def compare(name, model, args, num_particles, warmup, draws):
-    samples, nuts_time, divergences = nuts_reference(model, args)
-    reference = coordinates(samples, 1)
+def observed(samples: dict, model, batch_ndim: int) -> np.ndarray:
+    """The coordinates compared: the latent sites, or the network's test predictions."""
+    if model is network:
+        return coordinates({"p": samples["p"]}, batch_ndim)
+    return coordinates({k: v for k, v in samples.items() if k != "p"}, batch_ndim)
+
+
+def errors(draws: np.ndarray, reference: np.ndarray) -> str:
+    sd = reference.std(0)
+    error = np.max(np.abs(draws.mean(0) - reference.mean(0)) / sd)
+    ratio = draws.std(0) / sd
+    return f"{error:.2f} | {ratio.min():.2f}–{ratio.max():.2f}"
+
+
+def full_data_kwargs(model, args) -> dict:
+    return {"batch": args[0].shape[0]} if model is subsampled else {}
+
+
+def run_svgd(model, args, num_particles, steps):
     start = time.perf_counter()
+    svgd = SVGD(model, Adagrad(0.05), RBFKernel(), num_stein_particles=num_particles)
+    result = svgd.run(jax.random.key(3), steps, *args, progress_bar=False)
+    params = jax.block_until_ready(svgd.get_params(result.state))
+    elapsed = time.perf_counter() - start
+    latent = {k.removesuffix("_auto_loc"): v for k, v in params.items() if k.endswith("_auto_loc")}
+    if model is network:
+        predicted = jax.vmap(NETWORK.predict, in_axes=(0, None))(latent, args[0][-20:])
+        latent = {"p": jax.nn.sigmoid(predicted)}
+    return observed(latent, model, 1), elapsed
+
+
+def run_hmcecs(args, reference_mean: dict) -> tuple[np.ndarray, float]:
+    """HMCECS (NUTS on subsamples of 10⁴ points, 10 blocks) with a Taylor proxy at NUTS's mean."""
+    start = time.perf_counter()
+    proxy = HMCECS.taylor_proxy(reference_mean)
+    kernel = HMCECS(NUTS(subsampled), num_blocks=10, proxy=proxy)
+    mcmc = NumPyroMCMC(kernel, num_warmup=500, num_samples=2000, progress_bar=False)
+    mcmc.run(jax.random.key(4), *args)
+    return coordinates(mcmc.get_samples(), 1), time.perf_counter() - start
+
+
+def compare(name, model, args, options):
+    samples, nuts_time, divergences = nuts_reference(model, args)
+    reference = observed(samples, model, 1)
+    start = time.perf_counter()
+    given = dict(GIVEN.get(model, {}))
+    num_particles = given.pop("num_particles", options.particles)
     mcmc = MCMC(
-        MFLD(model, num_particles),
-        num_warmup=warmup,
-        num_samples=draws,
+        MFLD(model, num_particles, **given),
+        num_warmup=options.warmup,
+        num_samples=options.draws,
         thinning=10,
         progress_bar=False,
     )
     mcmc.run(jax.random.key(2), *args, extra_fields=("step_size",))
     mfld_time = time.perf_counter() - start
-    pooled = coordinates(mcmc.get_samples(), 1)
-    sd = reference.std(0)
-    error = np.max(np.abs(pooled.mean(0) - reference.mean(0)) / sd)
-    ratio = pooled.std(0) / sd
+    # A mean-field model's draw is one network: its statistics are over draws.
+    pooled = observed(mcmc.get_samples(), model, 1)
     extra = mcmc.get_extra_fields()
+    # SVGD draws NumPyro's subsamples (a permutation of all n indices per step): at n = 10⁵ its
+    # first 20 steps took 50 s on two CPU cores, so it is not run on the subsampled model.
+    stein, stein_time = "– | –", "–"
+    if model is not subsampled:
+        draws, elapsed = run_svgd(model, args, options.stein_particles, options.stein_steps)
+        stein, stein_time = errors(draws, reference), f"{elapsed:.1f} s"
     print(
-        f"| {name} | {error:.2f} | {ratio.min():.2f}–{ratio.max():.2f} | {mfld_time:.1f} s "
-        f"| {nuts_time:.1f} s | {float(extra['step_size'][-1]):.3g} "
-        f"| {int(np.sum(extra['num_refused']))} "
+        f"| {name} | {errors(pooled, reference)} | {stein} "
+        f"| {mfld_time:.1f} s | {nuts_time:.1f} s | {stein_time} "
+        f"| {float(extra['step_size'][-1]):.3g} | {int(np.sum(extra['num_refused']))} "
         f"| {divergences} |",
         flush=True,
     )
+    if model is subsampled:
+        centre = {k: jnp.mean(v, 0) for k, v in samples.items()}
+        ecs, ecs_time = run_hmcecs(args, centre)
+        print(f"| … HMCECS in place of MFLD | {errors(ecs, reference)} | | | {ecs_time:.1f} s |")
+
+
+def step_cost(n: int, num_particles: int = 256, steps: int = 200) -> float:
+    """Seconds per MFLD step on the subsampled regression of ``n`` points, after compilation."""
+    args = logistic_data(n)
+    kernel = MFLD(subsampled, num_particles, step_size=2e-6)
+    state = kernel.init(jax.random.key(0), 0, None, args, {})
+    run = jax.jit(
+        lambda s: jax.lax.scan(lambda s, _: (kernel.sample(s, args, {}), None), s, None, steps)[0]
+    )
+    jax.block_until_ready(run(state))
+    best = np.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        jax.block_until_ready(run(state))
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best
 
 
 def main() -> None:
     args = parse_args()
-    chosen = problems()
+    chosen = problems(args.full)
     if args.models:
         wanted = args.models.split(",")
         chosen = {k: v for k, v in chosen.items() if any(w in k for w in wanted)}
     print(
         f"MFLD: N = {args.particles}, {args.warmup} warmup steps, {args.draws} draws thinned by "
-        "10; NUTS: 500 warmup steps, 2000 draws. Errors in NUTS posterior sds.\n"
+        f"10; NUTS: 500 warmup steps, 2000 draws; SVGD: K = {args.stein_particles}, "
+        f"{args.stein_steps} steps. Errors in NUTS posterior sds.\n"
     )
-    print("| model | mean err | sd ratio | MFLD | NUTS | MFLD step | refused | NUTS div. |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | MFLD mean err | MFLD sd ratio | SVGD mean err | SVGD sd ratio | MFLD | NUTS "
+        "| SVGD | MFLD step | refused | NUTS div. |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     # NumPyro's Bernoulli log-density mixes bool and float: it needs the standard promotion.
     with jax.numpy_dtype_promotion("standard"):
         for name, (model, model_args) in chosen.items():
-            compare(name, model, model_args, args.particles, args.warmup, args.draws)
+            compare(name, model, model_args, args)
+        if not args.models or "subsampled" in args.models:
+            small, large = step_cost(10**4), step_cost(10**6)
+            print(
+                f"\nSubsampled regression, N = 256, B = 10^4: {1e3 * small:.3f} ms per step at "
+                f"n = 10^4, {1e3 * large:.3f} ms at n = 10^6 (ratio {large / small:.2f})."
+            )
 
 
 if __name__ == "__main__":
