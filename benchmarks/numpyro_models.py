@@ -306,7 +306,8 @@ def compare(name, model, args, options):
     if model is subsampled:
         centre = {k: jnp.mean(v, 0) for k, v in samples.items()}
         ecs, ecs_time = run_hmcecs(args, centre)
-        print(f"| … HMCECS in place of MFLD | {errors(ecs, reference)} | | | {ecs_time:.1f} s |")
+        row = f"| … HMCECS in place of MFLD | {errors(ecs, reference)} | | | {ecs_time:.1f} s "
+        print(row + "|||||")
 
 
 def step_cost(n: int, num_particles: int = 256, steps: int = 200) -> float:
