@@ -24,9 +24,9 @@ guide (200 points, 3 features, ``HalfNormal`` noise), a logistic regression on s
 given step: a mean-field two-layer network (16 neurons in the particle plate, 200 two-moons
 points; 16 chains of MFLD at ``λ = N``, the model's own posterior; compared on its predicted
 probabilities at 20 test points, the weights being exchangeable) and a logistic regression of
-``n = 10⁵`` points (``--full``: ``10⁶``) through ``numpyro.plate(..., subsample_size=10⁴)`` (stochastic-gradient
-MFLD; NUTS on the full data; also against NumPyro's ``HMCECS`` with a Taylor proxy at NUTS's
-posterior mean). Last, the per-step cost of the subsampled model at ``n = 10⁴`` and ``10⁶``.
+``n = 10⁵`` points (``--full``: ``10⁶``) through ``numpyro.plate(..., subsample_size=10⁴)``
+(stochastic-gradient MFLD; NUTS on the full data; also against NumPyro's ``HMCECS`` with a
+Taylor proxy at NUTS's posterior mean). Last, the per-step cost of the subsampled model at ``n = 10⁴`` and ``10⁶``.
 Run ``.venv/bin/python benchmarks/numpyro_models.py`` (``--models`` to choose, ``--particles``,
 ``--warmup``, ``--draws`` for the sizes).
 """
