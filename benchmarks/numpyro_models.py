@@ -26,9 +26,9 @@ points; 16 chains of MFLD at ``λ = N``, the model's own posterior; compared on 
 probabilities at 20 test points, the weights being exchangeable) and a logistic regression of
 ``n = 10⁵`` points (``--full``: ``10⁶``) through ``numpyro.plate(..., subsample_size=10⁴)``
 (stochastic-gradient MFLD; NUTS on the full data; also against NumPyro's ``HMCECS`` with a
-Taylor proxy at NUTS's posterior mean). Last, the per-step cost of the subsampled model at ``n = 10⁴`` and ``10⁶``.
-Run ``.venv/bin/python benchmarks/numpyro_models.py`` (``--models`` to choose, ``--particles``,
-``--warmup``, ``--draws`` for the sizes).
+Taylor proxy at NUTS's posterior mean). Last, the per-step cost of the subsampled model at
+``n = 10⁴`` and ``10⁶``. Run ``.venv/bin/python benchmarks/numpyro_models.py`` (``--models`` to
+choose, ``--particles``, ``--warmup``, ``--draws`` for the sizes).
 """
 
 from __future__ import annotations
