@@ -126,7 +126,7 @@ def _step(settings, rng_key, state, held):
     return build_kernel(thresholds[0], gradient, thresholds[1])(
         rng_key,
         state,
-        data.read(held) if static_objective is None else static_objective,
+        held if static_objective is None else static_objective,
         schedule_value(step_size, state.count),
         schedule_value(temperature, state.count),
     )

@@ -498,7 +498,7 @@ def _step(settings, rng_key, state, held):
     return build_kernel(*structure)(
         rng_key,
         state,
-        data.read(held),
+        held,
         schedule_value(inner_step_size, state.count),
         temperature,
         num_inner_steps(state.count) if callable(num_inner_steps) else num_inner_steps,
