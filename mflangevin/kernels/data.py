@@ -379,7 +379,9 @@ class Holder:
 
     def _arrays(self) -> list:
         leaves = jax.tree.leaves(getattr(self.held, "data", None))
-        return [x for x in leaves if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)]
+        return [
+            x for x in leaves if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+        ]
 
     def place_like(self, position) -> None:
         """Re-hold the data on the devices of the (concrete) particles ``position``."""

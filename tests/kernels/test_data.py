@@ -78,14 +78,15 @@ def test_minibatch_cost_does_not_depend_on_n():
         finite_sum=True,
     )
     estimator = gradients.sgd(100)
-    state = estimator.init(objective, jnp.zeros((8, 2)))
+    position = jax.ShapeDtypeStruct((8, 2), jnp.float32)
+    state = jax.eval_shape(estimator.init, objective, position)
 
-    def estimate(X, position):
+    def estimate(X, position, state):
         return estimator.estimate(
             jax.random.key(0), dataclasses.replace(objective, data=X), position, 1, state
         )
 
-    jaxpr = jax.make_jaxpr(estimate)(objective.data, jax.ShapeDtypeStruct((8, 2), jnp.float32))
+    jaxpr = jax.make_jaxpr(estimate)(objective.data, position, state)
 
     def shapes(jaxpr):
         for eqn in jaxpr.eqns:
