@@ -91,7 +91,7 @@ class GradientEstimator(NamedTuple):
     """
 
     init: Callable[[StructuredObjective, ArrayTree], ArrayTree]
-    estimate: Callable[..., tuple[Array, ArrayTree, ArrayTree, Array, "Tracked"]]
+    estimate: Callable[..., tuple[Array, ArrayTree, ArrayTree, Array, Tracked]]
     check: Callable[[StructuredObjective], None]
 
 
@@ -314,8 +314,9 @@ def svrg(batch_size: int, snapshot_every: int, replace: bool = False) -> Gradien
         v_k^i = (1/B) Σ_{j∈I_k} [ v_j(Θ_k)_i − v_j(Θ̃)_i ] + G̃_i + ∇r(θ_i)
 
     at ``2B`` per-sample gradients; the divergence test watches ``F(μ)`` at the snapshots, where
-    the step computes it (see :class:`Tracked`). The control variate ``v_j(Θ̃)_i = ℓ'_j(f_Θ̃(x_j)) ∇h(θ̃_i, x_j)``
-    is taken at the snapshot particle *and* the snapshot measure. It is recomputed on the
+    the step computes it (see :class:`Tracked`). The control variate
+    ``v_j(Θ̃)_i = ℓ'_j(f_Θ̃(x_j)) ∇h(θ̃_i, x_j)`` is taken at the snapshot particle *and* the
+    snapshot measure. It is recomputed on the
     minibatch instead of storing ``ℓ'_j(f_Θ̃(x_j))`` for all ``j``: its pullback needs the forward
     pass at ``Θ̃`` on the minibatch anyway, so storing would save nothing.
 

@@ -1,8 +1,8 @@
 """The Langevin core: dtype policy, divergence guard, reference term."""
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 import problems
 import pytest
 
