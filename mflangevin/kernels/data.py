@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
-from mflangevin._checks import check_count, check_state
+from mflangevin._checks import check_count, check_state, to_device
 from mflangevin.kernels._permutation import permuted_indices
 from mflangevin.objectives import MeanFieldObjective, StructuredObjective, num_samples
 from mflangevin.types import Array, PRNGKey
@@ -351,7 +351,7 @@ def hold(objective):
         return objective
     if all(isinstance(x, jax.Array) for x in leaves):
         return objective
-    return dataclasses.replace(objective, data=jax.tree.map(jnp.asarray, data))
+    return dataclasses.replace(objective, data=jax.tree.map(to_device, data))
 
 
 class Holder:
