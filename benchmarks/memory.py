@@ -1,4 +1,4 @@
-"""Peak memory against the size of the data: an MFLD step, a PDA step and a linear-model fit.
+"""Peak memory against the size of the data: MFLD and PDA steps, NumPyro MFLD and a linear fit.
 
 Every measurement runs in a fresh process. The process makes its data first (NumPy, float32,
 as a user's arrays), resets its peak resident memory (``/proc/self/clear_refs``), then builds
@@ -12,8 +12,12 @@ Rows:
   ``MeanFieldNetwork`` objective, built, initialised and stepped three times;
 * ``fit``: ``LinearClassifier(max_iter=2).fit`` (logistic, L2), against scikit-learn's
   ``LogisticRegression(solver="saga", max_iter=2)`` on the same arrays;
-* ``… copying``: the same computation with the held data copied when the algorithm is built (as
-  earlier versions did, into ``jax.Ref`` buffers): the ratio of the two peaks is the gain.
+* ``numpyro``: ``mflangevin.numpyro.MCMC(MFLD(model, N))``, a warmup and a run of two steps
+  each, on a Bayesian linear regression;
+* ``… copying``: the same computation as earlier versions ran it: the held data copied when the
+  algorithm is built (into ``jax.Ref`` buffers), the NumPy arguments of a NumPyro model given to
+  NumPyro as they are (it copies them to the device at every call). The ratio of the two peaks
+  is the gain.
 
 Run: ``.venv/bin/python benchmarks/memory.py`` (``--quick`` for small sizes).
 """
@@ -57,6 +61,9 @@ def measure(config: dict) -> dict:
             return dataclasses.replace(held, data=copies)
 
         data_module.hold = copying_hold
+        from mflangevin.integrations._numpyro_mcmc import MCMC
+
+        MCMC._on_device = lambda self, tree: tree  # NumPy arguments as NumPyro takes them
     n, d, mode = config["n"], config["d"], config["mode"]
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, d), dtype=np.float32)
@@ -70,7 +77,21 @@ def measure(config: dict) -> dict:
     base = _status("VmRSS")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if mode == "saga":
+        if mode == "numpyro":
+            import numpyro
+            import numpyro.distributions as dist
+
+            from mflangevin.numpyro import MCMC, MFLD
+
+            def model(X, y=None):
+                beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([X.shape[1]]))
+                numpyro.sample("y", dist.Normal(X @ beta, 1.0), obs=y)
+
+            kernel = MFLD(model, num_particles=config["N"], step_size=1e-7)
+            MCMC(kernel, num_warmup=2, num_samples=2, progress_bar=False).run(
+                jax.random.key(0), X, y
+            )
+        elif mode == "saga":
             from sklearn.linear_model import LogisticRegression
 
             LogisticRegression(solver="saga", C=1.0, max_iter=2).fit(X, y)
@@ -116,7 +137,11 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument(
-        "--particles", type=int, default=256, help="N, the particles of the MFLD and PDA rows"
+        "--particles",
+        type=int,
+        default=256,
+        help="N, the particles of the MFLD and PDA rows "
+        "(the NumPyro rows use 8: their working set is N·n)",
     )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -128,13 +153,14 @@ def main(argv=None) -> None:
     fit_sizes = [(2 * 10**4, 100)] if args.quick else [(2 * 10**5, 100), (10**6, 100)]
     print("Peak memory above the user's data, in copies of the data (float32), a process per row")
     print(f"  {'row':24s} {'n':>9s} {'d':>4s} {'data MB':>9s} {'peak MB':>9s} {'copies':>7s}")
-    for mode, sizes in (("mfld", kernel_sizes), ("mfld sgd", kernel_sizes),
-                        ("pda", kernel_sizes), ("fit", fit_sizes)):  # fmt: skip
+    for mode, sizes in (("mfld", kernel_sizes), ("mfld sgd", kernel_sizes), ("pda", kernel_sizes),
+                        ("numpyro", fit_sizes), ("fit", fit_sizes)):  # fmt: skip
         for n, d in sizes:
             rows = []
             for copy in (False, True):
                 name = mode.split()[-1] if mode != "mfld" else "full"
-                config = {"mode": name, "n": n, "d": d, "N": args.particles, "copy": copy}
+                num = 8 if mode == "numpyro" else args.particles
+                config = {"mode": name, "n": n, "d": d, "N": num, "copy": copy}
                 rows.append(run(config))
             if mode == "fit":
                 rows.append(run({"mode": "saga", "n": n, "d": d, "N": 0, "copy": False}))
