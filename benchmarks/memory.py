@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--particles",
         type=int,
-        default=256,
+        default=64,
         help="N, the particles of the MFLD and PDA rows "
         "(the NumPyro rows use 8: their working set is N·n)",
     )
