@@ -63,12 +63,16 @@ def main(argv=None) -> None:
         default="64,128,256,512,1024,2048",
         help="the block sizes (rows) compared with the default",
     )
+    parser.add_argument(
+        "--sizes",
+        default="8000,64,4096;16000,32,2048;4000,20,16384;65536,32,512;2000,32,32768",
+        help="the problems, n,d,N separated by ';'",
+    )
     args = parser.parse_args(argv)
     chunks = [None] + [int(c) for c in args.chunks.split(",")]
+    sizes = [tuple(int(v) for v in size.split(",")) for size in args.sizes.split(";")]
     if args.quick:
         sizes = [(2000, 16, 512)]
-    else:
-        sizes = [(8000, 64, 4096), (16000, 32, 2048), (4000, 20, 16384), (65536, 32, 512)]
     print("ms per MFLD step (tanh network) against chunk_size; ratio to the default block")
     for n, d, num in sizes:
         times = measure(n, d, num, chunks, args.steps, args.repeats)
