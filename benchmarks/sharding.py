@@ -286,8 +286,9 @@ def main(argv=None) -> None:
     else:
         counts = [1, 2, 4] if args.quick else [1, 2, 4, 8]
     s = args.scale
-    # N·n at or under mflangevin.objectives.BLOCK_ELEMENTS at D = 1: one block of features, so
-    # that the memory per device is the (N/D, n) or (N, n/D) features themselves.
+    # N·n at D = 1 was one block of features under the earlier default block (up to 2**22
+    # features), so that the memory per device was the (N/D, n) or (N, n/D) features themselves;
+    # the default block is now at most 512 samples (mflangevin.objectives.BLOCK_ROWS).
     N, n, d, draws = (
         (256 * s, 1024 * s, 8, 1024 * s) if args.quick else (1024 * s, 4096 * s, 16, 4096 * s)
     )

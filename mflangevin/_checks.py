@@ -141,6 +141,26 @@ def _check_leaf_types(position: ArrayTree, name: str) -> None:
             )
 
 
+_FINITE_BLOCK = 1 << 20
+"""Entries a block of :func:`all_finite`'s host-side pass reads at a time."""
+
+
+def to_device(x) -> jax.Array:
+    """``x`` as a device array: a JAX array (or a traced one) as it is, anything else (NumPy,
+    lists) transferred once. ``jnp.asarray`` of a NumPy array briefly holds a second copy of it
+    (measured by ``benchmarks/memory.py``); ``jax.device_put`` does not.
+
+    Examples
+    --------
+    >>> x = jnp.ones(3)
+    >>> to_device(x) is x, to_device(np.ones(2)).dtype, to_device([1, 2]).shape
+    (True, dtype('float32'), (2,))
+    """
+    if isinstance(x, jax.Array):
+        return x
+    return jax.device_put(np.asarray(x))
+
+
 def all_finite(x) -> bool:
     """Whether a concrete array has no NaN or infinite value: read with NumPy in host memory (no
     compilation), else by one compiled program per shape.
@@ -151,7 +171,12 @@ def all_finite(x) -> bool:
     (True, False)
     """
     if on_host(x):
-        return bool(np.all(np.isfinite(np.asarray(x))))
+        x = np.asarray(x)
+        if x.ndim == 0:
+            return bool(np.isfinite(x))
+        # By blocks of rows: np.isfinite of the whole array would hold n·d booleans.
+        rows = max(1, _FINITE_BLOCK // max(1, x[:1].size))
+        return all(np.all(np.isfinite(x[i : i + rows])) for i in range(0, len(x), rows))
     with jax.ensure_compile_time_eval():  # concrete values, even inside another trace
         return bool(_all_finite(x))
 

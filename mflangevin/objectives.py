@@ -37,20 +37,34 @@ __all__ = [
     "num_particles",
     "num_samples",
     "BLOCK_ELEMENTS",
+    "BLOCK_ROWS",
+    "BLOCK_MAX_ELEMENTS",
     "L2Penalty",
 ]
 
 Reference = GaussianReference | DensityReference | None
 
-BLOCK_ELEMENTS = 1 << 22
-"""Default bound on the elements of one block of features (16 MiB in float32).
+BLOCK_ELEMENTS = 1 << 20
+"""Default target for the elements of one block of features (4 MiB in float32).
 
 A finite-sum :class:`MeanFieldObjective` without ``chunk_size`` walks its data in blocks of
-``B = max(1, BLOCK_ELEMENTS // (N · k))`` samples, for ``N`` particles and ``k`` feature entries per
-sample, so that a step's working set is a few such blocks whatever ``n`` is; when the whole
-``(N, n, k)`` array fits (``n ≤ B``) there is one block and no loop. On devices, ``N`` and ``n``
-are each device's share, where their split is known (see :meth:`MeanFieldObjective.block_size`).
+
+``B = min(max(BLOCK_ELEMENTS // (N · k), lo), hi, max(1, BLOCK_MAX_ELEMENTS // (N · k)))``
+
+samples, ``(lo, hi) =`` :data:`BLOCK_ROWS`, for ``N`` particles and ``k`` feature entries per
+sample: blocks of features small enough to stay in the caches, with enough rows that the block's
+matrix products are not thin, and never more than :data:`BLOCK_MAX_ELEMENTS` features, so that a
+step's working set is a few such blocks whatever ``n`` is. When the whole ``(N, n, k)`` array fits
+in one block (``n ≤ B``) there is one block and no loop. On devices, ``N`` and ``n`` are each
+device's share, where their split is known (see :meth:`MeanFieldObjective.block_size`).
+Measured with ``benchmarks/block_size.py`` on a 2-core CPU (see the scaling guide).
 """
+
+BLOCK_ROWS = (128, 512)
+"""The fewest and the most samples of a default block (see :data:`BLOCK_ELEMENTS`)."""
+
+BLOCK_MAX_ELEMENTS = 1 << 23
+"""The most elements of a default block of features (32 MiB in float32), whatever its rows."""
 
 
 def num_particles(particles: ArrayTree, name: str = "position") -> int:
@@ -236,9 +250,9 @@ class MeanFieldObjective:
     chunk_size
         Samples per block of a finite-sum objective (of each device's samples, where the data
         are split over devices: see :meth:`block_size`); ``None`` (default) chooses
-        ``max(1, BLOCK_ELEMENTS // (N · k))`` for ``N`` particles and ``k`` feature entries per
-        sample (see :data:`BLOCK_ELEMENTS`). Results equal the unblocked computation up to float
-        round-off. Ignored unless ``finite_sum``.
+        about ``BLOCK_ELEMENTS // (N · k)`` for ``N`` particles and ``k`` feature entries per
+        sample, between 128 and 512 samples (see :data:`BLOCK_ELEMENTS`). Results equal the
+        unblocked computation up to float round-off. Ignored unless ``finite_sum``.
     check_data
         Optional ``check_data(data, name) -> in_domain``: the domain of the risk (e.g. finite
         inputs and labels ±1 for the logistic loss). On concrete data it raises ``ValueError``
@@ -345,7 +359,9 @@ class MeanFieldObjective:
         shape = jax.eval_shape(self.feature_map, theta, self.data).shape
         num = num_particles(particles)
         per_device = num // _num_shards(particles, num) * math.prod(shape[1:])
-        return max(1, min(local, BLOCK_ELEMENTS // per_device))
+        lo, hi = BLOCK_ROWS
+        rows = min(max(BLOCK_ELEMENTS // per_device, lo), hi, BLOCK_MAX_ELEMENTS // per_device)
+        return max(1, min(local, rows))
 
     def _fold_blocks(self, particles: ArrayTree, fn: Callable, init):
         """``fn(block_objective, rows, carry)`` over the sample blocks, in order (``rows`` a

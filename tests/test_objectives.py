@@ -184,9 +184,10 @@ def _blocked_quantities(objective, particles, g):
 
 
 def test_default_block_size_bounds_the_working_set():
-    """Without chunk_size, a block holds at most BLOCK_ELEMENTS features; one block when the
+    """Without chunk_size, a block holds about BLOCK_ELEMENTS features, between BLOCK_ROWS[0] and
+    BLOCK_ROWS[1] samples and never more than BLOCK_MAX_ELEMENTS features; one block when the
     whole (N, n, k) array fits."""
-    from mflangevin.objectives import BLOCK_ELEMENTS
+    from mflangevin.objectives import BLOCK_ELEMENTS, BLOCK_MAX_ELEMENTS, BLOCK_ROWS
 
     net = MeanFieldNetwork("output_weight", loss="cross_entropy", num_outputs=4)
     small = net.objective(jnp.ones((100, 3)), jnp.zeros(100, jnp.int32))
@@ -198,8 +199,15 @@ def test_default_block_size_bounds_the_working_set():
     }
     assert small.block_size(shapes) == 100
     large = net.objective(jnp.ones((10**5, 3)), jnp.zeros(10**5, jnp.int32))
-    size = large.block_size(shapes)
-    assert size * 64 * 4 <= BLOCK_ELEMENTS < (size + 1) * 64 * 4
+    assert large.block_size(shapes) == BLOCK_ROWS[1]  # N·k = 256: the target asks for more rows
+    for num in (2048, 2**14, 2**18):  # N·k = 8192, 2^16, 2^20 features per sample
+        many = jax.tree.map(
+            lambda x, num=num: jax.ShapeDtypeStruct((num,) + x.shape[1:], x.dtype), shapes
+        )
+        size = large.block_size(many)
+        target = min(max(BLOCK_ELEMENTS // (num * 4), BLOCK_ROWS[0]), BLOCK_ROWS[1])
+        assert size == min(target, BLOCK_MAX_ELEMENTS // (num * 4))
+        assert size * num * 4 <= BLOCK_MAX_ELEMENTS
 
 
 def test_blocked_drift_working_set_is_one_block():

@@ -388,6 +388,7 @@ def test_default_block_counts_each_devices_share(certified, monkeypatch):
     """The default block bounds each device's working set: with the particles split 2 ways it
     holds twice the samples of the unsplit block, and never more than a device's samples."""
     objective, particles, _, _ = certified
+    monkeypatch.setattr(mflangevin.objectives, "BLOCK_ROWS", (1, n))  # the element bound alone
     monkeypatch.setattr(mflangevin.objectives, "BLOCK_ELEMENTS", 8 * N)  # k = 1 feature/sample
     mesh = sharding.make_mesh(2, 2)
     split = dataclasses.replace(objective, data=sharding.shard_data(objective.data, mesh))

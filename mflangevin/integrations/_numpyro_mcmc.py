@@ -4,11 +4,14 @@ helper of :mod:`mflangevin.numpyro`)."""
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import jax
 import numpy as np
 from numpyro.diagnostics import print_summary
 from numpyro.infer import MCMC as NumPyroMCMC
+
+from mflangevin._checks import to_device
 
 #: Above this fraction of refused particle moves after warmup, ``run`` warns.
 REFUSED_FRACTION = 0.5
@@ -62,8 +65,37 @@ class MCMC(NumPyroMCMC):
         >>> int(mcmc.get_extra_fields()["num_refused"].sum())
         0
         """
+        args, kwargs = self._on_device((args, kwargs))
         super().run(rng_key, *args, extra_fields=extra_fields, init_params=init_params, **kwargs)
         self._check_refused_moves()
+
+    def _on_device(self, tree):
+        """The model's arguments with their NumPy arrays on the device, each moved there once
+        for all the runs of this MCMC (``warmup`` then ``run`` included). NumPyro compiles its
+        sampler closed over the arguments: a NumPy array there is copied to the device at every
+        call and kept by the compiled program (measured, for MFLD: two copies of the data
+        after a warmup and a run; ``benchmarks/memory.py``)."""
+        if getattr(self.sampler, "num_particles", None) is None:
+            return tree
+        cache = self.__dict__.setdefault("_device_copies", {})
+        for key in [key for key, (ref, _) in cache.items() if ref() is None]:
+            del cache[key]
+
+        def one(x):
+            if not isinstance(x, np.ndarray):
+                return x
+            ref, copy = cache.get(id(x), (None, None))
+            if ref is None or ref() is not x:
+                copy = to_device(x)
+                cache[id(x)] = (weakref.ref(x), copy)
+            return copy
+
+        return jax.tree.map(one, tree)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_device_copies", None)
+        return state
 
     def _check_refused_moves(self) -> None:
         num_particles = getattr(self.sampler, "num_particles", None)

@@ -328,7 +328,7 @@ def _step(settings, rng_key, state, held, step_size, momentum, inner_steps):
     """One stage of :func:`as_top_level_api`, compiled once per settings and data shapes: the
     held data, the penalty, ``η``, ``β`` and ``m`` are arguments."""
     kernel = build_kernel(*data.thaw(settings))
-    return kernel(rng_key, state, data.read(held), step_size, momentum, inner_steps)
+    return kernel(rng_key, state, held, step_size, momentum, inner_steps)
 
 
 def _check_objective(objective, position: ArrayTree) -> None:
@@ -394,8 +394,8 @@ def as_top_level_api(
     A ``blackjax.base.SamplingAlgorithm``: ``init(position, rng_key=None)`` and
     ``step(rng_key, state) -> (state, info)``, one outer stage a step. The step is compiled once
     for all algorithms with equal ``batch_size``, ``output``, threshold and data shapes (the
-    data are held in ``jax.Ref`` buffers, see :func:`mflangevin.kernels.data.hold`; ``η``,
-    ``β``, ``m`` and the penalty are arguments).
+    data, held without a copy, see :func:`mflangevin.kernels.data.hold`, ``η``, ``β``, ``m``
+    and the penalty are arguments).
 
     Examples
     --------

@@ -17,9 +17,12 @@ Each source counts the per-sample gradients a step evaluates and checks its argu
 eagerly, before anything is compiled.
 
 The data held by an algorithm are arguments of its compiled step, never constants: :func:`hold`
-moves them into ``jax.Ref`` buffers (one device copy, made when the algorithm is built), which
-``jax.jit``, ``lax.scan`` and ``jax.vmap`` pass to the program as inputs, so a program's size and
-compile time do not depend on ``n``; :func:`read` gives them back inside the step.
+puts them on the device once (device arrays are held as they are, without a copy), and the step
+takes the objective as an argument. Under ``jax.jit``, ``lax.scan`` and ``jax.vmap`` of a step,
+the arrays it closes over are passed to the program as inputs as well (JAX's
+``jax_use_simplified_jaxpr_constants``, on by default from JAX 0.12), so a program's size and
+compile time do not depend on ``n``, and the data are in memory once: the caller's device arrays
+are the algorithm's.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
-from mflangevin._checks import check_count, check_state
+from mflangevin._checks import check_count, check_state, to_device
 from mflangevin.kernels._permutation import permuted_indices
 from mflangevin.objectives import MeanFieldObjective, StructuredObjective, num_samples
 from mflangevin.types import Array, PRNGKey
@@ -45,7 +48,6 @@ __all__ = [
     "minibatch",
     "stream",
     "hold",
-    "read",
     "Holder",
     "held_algorithm",
     "freeze",
@@ -323,20 +325,23 @@ def stream(sampler: Callable[[PRNGKey], Any] | None = None) -> DataSource:
 
 
 def hold(objective):
-    """The objective with its data arrays moved into ``jax.Ref`` buffers (one device copy).
+    """The objective with its data on the device: NumPy leaves copied there once, device arrays
+    kept as they are (the algorithm holds the caller's arrays, not a copy).
 
-    A step that reads them with :func:`read` takes them as inputs of its compiled program instead
-    of compiling them in as constants. Objectives without array data (and data that are already
-    being traced) are returned as they are.
+    A compiled step that takes the held objective as an argument has the data as inputs of its
+    program, not constants. Objectives without array data (and data that are already being
+    traced) are returned as they are.
 
     Examples
     --------
     >>> import jax, jax.numpy as jnp
     >>> from mflangevin import MeanFieldObjective
-    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
-    ...                                data=jnp.ones((1000, 2)))
+    >>> X = jnp.ones((1000, 2))
+    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z), data=X)
     >>> held = hold(objective)
-    >>> energy = jax.jit(lambda p: read(held).energy(p))
+    >>> held.data is X  # no copy
+    True
+    >>> energy = jax.jit(lambda p: held.energy(p))
     >>> len(energy.lower(jnp.ones((4, 2))).as_text()) < 4000  # the data are not in the program
     True
     """
@@ -344,39 +349,18 @@ def hold(objective):
     leaves = jax.tree.leaves(data)
     if not leaves or any(isinstance(x, jax.core.Tracer) for x in leaves):
         return objective
-    if not all(isinstance(x, jax.Array) for x in leaves):
-        data = jax.tree.map(jnp.asarray, data)
-    return dataclasses.replace(objective, data=jax.tree.map(jax.new_ref, data))
-
-
-def read(objective):
-    """The objective with the ``jax.Ref`` buffers of :func:`hold` read back as arrays.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> from mflangevin import MeanFieldObjective
-    >>> objective = MeanFieldObjective(lambda t, x: x @ t, lambda z, _: jnp.mean(z),
-    ...                                data=jnp.ones((5, 2)))
-    >>> read(hold(objective)).data.shape
-    (5, 2)
-    """
-    data = getattr(objective, "data", None)
-    leaves = jax.tree.leaves(data)
-    if not any(isinstance(x, jax.Ref) for x in leaves):
+    if all(isinstance(x, jax.Array) for x in leaves):
         return objective
-    return dataclasses.replace(
-        objective, data=jax.tree.map(lambda x: x[...] if isinstance(x, jax.Ref) else x, data)
-    )
+    return dataclasses.replace(objective, data=jax.tree.map(to_device, data))
 
 
 class Holder:
     """The data of an algorithm, held (see :func:`hold`) where its particles are.
 
-    ``held`` is the objective with its data in ``jax.Ref`` buffers; :meth:`place_like` moves them
-    next to the particles given to ``init``: when those live on other devices (particles sharded
-    over a mesh, data on one device), the data are replicated over the particles' mesh once, as
-    a compiled-in constant would have been.
+    ``held`` is the objective with its data on the device; :meth:`place_like` moves them next to
+    the particles given to ``init``: when those live on other devices (particles sharded over a
+    mesh, data on one device), the data are replicated over the particles' mesh once, as a
+    compiled-in constant would have been.
 
     Examples
     --------
@@ -386,30 +370,30 @@ class Holder:
     ...                                data=jnp.ones((5, 2)))
     >>> holder = Holder(objective)
     >>> holder.place_like(jnp.zeros((4, 2)))
-    >>> read(holder.held).data.shape
+    >>> holder.held.data.shape
     (5, 2)
     """
 
     def __init__(self, objective):
-        self._objective = objective
         self.held = hold(objective)
 
-    def _refs(self) -> list:
+    def _arrays(self) -> list:
+        leaves = jax.tree.leaves(getattr(self.held, "data", None))
         return [
-            x for x in jax.tree.leaves(getattr(self.held, "data", None)) if isinstance(x, jax.Ref)
+            x for x in leaves if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
         ]
 
     def place_like(self, position) -> None:
         """Re-hold the data on the devices of the (concrete) particles ``position``."""
-        refs = self._refs()
+        arrays = self._arrays()
         leaves = [
             x
             for x in jax.tree.leaves(position)
             if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
         ]
-        if not refs or not leaves:
+        if not arrays or not leaves:
             return
-        target, held = leaves[0].sharding, refs[0].sharding
+        target, held = leaves[0].sharding, arrays[0].sharding
         if target.device_set == held.device_set and _meshes_differ(target, held):
             # One program cannot take inputs on two meshes of the same devices.
             raise ValueError(
@@ -423,8 +407,8 @@ class Holder:
             target = jax.sharding.NamedSharding(target.mesh, jax.sharding.PartitionSpec())
         elif not _on_one_device(target):
             return
-        data = jax.device_put(self._objective.data, target)
-        self.held = hold(dataclasses.replace(self._objective, data=data))
+        data = jax.device_put(self.held.data, target)
+        self.held = dataclasses.replace(self.held, data=data)
 
     def commit(self, state):
         """``state`` with its uncommitted arrays (``jnp.zeros`` of an ``init``, say) committed to
@@ -442,10 +426,10 @@ class Holder:
         >>> Holder(objective).commit(jnp.zeros(3)).committed
         True
         """
-        refs = self._refs()
-        if not refs:
+        arrays = self._arrays()
+        if not arrays:
             return state
-        target = refs[0].sharding
+        target = arrays[0].sharding
         if not _on_one_device(target):
             return state
 
@@ -486,7 +470,7 @@ def held_algorithm(
     >>> @jax.jit
     ... def step(settings, rng_key, state, held):
     ...     (scale,) = thaw(settings)
-    ...     return State(state.position - scale * read(held).data.sum()), None
+    ...     return State(state.position - scale * held.data.sum()), None
     >>> algorithm = held_algorithm(objective, lambda p, k: State(p), step, (0.1,), State)
     >>> state, _ = algorithm.step(jax.random.key(0), algorithm.init(jnp.zeros(2)))
     >>> state.position

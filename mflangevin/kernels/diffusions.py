@@ -4,8 +4,10 @@
 A step proposes ``θ − η·drift + √(2λη) ξ`` for every particle; a particle whose proposal is not
 finite or leaves the box ``|θ| < divergence_threshold`` keeps its position while the others move
 (see :func:`refuse_divergent_particles`), and the step is flagged. A step whose energy is not
-finite, or (with the exact drift) exceeds the running best by more than ``divergence_factor``
-times its scale, is flagged too (see :func:`energy_diverged`).
+finite, or whose tracked objective (``F(μ)`` where the drift estimator computes it, an epoch's
+mean of minibatch energies for SGD: see :class:`mflangevin.kernels.gradients.Tracked`) exceeds
+the running best by more than ``divergence_factor`` times its scale, is flagged too (see
+:func:`energy_diverged`).
 Particles keep their dtype: the step size, the temperature and the noise are cast to it.
 """
 
@@ -43,8 +45,10 @@ class MFLDState(NamedTuple):
     ``gradient_state`` is the state of the drift estimator (``()`` for the full drift; the
     snapshot of SVRG, the previous estimate of SARAH), ``num_gradient_evaluations`` the number
     of per-sample gradients evaluated so far (see :mod:`mflangevin.kernels.gradients`) and
-    ``best_energy`` the lowest exact energy ``F(μ)`` seen so far (``inf`` until the first exact
-    one; minibatch estimators never set it), which :func:`energy_diverged` compares against.
+    ``best_energy`` the lowest tracked objective seen so far (``inf`` until the first: ``F(μ)``
+    at the first step of the full drift and at SVRG's snapshots and SARAH's refreshes, an
+    epoch's mean of minibatch energies for SGD), which :func:`energy_diverged` compares
+    against.
 
     Examples
     --------
@@ -305,8 +309,8 @@ def langevin_step(
 ) -> tuple[MFLDState, MFLDInfo]:
     """One MFLD step with the drift of ``estimator`` (see :mod:`mflangevin.kernels.gradients`):
     the drift, the reference score, the Langevin update guarded per particle, the divergence test
-    of the energy (:func:`energy_diverged`, against the running best when the estimator's energy is
-    exact), the info.
+    (a non-finite energy, or the estimator's tracked objective against the running best, see
+    :func:`energy_diverged`), the info.
 
     Examples
     --------
@@ -321,7 +325,7 @@ def langevin_step(
     (1, False)
     """
     position = state.position
-    energy, drift, gradient_state, evaluations = estimator.estimate(
+    energy, drift, gradient_state, evaluations, tracked = estimator.estimate(
         estimator_key(rng_key),
         objective,
         position,
@@ -333,10 +337,11 @@ def langevin_step(
         rng_key, position, drift, step_size, temperature, divergence_threshold
     )
     best = state.best_energy
-    is_divergent = jnp.any(refused)
-    is_divergent |= energy_diverged(energy, best, temperature, position, divergence_factor)
-    if estimator.exact:
-        best = jnp.fmin(best, jnp.asarray(energy, best.dtype))
+    is_divergent = jnp.any(refused) | ~jnp.isfinite(energy)
+    value = jnp.asarray(tracked.value, best.dtype)
+    grew = energy_diverged(value, best, temperature, position, divergence_factor)
+    is_divergent |= tracked.ready & grew
+    best = jnp.where(tracked.ready, jnp.fmin(best, value), best)
     info = MFLDInfo(
         energy=energy,
         drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),

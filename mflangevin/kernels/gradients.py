@@ -21,6 +21,15 @@ sample axis ``n`` first, the features ``Φ(θ)`` too, and the risk averages over
 :meth:`MeanFieldObjective.subsample` is the unbiased minibatch objective. Minibatches cost
 ``O(B)`` whatever ``n`` is; their law is that of :func:`mflangevin.kernels.data.minibatch`.
 
+Every estimator also reports the objective that the kernels' divergence test watches (see
+:class:`Tracked`): ``F(μ)`` itself wherever a step computes it anyway (every step of the full
+drift; the snapshots of SVRG and the refreshes of SARAH), and for SGD the mean of the minibatch
+energies over an epoch of ``⌊n/B⌋`` steps, which at fixed particles is ``F(μ)`` on the epoch's
+samples (all of them, without replacement, but for the ``n mod B`` an epoch skips), compared
+from the first epoch on with ``F(μ_0)``, computed once when the estimator's state is initialised
+(one pass over the data, without gradients). No step makes a pass over the data for the test: a
+step stays at ``O(B)``.
+
 References: Suzuki, Wu, Nitanda, *Convergence of mean-field Langevin dynamics: time and space
 discretization, stochastic gradient, and variance reduction*, NeurIPS 2023 (SGD and SVRG).
 """
@@ -43,6 +52,8 @@ from mflangevin.types import Array, ArrayTree
 
 __all__ = [
     "GradientEstimator",
+    "Tracked",
+    "SGDState",
     "SVRGState",
     "SARAHState",
     "full",
@@ -57,13 +68,13 @@ class GradientEstimator(NamedTuple):
 
     ``init(objective, position)`` gives the estimator's state (it lives in the kernel state);
     ``estimate(rng_key, objective, position, count, state)`` returns
-    ``(energy, drift, state, evaluations)`` for step ``count``: the energy ``F(μ_Θ)`` estimated on
-    the samples used, the drift without the reference term, the new state and the number of
-    per-sample gradients ``v_j(Θ)`` the step evaluated; ``check(objective)`` raises on an
-    objective the estimator cannot use, before anything is compiled; ``exact`` says that its
-    energy is ``F(μ_Θ)`` itself rather than a minibatch estimate (the kernels then test it
-    against the running best, see :func:`mflangevin.kernels.diffusions.energy_diverged`).
-    Minibatches come from :func:`mflangevin.kernels.data.minibatch`.
+    ``(energy, drift, state, evaluations, tracked)`` for step ``count``: the energy ``F(μ_Θ)``
+    estimated on the samples used, the drift without the reference term, the new state, the
+    number of per-sample gradients ``v_j(Θ)`` the step evaluated and the objective the kernels'
+    divergence test compares with its running best (a :class:`Tracked`, see
+    :func:`mflangevin.kernels.diffusions.energy_diverged`); ``check(objective)`` raises on an
+    objective the estimator cannot use, before anything is compiled. Minibatches come from
+    :func:`mflangevin.kernels.data.minibatch`.
 
     Examples
     --------
@@ -80,9 +91,59 @@ class GradientEstimator(NamedTuple):
     """
 
     init: Callable[[StructuredObjective, ArrayTree], ArrayTree]
-    estimate: Callable[..., tuple[Array, ArrayTree, ArrayTree, Array]]
+    estimate: Callable[..., tuple[Array, ArrayTree, ArrayTree, Array, Tracked]]
     check: Callable[[StructuredObjective], None]
-    exact: bool = False
+
+
+class Tracked(NamedTuple):
+    """The objective a step reports to the divergence test: ``value`` is ``F(μ)`` (or, for SGD,
+    its mean over an epoch) when ``ready``; steps that are not ready are not compared.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> bool(Tracked(jnp.asarray(0.5), True).ready), bool(Tracked.none(jnp.asarray(0.5)).ready)
+    (True, False)
+    """
+
+    value: Array
+    ready: Array | bool
+
+    @classmethod
+    def none(cls, energy: Array) -> Tracked:
+        """Nothing to compare at this step.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp
+        >>> bool(Tracked.none(jnp.asarray(1.0)).ready)
+        False
+        """
+        return cls(energy, False)
+
+
+class SGDState(NamedTuple):
+    """SGD's minibatch stream, the sum of this epoch's minibatch energies and the energy
+    ``F(μ_0)`` of the particles it was initialised with (see :class:`Tracked`).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from mflangevin import MeanFieldObjective
+    >>> objective = MeanFieldObjective(
+    ...     feature_map=lambda theta, x: jnp.broadcast_to(theta, x.shape),
+    ...     risk=lambda z, x: 0.5 * jnp.mean(jnp.sum((z - x) ** 2, axis=-1)),
+    ...     data=jnp.ones((10, 2)),
+    ...     finite_sum=True,
+    ... )
+    >>> state = sgd(batch_size=4).init(objective, jnp.zeros((8, 2)))
+    >>> float(state.energy_sum), float(state.initial_energy)  # F(μ_0) = ½ E‖0 − x‖² = 1
+    (0.0, 1.0)
+    """
+
+    batches: MinibatchState
+    energy_sum: Array
+    initial_energy: Array
 
 
 class SVRGState(NamedTuple):
@@ -181,16 +242,20 @@ def full() -> GradientEstimator:
         del count
         draw, state = source.draw(rng_key, objective, state)
         energy, drift = objective.energy_and_drift(position)
-        return energy, drift, state, draw.num_samples
+        return energy, drift, state, draw.num_samples, Tracked(energy, True)
 
     return GradientEstimator(
-        lambda objective, position: source.init(objective), estimate, source.check, exact=True
+        lambda objective, position: source.init(objective), estimate, source.check
     )
 
 
 @_cached
 def sgd(batch_size: int, replace: bool = False) -> GradientEstimator:
     """Minibatch drift (SGD-MFLD): ``(1/B) Σ_{j∈I_k} v_j(Θ_k) + ∇r``, unbiased, ``B`` a step.
+
+    The divergence test watches the mean of the minibatch energies over each epoch of
+    ``⌊n/B⌋`` steps, from ``F(μ_0)`` on, which ``init`` computes (one pass over the data; see
+    :class:`Tracked`).
 
     Parameters
     ----------
@@ -215,15 +280,24 @@ def sgd(batch_size: int, replace: bool = False) -> GradientEstimator:
     """
     source = data.minibatch(batch_size, replace)
 
-    def estimate(rng_key, objective, position, count, state):
-        del count
-        draw, state = source.draw(rng_key, objective, state)
-        energy, drift = draw.objective.energy_and_drift(position)
-        return energy, drift, state, draw.num_samples
+    def init(objective, position):
+        initial = jnp.asarray(objective.energy(position))
+        return SGDState(source.init(objective), jnp.zeros_like(initial), initial)
 
-    return GradientEstimator(
-        lambda objective, position: source.init(objective), estimate, source.check
-    )
+    def estimate(rng_key, objective, position, count, state):
+        draw, batches = source.draw(rng_key, objective, state.batches)
+        energy, drift = draw.objective.energy_and_drift(position)
+        epoch = max(num_samples(objective.data) // source.batch_size, 1)
+        total = state.energy_sum + energy.astype(state.energy_sum.dtype)
+        ends = (count + 1) % epoch == 0
+        state = state._replace(batches=batches, energy_sum=jnp.where(ends, 0, total))
+        # F(μ_0) at the first step, then each epoch's mean.
+        tracked = Tracked(
+            jnp.where(count == 0, state.initial_energy, total / epoch), ends | (count == 0)
+        )
+        return energy, drift, state, draw.num_samples, tracked
+
+    return GradientEstimator(init, estimate, source.check)
 
 
 def _zeros_like(position: ArrayTree) -> ArrayTree:
@@ -239,8 +313,10 @@ def svrg(batch_size: int, snapshot_every: int, replace: bool = False) -> Gradien
 
         v_k^i = (1/B) Σ_{j∈I_k} [ v_j(Θ_k)_i − v_j(Θ̃)_i ] + G̃_i + ∇r(θ_i)
 
-    at ``2B`` per-sample gradients. The control variate ``v_j(Θ̃)_i = ℓ'_j(f_Θ̃(x_j)) ∇h(θ̃_i, x_j)``
-    is taken at the snapshot particle *and* the snapshot measure. It is recomputed on the
+    at ``2B`` per-sample gradients; the divergence test watches ``F(μ)`` at the snapshots, where
+    the step computes it (see :class:`Tracked`). The control variate
+    ``v_j(Θ̃)_i = ℓ'_j(f_Θ̃(x_j)) ∇h(θ̃_i, x_j)`` is taken at the snapshot particle *and* the
+    snapshot measure. It is recomputed on the
     minibatch instead of storing ``ℓ'_j(f_Θ̃(x_j))`` for all ``j``: its pullback needs the forward
     pass at ``Θ̃`` on the minibatch anyway, so storing would save nothing.
 
@@ -277,14 +353,16 @@ def svrg(batch_size: int, snapshot_every: int, replace: bool = False) -> Gradien
         def snapshot(_):
             energy, drift = objective.energy_and_drift(position)
             n = _count(num_samples(objective.data))
-            return energy, drift, state._replace(snapshot=position, snapshot_drift=drift), n
+            new = state._replace(snapshot=position, snapshot_drift=drift)
+            return energy, drift, new, n, Tracked(energy, jnp.asarray(True))
 
         def corrected(_):
             draw, batches = source.draw(rng_key, objective, state.batches)
             energy, drift = draw.objective.energy_and_drift(position)
             _, control = draw.objective.energy_and_drift(state.snapshot)
             drift = jax.tree.map(lambda d, c, g: d - c + g, drift, control, state.snapshot_drift)
-            return energy, drift, state._replace(batches=batches), 2 * draw.num_samples
+            new = state._replace(batches=batches)
+            return energy, drift, new, 2 * draw.num_samples, Tracked(energy, jnp.asarray(False))
 
         return jax.lax.cond(count % snapshot_every == 0, snapshot, corrected, None)
 
@@ -300,7 +378,8 @@ def sarah(batch_size: int, refresh_every: int, replace: bool = False) -> Gradien
 
         v_k = v_{k−1} + (1/B) Σ_{j∈I_k} [ v_j(Θ_k) − v_j(Θ_{k−1}) ]
 
-    at ``2B`` per-sample gradients, each ``v_j(Θ_{k−1})`` at the previous particles and measure.
+    at ``2B`` per-sample gradients, each ``v_j(Θ_{k−1})`` at the previous particles and measure;
+    the divergence test watches ``F(μ)`` at the refreshes (see :class:`Tracked`).
     Unlike SVRG the estimate is biased given the past (its error is a martingale), and its error
     grows with the distance travelled since the refresh rather than since a fixed snapshot.
     Not analysed in the papers: no convergence guarantee is claimed for it.
@@ -337,14 +416,16 @@ def sarah(batch_size: int, refresh_every: int, replace: bool = False) -> Gradien
         def refresh(_):
             energy, drift = objective.energy_and_drift(position)
             n = _count(num_samples(objective.data))
-            return energy, drift, SARAHState(position, drift, state.batches), n
+            new = SARAHState(position, drift, state.batches)
+            return energy, drift, new, n, Tracked(energy, jnp.asarray(True))
 
         def recursive(_):
             draw, batches = source.draw(rng_key, objective, state.batches)
             energy, drift = draw.objective.energy_and_drift(position)
             _, previous = draw.objective.energy_and_drift(state.previous)
             drift = jax.tree.map(lambda d, p, v: v + (d - p), drift, previous, state.previous_drift)
-            return energy, drift, SARAHState(position, drift, batches), 2 * draw.num_samples
+            new = SARAHState(position, drift, batches)
+            return energy, drift, new, 2 * draw.num_samples, Tracked(energy, jnp.asarray(False))
 
         return jax.lax.cond(count % refresh_every == 0, refresh, recursive, None)
 

@@ -75,10 +75,14 @@ def build_kernel(
         are drawn from a key folded from the step key, so the Langevin noise is the same for
         every estimator.
     divergence_factor
-        With the exact drift, a step whose energy exceeds the running best by more than
+        A step whose tracked objective exceeds the running best by more than
         ``(divergence_factor − 1) · max(|best|, λp)`` (``p`` coordinates per particle) is flagged
         in ``info.is_divergent``, without being refused; see
-        :func:`~mflangevin.kernels.diffusions.energy_diverged`.
+        :func:`~mflangevin.kernels.diffusions.energy_diverged`. The tracked objective is
+        ``F(μ)`` at every step of the full drift, at SVRG's snapshots and SARAH's refreshes, and
+        for SGD the mean of the minibatch energies over each epoch of ``⌊n/B⌋`` steps
+        (:class:`~mflangevin.kernels.gradients.Tracked`): no step makes a pass over the data
+        for it.
 
     Returns
     -------
@@ -126,7 +130,7 @@ def _step(settings, rng_key, state, held):
     return build_kernel(thresholds[0], gradient, thresholds[1])(
         rng_key,
         state,
-        data.read(held) if static_objective is None else static_objective,
+        held if static_objective is None else static_objective,
         schedule_value(step_size, state.count),
         schedule_value(temperature, state.count),
     )

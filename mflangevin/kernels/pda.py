@@ -57,9 +57,12 @@ class PDAState(NamedTuple):
     ``position`` is the current iterate ``Θ̃_{t+1}``, from which the next inner loop starts;
     ``output`` the iterate the output rule selects among ``Θ̃_2 … Θ̃_{t+1}``; ``weighted_sum``
     is ``Σ_{s≤t} s g_s`` and ``weight_sum`` is ``Σ_{s≤t} s``; ``best_energy`` is the lowest
-    full-data energy seen (``inf`` in the minibatch and online modes). In online mode
+    energy the divergence test has seen: the full data's ``F(μ)`` at every step; in minibatch
+    mode ``F(μ_0)`` (one pass over the data, by ``init``), then the mean of the minibatch
+    energies over each epoch of ``⌊n/B⌋`` outer steps; ``inf`` in online mode. In online mode
     ``samples`` holds the data the ``g_s`` were computed on (``None`` otherwise); in minibatch
-    mode ``batches`` is where the minibatch stream stands (``None`` otherwise).
+    mode ``batches`` is where the minibatch stream stands and ``energy_sum`` the sum of this
+    epoch's minibatch energies (``None`` otherwise).
 
     Examples
     --------
@@ -79,6 +82,7 @@ class PDAState(NamedTuple):
     best_energy: Array
     samples: ArrayTree | None = None
     batches: data.MinibatchState | None = None
+    energy_sum: Array | None = None
 
     @property
     def particles(self) -> ArrayTree:
@@ -180,8 +184,12 @@ def init(
         weighted_sum = replicate_like_particles(weighted_sum, position)
     else:
         weighted_sum = place_like_samples(weighted_sum, objective.data, position)
-    weight_sum, count, best_energy, batches = replicate_like_particles(
-        (jnp.zeros((), dtype), jnp.zeros((), jnp.int32), jnp.full((), jnp.inf, dtype), batches),
+    best_energy, energy_sum = jnp.full((), jnp.inf, dtype), None
+    if batch_size is not None:  # F(μ_0), the first value of the divergence test: one pass
+        best_energy = _energy_and_g(objective, position)[0].astype(dtype)
+        energy_sum = jnp.zeros((), dtype)
+    weight_sum, count, best_energy, batches, energy_sum = replicate_like_particles(
+        (jnp.zeros((), dtype), jnp.zeros((), jnp.int32), best_energy, batches, energy_sum),
         position,
     )
     return PDAState(
@@ -193,6 +201,7 @@ def init(
         best_energy=best_energy,
         samples=samples,
         batches=batches,
+        energy_sum=energy_sum,
     )
 
 
@@ -267,12 +276,18 @@ def build_kernel(
             dual = dual_fn(
                 step.objective, g, temperature, keys.dual_key(rng_key), particles=state.position
             )
-        best = state.best_energy
         # A refused particle move, or an online sample outside the risk's domain.
-        diverged = (num_refused > 0) | jnp.logical_not(step.in_domain)
-        diverged |= energy_diverged(energy, best, lam, state.position, divergence_factor)
-        if step.indices is None and step.sample is None:  # the full data: F(μ) itself
-            best = jnp.fmin(best, energy.astype(best.dtype))
+        diverged = (num_refused > 0) | jnp.logical_not(step.in_domain) | ~jnp.isfinite(energy)
+        best, energy_sum = state.best_energy, state.energy_sum
+        tracked, ready = energy.astype(best.dtype), step.sample is None
+        if batches is not None:  # each epoch's mean of the minibatch energies
+            epoch = max(num_samples(objective.data) // batches.batch_size, 1)
+            total = energy_sum + tracked
+            tracked, ready = total / epoch, t % epoch == 0
+            energy_sum = jnp.where(ready, 0, total)
+        grew = energy_diverged(tracked, best, lam, state.position, divergence_factor)
+        diverged |= ready & grew
+        best = jnp.where(ready, jnp.fmin(best, tracked), best)
         info = PDAInfo(
             energy=energy,
             dual_bound=dual,
@@ -282,7 +297,15 @@ def build_kernel(
             num_refused=num_refused,
         )
         new_state = PDAState(
-            new_position, new_output, weighted_sum, weight_sum, t, best, samples, batches_state
+            new_position,
+            new_output,
+            weighted_sum,
+            weight_sum,
+            t,
+            best,
+            samples,
+            batches_state,
+            energy_sum,
         )
         return new_state, info
 
@@ -498,7 +521,7 @@ def _step(settings, rng_key, state, held):
     return build_kernel(*structure)(
         rng_key,
         state,
-        data.read(held),
+        held,
         schedule_value(inner_step_size, state.count),
         temperature,
         num_inner_steps(state.count) if callable(num_inner_steps) else num_inner_steps,
@@ -564,9 +587,13 @@ def as_top_level_api(
     divergence_threshold
         A proposed coordinate beyond this magnitude (or non-finite) refuses that inner step.
     divergence_factor
-        In full-data mode, an outer step whose energy exceeds the running best by more than
+        An outer step whose energy exceeds the running best by more than
         ``(divergence_factor − 1) · max(|best|, λp)`` is flagged in ``info.is_divergent``
-        (not refused); see :func:`~mflangevin.kernels.diffusions.energy_diverged`.
+        (not refused); see :func:`~mflangevin.kernels.diffusions.energy_diverged`. In
+        minibatch mode the energy compared is each epoch's mean of the minibatch energies
+        (``⌊n/B⌋`` outer steps), starting from ``F(μ_0)``, which ``init`` computes (see
+        :class:`PDAState`); no outer step makes a pass over the data for it. Online, only a
+        non-finite energy is flagged.
     dual_fn
         If given, ``info.dual_bound`` is ``dual_fn(objective_t, g_t, λ, key, particles=Θ̃_t)``
         at every outer step, with the objective on the step's data and its ``g_t``, e.g.

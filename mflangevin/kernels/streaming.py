@@ -26,7 +26,7 @@ from blackjax.base import SamplingAlgorithm
 from mflangevin._checks import check_particles, check_positive, check_state
 from mflangevin.kernels import data
 from mflangevin.kernels.diffusions import MFLDState, initial_state, langevin_step
-from mflangevin.kernels.gradients import full
+from mflangevin.kernels.gradients import Tracked, full
 from mflangevin.objectives import StructuredObjective, num_particles
 from mflangevin.schedules import schedule_value
 from mflangevin.types import ArrayTree, PRNGKey, ScalarOrSchedule
@@ -75,8 +75,15 @@ def build_kernel(divergence_threshold: float = 1e6) -> Callable:
     >>> int(info.num_gradient_evaluations)
     8
     """
-    # The drift of the minibatch's objective, whose energy is an estimate: not a running best.
-    source, estimator = data.stream(), full()._replace(exact=False)
+    # The drift of the minibatch's objective, whose energy is an estimate: nothing is tracked
+    # for the divergence test (the stream has no epochs), only a non-finite energy is flagged.
+    source, exact = data.stream(), full()
+
+    def estimate(*args):
+        *estimate, _ = exact.estimate(*args)
+        return (*estimate, Tracked.none(estimate[0]))
+
+    estimator = exact._replace(estimate=estimate)
 
     def kernel(rng_key, state, objective, minibatch, step_size, temperature):
         if minibatch is None:

@@ -41,7 +41,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mflangevin._checks import check_choice, check_count, check_positive
+from mflangevin._checks import check_choice, check_count, check_positive, to_device
 from mflangevin.kernels import acc_prox_svrg
 from mflangevin.models.losses import get_loss
 from mflangevin.proximal import CompositeObjective, ElasticNet
@@ -479,7 +479,7 @@ class _LinearModel(BaseEstimator):
         if scipy.sparse.issparse(X):
             data = tuple(map(jnp.asarray, _sparse_rows(X, np.ones(X.shape[1]))))
         else:
-            data = jnp.asarray(X)
+            data = to_device(X)
         dtype = jax.dtypes.canonicalize_dtype(X.dtype)
         return self._objective(data, jnp.asarray(y, dtype), l1, l2)
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mflangevin._checks import all_finite, check_count, check_positive, on_host
+from mflangevin._checks import all_finite, check_count, check_positive, on_host, to_device
 from mflangevin.models.losses import Loss, get_loss
 from mflangevin.objectives import L2Penalty, MeanFieldObjective
 from mflangevin.references import DensityReference, GaussianReference
@@ -201,8 +201,7 @@ class MeanFieldNetwork:
         >>> drift["w"].shape
         (16, 3)
         """
-        X = jnp.asarray(X)
-        y = jnp.asarray(y)
+        X, y = to_device(X), to_device(y)
         if X.ndim != 2:
             raise ValueError(f"X: expected a (n, d) array of inputs, got shape {X.shape}.")
         if X.shape[0] < 1:

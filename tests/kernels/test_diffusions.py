@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import problems
 import pytest
 
@@ -85,10 +86,46 @@ def test_a_rising_objective_is_flagged_without_changing_the_trajectory():
     assert float(state.best_energy) == pytest.approx(float(jnp.min(info.energy)))
 
 
-def test_minibatch_energies_do_not_set_a_running_best():
-    state, info = _teacher_student_run(0.1, num_steps=5, gradient=gradients.sgd(8))
-    assert float(state.best_energy) == float("inf")
+@pytest.mark.parametrize(
+    "gradient, first",
+    [(gradients.sgd(8), 7), (gradients.svrg(8, 10), 10), (gradients.sarah(8, 10), 10)],
+    ids=["sgd", "svrg", "sarah"],
+)
+def test_a_rising_objective_is_flagged_with_minibatch_drifts(gradient, first):
+    """η = 500 with minibatch drifts: the objective rises many-fold with every particle finite
+    and inside the box. SGD is flagged at the end of its first epoch (n/B = 8 steps: the epoch's
+    mean of minibatch energies against F(μ_0)), SVRG and SARAH at their first snapshot/refresh
+    after the start (step 10, where they compute F(μ)). η = 0.1 is never flagged, and its running
+    best is a value the run saw: F(μ_0) or an epoch's mean."""
+    net, X, y, _ = problems.network_problem(64, 3, 16)
+    state, info = _teacher_student_run(500.0, num_steps=40, gradient=gradient)
+    assert int(jnp.sum(info.num_refused)) == 0
+    assert float(net.objective(X, y, l2=1e-3).energy(state.position)) > 5 * float(info.energy[0])
+    assert int(jnp.argmax(info.is_divergent)) == first
+    state, info = _teacher_student_run(0.1, num_steps=40, gradient=gradient)
     assert not bool(jnp.any(info.is_divergent))
+    assert float(state.best_energy) <= float(info.energy[0]) * 1.001
+
+
+def test_sgd_tracks_the_epoch_mean_of_its_minibatch_energies():
+    """The tracked objective of SGD: F(μ_0) at step 0, then at each epoch's last step the mean
+    of the epoch's minibatch energies (here n/B = 4), to round-off; no other step is compared."""
+    net, X, y, particles = problems.network_problem(64, 3, 16)
+    objective = net.objective(X, y, l2=1e-3)
+    estimator = gradients.sgd(16)
+    state = estimator.init(objective, particles)
+    estimate = jax.jit(estimator.estimate)
+    energies, tracked = [], []
+    for count, key in enumerate(jax.random.split(jax.random.key(3), 8)):
+        energy, _, state, _, watch = estimate(key, objective, particles, count, state)
+        energies.append(float(energy))
+        tracked.append((float(watch.value), bool(watch.ready)))
+    assert [ready for _, ready in tracked] == [True, False, False, True, False, False, False, True]
+    assert tracked[0][0] == pytest.approx(float(objective.energy(particles)), rel=1e-6)
+    assert tracked[3][0] == pytest.approx(np.mean(energies[:4]), rel=1e-6)
+    assert tracked[7][0] == pytest.approx(np.mean(energies[4:]), rel=1e-6)
+    # Without replacement, an epoch at fixed particles sees every sample once: F(μ) itself.
+    assert tracked[7][0] == pytest.approx(float(objective.energy(particles)), rel=1e-5)
 
 
 @pytest.mark.parametrize("factor, error", [(1.0, ValueError), (0.5, ValueError), ("10", TypeError)])

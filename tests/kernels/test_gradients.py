@@ -49,7 +49,7 @@ def perturb(particles, scale, seed):
 def many_estimates(estimator, objective, position, count, state, num_keys, seed=5):
     keys = jax.random.split(jax.random.key(seed), num_keys)
     estimate = jax.vmap(estimator.estimate, in_axes=(0, None, None, None, None))
-    _, drift, _, _ = jax.jit(estimate)(keys, objective, position, count, state)
+    _, drift, *_ = jax.jit(estimate)(keys, objective, position, count, state)
     return np.concatenate([drift["w"], drift["b"][..., None]], axis=-1)  # (K, N, d + 1)
 
 
@@ -96,7 +96,7 @@ def test_svrg_variance_far_below_sgd_near_the_snapshot():
     X, y, objective, particles = network_problem()
     svrg = gradients.svrg(5, snapshot_every=10)
     state = svrg.init(objective, particles)
-    _, at_snapshot, state, evaluations = jax.jit(svrg.estimate)(
+    _, at_snapshot, state, evaluations, _ = jax.jit(svrg.estimate)(
         jax.random.key(0), objective, particles, 0, state
     )
     np.testing.assert_allclose(
@@ -152,7 +152,7 @@ def test_recursion_matches_definition(estimator, reference):
     estimate = jax.jit(estimator.estimate)
     estimates, counts = [], []
     for k, (key, position) in enumerate(zip(keys, path, strict=True)):
-        _, drift, state, evaluations = estimate(key, objective, position, k, state)
+        _, drift, state, evaluations, _ = estimate(key, objective, position, k, state)
         estimates.append(flat(drift))
         counts.append(int(evaluations))
     # The minibatches the estimator drew: its data source walked with the same keys, drawing on

@@ -371,7 +371,9 @@ def test_dual_bound_on_request_leaves_the_trajectory_unchanged():
         no_conjugate.init(jnp.zeros((8, 2)))
 
 
-def test_the_running_best_is_kept_on_the_full_data_only():
+def test_the_running_best_is_the_full_energy_or_an_epochs_mean():
+    """Full data: the lowest F(μ) seen. Minibatches (n/B = 4 outer steps an epoch): F(μ_0) from
+    init, then after each epoch the lowest of it and the epoch's mean minibatch energy."""
     net, X, y, particles = network_problem()
     objective = net.objective(X, y, l2=1e-2)
     full = mflangevin.pda(objective, 0.01, 0.05, 2)
@@ -380,6 +382,32 @@ def test_the_running_best_is_kept_on_the_full_data_only():
     )
     assert float(state.best_energy) == pytest.approx(float(jnp.min(info.energy)))
     assert not bool(jnp.any(info.is_divergent))
-    minibatch = mflangevin.pda(objective, 0.01, 0.05, 2, batch_size=8)
-    state, _ = minibatch.step(jax.random.key(0), minibatch.init(particles))
-    assert float(state.best_energy) == float("inf")
+    n = jax.tree.leaves(objective.data)[0].shape[0]
+    minibatch = mflangevin.pda(objective, 0.01, 0.05, 2, batch_size=n // 4)
+    state = minibatch.init(particles)
+    assert float(state.best_energy) == pytest.approx(float(objective.energy(particles)), rel=1e-6)
+    start = float(state.best_energy)
+    state, info = jax.lax.scan(
+        lambda s, k: minibatch.step(k, s), state, jax.random.split(jax.random.key(1), 4)
+    )
+    expected = min(start, float(jnp.mean(info.energy)))
+    assert float(state.best_energy) == pytest.approx(expected, rel=1e-6)
+    assert float(state.energy_sum) == 0.0
+    assert not bool(jnp.any(info.is_divergent))
+
+
+def test_a_rising_objective_is_flagged_in_minibatch_mode():
+    """A step size that raises the objective many-fold, every particle finite: flagged at the
+    end of the first epoch (n/B = 8 outer steps), against F(μ_0)."""
+    net, X, y, particles = network_problem()
+    objective = net.objective(X, y, l2=1e-3)
+    n = jax.tree.leaves(objective.data)[0].shape[0]
+    algorithm = mflangevin.pda(objective, 1.0, 1e-3, 1, batch_size=n // 8)
+    state, info = jax.lax.scan(
+        lambda s, k: algorithm.step(k, s),
+        algorithm.init(particles),
+        jax.random.split(jax.random.key(2), 16),
+    )
+    assert int(jnp.sum(info.num_refused)) == 0
+    assert float(objective.energy(state.position)) > 5 * float(objective.energy(particles))
+    assert int(jnp.argmax(info.is_divergent)) == 7
