@@ -45,6 +45,8 @@ from mflangevin._checks import check_choice, check_count, check_positive
 from mflangevin.kernels import acc_prox_svrg
 from mflangevin.models.losses import get_loss
 from mflangevin.proximal import CompositeObjective, ElasticNet
+from mflangevin.solvers import coordinate_descent
+from mflangevin.solvers._dual import feasible as _feasible
 from mflangevin.types import Array, ArrayTree
 
 __all__ = [
@@ -59,6 +61,17 @@ LOSSES = {"squared": 1.0, "logistic": 0.25, "smoothed_hinge": 1.0}
 """The losses of the linear models and the smoothness ``L_ℓ`` of each in ``z``."""
 
 CLASSIFICATION_LOSSES = ("logistic", "smoothed_hinge")
+
+SOLVERS = ("auto", "acc-prox-svrg", "cd")
+"""The solvers of ``fit``: Acc-Prox-SVRG (:mod:`mflangevin.kernels.acc_prox_svrg`), coordinate
+descent (:mod:`mflangevin.solvers.coordinate_descent`), or ``"auto"``: coordinate descent when
+``λ₁ > 0`` (unless ``X`` is sparse with unevenly filled columns, see ``_CD_PADDING``),
+Acc-Prox-SVRG otherwise."""
+
+_CD_PADDING = 2.0
+"""Under ``solver="auto"``, sparse ``X`` goes to coordinate descent when its padded columns hold
+at most this many entries per non-zero (:func:`~mflangevin.solvers.coordinate_descent.padding`):
+the memory and the time of a coordinate stay ``O(nnz)``."""
 
 
 class ConvergenceWarning(sklearn.exceptions.ConvergenceWarning):
@@ -313,22 +326,6 @@ _HOST_LOSSES = {
 the float64 certificate on the host."""
 
 
-def _feasible(xp, loss_name: str, alpha, y):
-    """``α`` moved onto ``Σ_i α_i = 0`` (the intercept's constraint), in the array namespace
-    ``xp`` (``jax.numpy`` or ``numpy``): centred for the squared loss, the larger class sum
-    scaled down to the smaller for the margin losses."""
-    if loss_name == "squared":
-        return alpha - xp.mean(alpha)
-    positive = y > 0
-    up = xp.sum(xp.where(positive, alpha, 0))
-    down = -xp.sum(xp.where(positive, 0, alpha))
-    common = xp.minimum(up, down)
-    balance = xp.where(
-        positive, common / xp.where(up > 0, up, 1), common / xp.where(down > 0, down, 1)
-    )
-    return alpha * balance
-
-
 def _certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float):
     """``P(x)`` and the gap ``P(x) − D(α(x))`` in float64 with NumPy on the host, by blocks of
     rows (no float64 copy of ``X``, nothing compiled), whatever the dtype of the fit: the
@@ -384,6 +381,7 @@ class _LinearModel(BaseEstimator):
         random_state: int | None = 0,
         warm_start: bool = False,
         verbose: int = 0,
+        solver: str = "auto",
     ):
         self.l1 = l1
         self.l2 = l2
@@ -398,6 +396,7 @@ class _LinearModel(BaseEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.solver = solver
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -441,6 +440,7 @@ class _LinearModel(BaseEstimator):
         else:
             acc_prox_svrg.check_momentum(self.momentum)
         check_choice("output", self.output, acc_prox_svrg.OUTPUTS)
+        check_choice("solver", self.solver, SOLVERS)
         seed = self.random_state
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
@@ -555,7 +555,11 @@ class _LinearModel(BaseEstimator):
         history, params, passes, why = [(0.0, gap)], start, 0.0, None
         if self.verbose:
             print(f"stage    0  passes      0.0  gap {gap:.3e}")
-        if gap > self.tol:  # (all-zero X, say, is certified at w = 0 without compiling)
+        if gap > self.tol and self._solver(X, l1) == "cd":
+            params, primal, gap, passes, why = self._coordinate_descent(
+                X, y, strengths, history, start
+            )
+        elif gap > self.tol:  # (all-zero X, say, is certified at w = 0 without compiling)
             params, primal, gap, passes, why = self._solve(
                 X, y, mean, scale, strengths, b, seed, history, start, primal
             )
@@ -573,6 +577,43 @@ class _LinearModel(BaseEstimator):
         self.n_passes_ = passes
         self.history_ = np.array(history)
         return self
+
+    def _solver(self, X, l1: float) -> str:
+        """The solver that ``fit`` runs: ``self.solver``, or the rule of :data:`SOLVERS`."""
+        if self.solver != "auto":
+            return self.solver
+        if l1 > 0 and (
+            not scipy.sparse.issparse(X) or coordinate_descent.padding(X) <= _CD_PADDING
+        ):
+            return "cd"
+        return "acc-prox-svrg"
+
+    def _coordinate_descent(self, X, y, strengths, history, start: dict):
+        """:func:`mflangevin.solvers.coordinate_descent.solve` from ``start``, in the dtype of
+        ``X``, its gap confirmed in float64 on the host unless it was computed in float64; the
+        same returns as :meth:`_solve`."""
+        l1, l2 = strengths
+        cols, mean = coordinate_descent.columns(X, self.fit_intercept)
+        result = coordinate_descent.solve(
+            self._loss_name, cols, y, l1, l2, intercept=self.fit_intercept, tol=self.tol,
+            max_iter=self.max_iter, coef=start["coef"],
+            offset=float(start.get("intercept", 0.0) + mean @ start["coef"]),
+            verbose=self.verbose,
+        )  # fmt: skip
+        history.extend(result.history[1:])
+        params = {"coef": result.coef}
+        if self.fit_intercept:
+            params["intercept"] = np.float64(result.intercept - mean @ result.coef)
+        primal, gap, why = result.primal, result.gap, result.why
+        if cols.values.dtype != jnp.float64:
+            primal, gap = _certified(self._loss_name, params, X, y, l1, l2)
+            if gap > self.tol and why is None:
+                why = (
+                    f"precision loss: {cols.values.dtype.name} iterates no longer reduce the "
+                    "float64 gap; fit float64 data with jax_enable_x64, or raise tol"
+                )
+            history[-1] = (history[-1][0], gap)
+        return params, primal, gap, result.passes, why
 
     def _solve(self, X, y, mean, scale, strengths, b, seed, history, start: dict, scale_of_p):
         """Acc-Prox-SVRG in the standardised coordinates from the parameters ``start`` (where
@@ -869,13 +910,14 @@ class LinearClassifier(ClassifierMixin, _LinearModel):
         random_state: int | None = 0,
         warm_start: bool = False,
         verbose: int = 0,
+        solver: str = "auto",
     ):
         self.loss = loss
         super().__init__(
             l1=l1, l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter,
             batch_size=batch_size, inner_steps=inner_steps, step_size=step_size,
             momentum=momentum, output=output, random_state=random_state, warm_start=warm_start,
-            verbose=verbose,
+            verbose=verbose, solver=solver,
         )  # fmt: skip
 
     def __sklearn_tags__(self):
