@@ -207,11 +207,12 @@ def run(name, model, X, labels):
         if solver == "auto":
             suboptimality, lowest, residual = tightness(ours, X, labels)
             floor = ours.objective_ - lowest
+            tiny = max(suboptimality, 1e-16)
             print(
                 f"  {'':<26} certificate: gap {ours.duality_gap_:.1e}, P − P* ∈ "
                 f"[{suboptimality:.1e}, {floor:.1e}]: gap/(P − P*) ≥ "
-                f"{ours.duality_gap_ / floor:.3g}, ≤ {ours.duality_gap_ / suboptimality:.3g}; "
-                f"rescaled residual alone: gap {residual:.1e}, ≤ {residual / suboptimality:.3g}"
+                f"{ours.duality_gap_ / floor:.3g}, ≤ {ours.duality_gap_ / tiny:.3g}; "
+                f"rescaled residual alone: gap {residual:.1e}, ≤ {residual / tiny:.3g}"
             )
     for label, make in others(model, n).items():
         other, gap, tol = time_certified(make, model, X, labels)

@@ -12,11 +12,12 @@ unpenalised intercept ``b``. Every outer iteration, in one pass over the data:
   < λ₁``, ``u = Xᵀα/n``, are zero at the optimum and leave the problem;
 * a working set (Massias et al. 2018, celer): the support and the features closest to violating
   the dual constraint, ``(λ₁ − |u_j|)/‖x_j − x̄_j‖`` smallest, at least twice the support, its size
-  a power of two (one compiled inner loop per size);
+  a power of two (a traced size: one compiled inner loop for all of them);
 
-then epochs of proximal coordinate descent (step ``1/L_j``, ``L_j = L_ℓ‖x_j‖²/n``; for the
-squared loss, exact minimisation) over the working set, in one compiled ``lax.while_loop``,
-until the working set's own gap is below ``0.3`` of the full one.
+then, over the working set, in one compiled ``lax.while_loop``, epochs of proximal coordinate
+descent (step ``1/L_j``, ``L_j = L_ℓ‖x_j‖²/n``; for the squared loss, exact minimisation) or,
+for the logistic loss, proximal Newton steps (Lee et al. 2014; glmnet, skglm), until the working
+set's own gap is below ``0.3`` of the full one.
 
 The features are held as columns: dense ``X`` transposed, ``(p, n)``, centred with an intercept
 (so that ``b`` decouples), or the non-zeros of each column of a sparse ``X``, ``(p, k)`` values
@@ -224,41 +225,23 @@ def _outer(loss_name, intercept, cols, y, w, b, kept, count, l1, l2):
     return primal, duals[best], U[best], z
 
 
-def _coordinate_gradient(loss, cols: Columns, j, z, y, n):
-    """``∂F/∂w_j = x_jᵀℓ'(z)/n``, in ``O(k)`` for a sparse column."""
-    if cols.rows is None:
-        return cols.values[j] @ loss.derivative(z, y) / n
-    rows = cols.rows[j]
-    return cols.values[j] @ loss.derivative(z[rows], y[rows]) / n
+def _column(cols: Columns, j):
+    """Column ``j``: its values and, for sparse columns, their rows."""
+    return cols.values[j], None if cols.rows is None else cols.rows[j]
 
 
-def _moved(cols: Columns, j, step, z):
-    """``z + step · x_j``."""
-    if cols.rows is None:
-        return z + step * cols.values[j]
-    return z.at[cols.rows[j]].add(step * cols.values[j])
+def _dot(column, r):
+    """``x_jᵀ r`` (``r`` of shape ``(n,)`` or ``(n, m)``)."""
+    values, rows = column
+    return values @ (r if rows is None else r[rows])
 
 
-def _weighted_squares(cols: Columns, h: Array) -> Array:
-    """``Σ_i h_i x_ij²`` for every column ``j``."""
-    if cols.rows is None:
-        return cols.values**2 @ h
-    return jnp.sum(cols.values**2 * h[cols.rows], axis=1)
-
-
-def _moved_by(cols: Columns, j, step, weights, r):
-    """``r + step · (weights ⊙ x_j)``."""
-    if cols.rows is None:
-        return r + step * weights * cols.values[j]
-    rows = cols.rows[j]
-    return r.at[rows].add(step * weights[rows] * cols.values[j])
-
-
-def _column_dot(cols: Columns, j, r):
-    """``x_jᵀ r``."""
-    if cols.rows is None:
-        return cols.values[j] @ r
-    return cols.values[j] @ r[cols.rows[j]]
+def _moved(column, step, r, weights=None):
+    """``r + step · x_j`` (``⊙ weights`` when given)."""
+    values, rows = column
+    if rows is None:
+        return r + step * values * (1 if weights is None else weights)
+    return r.at[rows].add(step * values * (1 if weights is None else weights[rows]))
 
 
 def _prox(u, step, l1, l2):
@@ -266,56 +249,68 @@ def _prox(u, step, l1, l2):
     return jnp.sign(u) * jnp.maximum(jnp.abs(u) - step * l1, 0) / (1 + step * l2)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(7,))
-def _inner(loss_name, intercept, cols, y, ws, active, lipschitz, w, b, z, l1, l2, target, epochs):
-    """Minimise ``P`` over the working set ``ws`` (its size is the shape: one program per size)
-    until its gap is at most ``target`` or about ``epochs`` epochs ran; the inactive (screened)
-    features of ``ws`` are set to zero. The squared loss and the smoothed hinge take proximal
-    coordinate steps ``1/L_j``; the logistic loss proximal Newton steps, each
-    ``_NEWTON_EPOCHS`` coordinate epochs on the quadratic model and a backtracking line search
-    (as glmnet and skglm do). Returns ``w, b, z``, the epochs run and the kept iterates for the
-    extrapolated dual point."""
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(8,))
+def _inner(
+    loss_name, intercept, cols, y, ws, size, active, lipschitz, w, b, z, l1, l2, target, epochs
+):
+    """Minimise ``P`` over the working set ``ws[:size]`` (``ws`` a permutation of the features,
+    ``size`` traced: one program for every size) until its gap is at most ``target`` or about
+    ``epochs`` epochs ran; the inactive (screened) features of the set are set to zero. The
+    squared loss and the smoothed hinge take proximal coordinate steps ``1/L_j``; the logistic
+    loss proximal Newton steps, each ``_NEWTON_EPOCHS`` coordinate epochs on the second-order
+    model and a backtracking line search (as glmnet and skglm do). Returns ``w, b, z``, the
+    epochs run and the kept iterates for the extrapolated dual point."""
     loss = get_loss(loss_name)
-    n = y.shape[0]
-    size = ws.shape[0]
-    local = cols if size == cols.values.shape[0] else jax.tree.map(lambda a: a[ws], cols)
+    n, p = y.shape[0], ws.shape[0]
     on = active[ws]
     L = jnp.where(on, lipschitz[ws], 1)
     smoothness = SMOOTHNESS[loss_name]
 
+    def over_set(function, carry):
+        return jax.lax.fori_loop(0, size, function, carry)
+
     def coordinate(k, carry):
         v, z = carry
-        g = _coordinate_gradient(loss, local, k, z, y, n)
-        new = jnp.where(on[k], _prox(v[k] - g / L[k], 1 / L[k], l1, l2), 0)
-        return v.at[k].set(new), _moved(local, k, new - v[k], z)
+        values, rows = column = _column(cols, ws[k])
+        d = loss.derivative(z if rows is None else z[rows], y if rows is None else y[rows])
+        new = jnp.where(on[k], _prox(v[k] - values @ d / n / L[k], 1 / L[k], l1, l2), 0)
+        return v.at[k].set(new), _moved(column, new - v[k], z)
 
     def epoch(_, carry):
         v, b, z = carry
-        v, z = jax.lax.fori_loop(0, size, coordinate, (v, z))
+        v, z = over_set(coordinate, (v, z))
         if intercept:
             delta = -jnp.mean(loss.derivative(z, y)) / smoothness
             b, z = b + delta, z + delta
         return v, b, z
 
+    def penalty(x):
+        return l1 * jnp.sum(jnp.abs(x)) + 0.5 * l2 * jnp.sum(x**2)
+
     def newton(v, b, z):
         """One proximal Newton step: the direction by coordinate descent on the second-order
         model ``F + ⟨∇F, δ⟩ + ½ δᵀ∇²F δ + R``, then the longest step ``2^{−i}`` with enough
-        decrease."""
+        decrease (Armijo)."""
         d = loss.derivative(z, y)
         h = jax.vmap(jax.grad(loss.derivative))(z, y)  # ℓ''
-        curvature = _weighted_squares(local, h) / n
-        H = jnp.where(on, jnp.maximum(curvature, 1e-12 * L), 1)
+
+        def curvature(k, H):
+            values, rows = _column(cols, ws[k])
+            return H.at[k].set(values**2 @ (h if rows is None else h[rows]) / n)
+
+        H = over_set(curvature, jnp.zeros(p, z.dtype))
+        H = jnp.where(on, jnp.maximum(H, 1e-12 * L), 1)
 
         def coordinate(k, carry):
             u, q, r = carry  # the model's point, X(u − v), d + h ⊙ q
-            g = _column_dot(local, k, r) / n
-            new = jnp.where(on[k], _prox(u[k] - g / H[k], 1 / H[k], l1, l2), 0)
+            column = _column(cols, ws[k])
+            new = jnp.where(on[k], _prox(u[k] - _dot(column, r) / n / H[k], 1 / H[k], l1, l2), 0)
             step = new - u[k]
-            return u.at[k].set(new), _moved(local, k, step, q), _moved_by(local, k, step, h, r)
+            return u.at[k].set(new), _moved(column, step, q), _moved(column, step, r, h)
 
         def model_epoch(_, carry):
             u, c, q, r = carry
-            u, q, r = jax.lax.fori_loop(0, size, coordinate, (u, q, r))
+            u, q, r = over_set(coordinate, (u, q, r))
             if intercept:
                 step = -jnp.mean(r) / jnp.maximum(jnp.mean(h), 1e-12)
                 c, q, r = c + step, q + step, r + step * h
@@ -325,18 +320,14 @@ def _inner(loss_name, intercept, cols, y, ws, active, lipschitz, w, b, z, l1, l2
             0, _NEWTON_EPOCHS, model_epoch, (v, jnp.zeros_like(b), jnp.zeros_like(z), d)
         )
         direction = u - v
-
-        def penalty(x):
-            return l1 * jnp.sum(jnp.abs(x)) + 0.5 * l2 * jnp.sum(x**2)
-
         now = jnp.mean(loss.value(z, y)) + penalty(v)
         decrease = jnp.minimum(jnp.mean(d * q) + penalty(u) - penalty(v), 0)
 
         def objective(t):
-            return _primal(loss_name, z + t * q, y, v + t * direction, l1, l2)
+            return jnp.mean(loss.value(z + t * q, y)) + penalty(v + t * direction)
 
         def shorter(state):
-            t, value = state
+            t, _ = state
             return t / 2, objective(t / 2)
 
         def insufficient(state):
@@ -347,12 +338,16 @@ def _inner(loss_name, intercept, cols, y, ws, active, lipschitz, w, b, z, l1, l2
         t = jnp.where(value <= now, t, 0.0)
         return v + t * direction, b + t * c, z + t * q
 
+    def transposed_times(A):
+        def one(k, U):
+            return U.at[k].set(_dot(_column(cols, ws[k]), A.T))
+
+        return over_set(one, jnp.zeros((p, A.shape[0]), A.dtype)).T / n
+
     def gap(v, z, kept, count):
         Z = jnp.stack([z, _extrapolated(kept, count, z)])
-        duals, _ = _dual_values(
-            loss_name, intercept, Z, y, lambda A: _transposed_times(local, A.T).T / n, n, l1, l2
-        )
-        return _primal(loss_name, z, y, v, l1, l2) - jnp.max(duals)
+        duals, _ = _dual_values(loss_name, intercept, Z, y, transposed_times, n, l1, l2)
+        return jnp.mean(loss.value(z, y)) + penalty(v) - jnp.max(duals)
 
     def running(state):
         *_, done, current, _, _ = state
@@ -377,7 +372,8 @@ def _inner(loss_name, intercept, cols, y, ws, active, lipschitz, w, b, z, l1, l2
 
 
 def _bucket(size: int, p: int) -> int:
-    """The working-set size: a power of two (at least ``_SMALLEST``), at most ``p``."""
+    """The working-set size: a power of two (at least ``_SMALLEST``), at most ``p`` (powers of
+    two keep the set from growing by a feature at a time)."""
     return min(p, max(_SMALLEST, 1 << max(0, math.ceil(math.log2(max(size, 1))))))
 
 
@@ -469,12 +465,12 @@ def solve(
             size = _bucket(wanted, p)
             score = np.where(active, (l1 - np.abs(best_u)) / np.where(norms > 0, norms, 1), np.inf)
             score = np.where(support, -np.inf, score)
-            ws = np.sort(np.argpartition(score, size - 1)[:size]) if size < p else np.arange(p)
+            ws = np.argsort(score, kind="stable")
         else:
             size, ws = p, np.arange(p)
         previous = gap
         w, b, z, epochs, kept, count = _inner(
-            loss_name, intercept, cols, y, jnp.asarray(ws, np.int32), jnp.asarray(active),
+            loss_name, intercept, cols, y, jnp.asarray(ws, np.int32), size, jnp.asarray(active),
             lipschitz, w, b, z, l1_, l2_, jnp.asarray(_INNER * gap, dtype), _EPOCHS,
         )  # fmt: skip
         passes += int(epochs) * size / p
