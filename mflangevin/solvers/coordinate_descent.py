@@ -82,8 +82,9 @@ class Columns(NamedTuple):
 class Result(NamedTuple):
     """What :func:`solve` returns: the parameters, ``P`` and the certified gap at them, the
     outer iterations, the passes over the data (an epoch over ``K`` of ``p`` features is ``K/p``
-    of a pass, a gap one pass), ``(passes, gap)`` after every outer iteration, the features
-    screened, and why it stopped short (``None`` when the gap reached ``tol``).
+    of a pass, a gap one pass), ``(passes, gap)`` after every outer iteration, which features
+    the Gap Safe rule removed (a boolean mask), and why it stopped short (``None`` when the gap
+    reached ``tol``).
 
     Examples
     --------
@@ -98,7 +99,7 @@ class Result(NamedTuple):
     n_iter: int
     passes: float
     history: list
-    screened: int
+    screened: np.ndarray
     why: str | None
 
 
@@ -426,7 +427,8 @@ def solve(
     active = squares > 0
     kept, count = jnp.zeros((_KEPT, n), dtype), 0
     best, best_u = -math.inf, None
-    history, passes, size, why, screened = [], 0.0, 0, "raise max_iter", 0
+    screened = np.zeros(p, bool)
+    history, passes, size, why = [], 0.0, 0, "raise max_iter"
     previous = math.inf
     l1_, l2_ = jnp.asarray(l1, dtype), jnp.asarray(l2, dtype)
     resolution = 8 * float(jnp.finfo(dtype).eps)
@@ -455,8 +457,8 @@ def solve(
             break
         if screening and l1 > 0:
             radius = math.sqrt(2 * SMOOTHNESS[loss_name] * gap / n)
-            active &= np.abs(best_u) + radius * norms >= l1
-            screened = int(p - np.count_nonzero(active))
+            screened |= np.abs(best_u) + radius * norms < l1
+            active &= ~screened
         support = np.asarray(w) != 0
         if working_sets and l1 > 0:
             wanted = max(size, 2 * int(np.count_nonzero(support)))
