@@ -6,7 +6,8 @@ penalised. Two scikit-learn estimators fit it: :class:`LinearRegressor` (squared
 :class:`LinearClassifier` (logistic or smoothed hinge, binary). Their ``objective`` gives it as a
 :class:`~mflangevin.proximal.CompositeObjective` whose minibatch gradients are one matrix
 product, ``duality_gap`` the gap ``P(x) − D(α(x)) ≥ P(x) − P*`` of its Fenchel dual at any
-parameters, and ``fit`` runs :func:`mflangevin.acc_prox_svrg` until the gap is below ``tol``.
+parameters, and ``fit`` runs :func:`mflangevin.acc_prox_svrg` or, for ``λ₁ > 0``, coordinate
+descent (:mod:`mflangevin.solvers.coordinate_descent`) until the gap is below ``tol``.
 
 The dual point. ``α_i = −ℓ'(z_i, y_i)`` is moved into the dual-feasible set, exactly, so that the
 gap bounds the suboptimality at any parameters, not only near the optimum:
@@ -491,7 +492,9 @@ class _LinearModel(BaseEstimator):
 
     def duality_gap(self, X, y, params: ArrayTree | None = None) -> float:
         """``P(x) − D(α(x)) ≥ P(x) − P*`` at ``params`` (default: the fitted ones), computed in
-        float64: a certificate that holds at any parameters.
+        float64: a certificate that holds at any parameters. It uses the rescaled residual
+        alone, so it may exceed the ``duality_gap_`` of a coordinate-descent fit, whose dual
+        point is the best seen during the fit.
 
         Examples
         --------
@@ -755,7 +758,8 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         Stop when the duality gap, an upper bound on ``P(x) − P*``, is at most ``tol``. The gap
         is confirmed in float64 whatever the dtype of the fit.
     max_iter
-        The most outer stages (each ``n + 2bm`` per-sample gradients, ``3n`` by default).
+        The most outer stages (each ``n + 2bm`` per-sample gradients, ``3n`` by default); for
+        coordinate descent, the most working-set iterations.
     batch_size
         ``b``; default ``min(n, 64)``.
     inner_steps
@@ -786,6 +790,16 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         last (the stage is compiled once for the whole path).
     verbose
         ``> 0`` prints the passes and the gap after every stage.
+    solver
+        ``"acc-prox-svrg"``, ``"cd"`` (coordinate descent with working sets and Gap Safe
+        screening, :mod:`mflangevin.solvers.coordinate_descent`; its gap also uses an
+        extrapolated dual point, far tighter than the rescaled residual) or ``"auto"``
+        (default): ``"cd"`` when ``l1 > 0``, unless ``X`` is sparse with columns so uneven that
+        padding them to the longest would more than double their storage, ``"acc-prox-svrg"``
+        otherwise. Measured on a 2-core CPU (docs/guides/convex-erm.md): coordinate descent
+        reached the certified gap faster than Acc-Prox-SVRG on every L1 problem of
+        ``benchmarks/erm.py``, dense and sparse. ``batch_size``, ``inner_steps``,
+        ``step_size``, ``momentum``, ``output`` and ``random_state`` are Acc-Prox-SVRG's.
     Attributes
     ----------
     coef_, intercept_
@@ -803,7 +817,7 @@ class LinearRegressor(RegressorMixin, _LinearModel):
     >>> X = np.random.default_rng(0).normal(size=(100, 3))
     >>> y = X @ np.array([1.0, -2.0, 0.0]) + 0.5
     >>> model = LinearRegressor(l1=1e-2, l2=1e-3, tol=1e-5).fit(X, y)
-    >>> model.coef_.round(1).tolist(), round(model.intercept_, 1), bool(model.converged_)
+    >>> (model.coef_.round(1) + 0.0).tolist(), round(model.intercept_, 1), bool(model.converged_)
     ([1.0, -2.0, 0.0], 0.5, True)
     >>> bool(model.duality_gap_ <= 1e-5), model.score(X, y) > 0.99
     (True, True)
@@ -817,7 +831,7 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         return y
 
     def fit(self, X, y) -> LinearRegressor:
-        """Run Acc-Prox-SVRG until the duality gap is at most ``tol`` (or ``max_iter`` stages).
+        """Run the ``solver`` until the duality gap is at most ``tol`` (or ``max_iter`` stages).
 
         A :class:`ConvergenceWarning` says when it stopped short, with the gap reached and why:
         a stage diverged (lower ``step_size``), the gap reached the rounding error of the data's
@@ -942,7 +956,7 @@ class LinearClassifier(ClassifierMixin, _LinearModel):
         return np.where(y == classes[1], 1.0, -1.0)
 
     def fit(self, X, y) -> LinearClassifier:
-        """Run Acc-Prox-SVRG until the duality gap is at most ``tol`` (or ``max_iter`` stages).
+        """Run the ``solver`` until the duality gap is at most ``tol`` (or ``max_iter`` stages).
 
         A :class:`ConvergenceWarning` says when it stopped short, as for
         :meth:`LinearRegressor.fit`.
