@@ -50,8 +50,12 @@ _CHECK = 10
 _INNER = 0.3
 """The inner loop stops when the working set's gap is this fraction of the full gap."""
 
-_EPOCHS = 10_000
+_EPOCHS = 1000
 """The most epochs of one inner loop."""
+
+_STALLS = 3
+"""Outer iterations in a row without a smaller gap after which the solver stops: the gap has
+reached the rounding error of its sums."""
 
 _SMALLEST = 16
 """The smallest working set."""
@@ -429,7 +433,7 @@ def solve(
     best, best_u = -math.inf, None
     screened = np.zeros(p, bool)
     history, passes, size, why = [], 0.0, 0, "raise max_iter"
-    previous = math.inf
+    previous, stalls = math.inf, 0
     l1_, l2_ = jnp.asarray(l1, dtype), jnp.asarray(l2, dtype)
     resolution = 8 * float(jnp.finfo(dtype).eps)
     for iteration in range(max_iter + 1):
@@ -450,7 +454,8 @@ def solve(
         if gap <= tol:
             why = None
             break
-        if gap <= resolution * (abs(primal) + abs(best)):
+        stalls = stalls + 1 if gap >= previous else 0
+        if gap <= resolution * (abs(primal) + abs(best)) or stalls >= _STALLS:
             why = f"precision loss: the gap reached the rounding error of {jnp.dtype(dtype).name}"
             break
         if iteration == max_iter:
