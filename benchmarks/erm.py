@@ -25,9 +25,10 @@ weights): L1 logistic regression on its signs and the lasso on its noisy values,
 
 Prints seconds, passes, the gaps reached and the ratios ``other / mflangevin`` (above 1:
 mflangevin is faster), and how tight the certificate is: the fitted gap over the true
-suboptimality ``P − P*`` (``P*`` from a fit by the same solver to a gap of ``1e-12``), and the same ratio for the
-rescaled-residual dual point alone (what the estimators' ``duality_gap`` computes at the fitted
-parameters). Run ``.venv/bin/python benchmarks/erm.py``; ``--full`` for ten times the samples.
+suboptimality ``P − P*`` (``P*`` from a fit by the same solver to a gap of ``1e-12``), and the
+same ratio for the rescaled-residual dual point alone (what the estimators' ``duality_gap``
+computes at the fitted parameters). Run ``.venv/bin/python benchmarks/erm.py``; ``--full`` for
+ten times the samples.
 """
 
 from __future__ import annotations
