@@ -65,9 +65,11 @@ CLASSIFICATION_LOSSES = ("logistic", "smoothed_hinge")
 
 SOLVERS = ("auto", "acc-prox-svrg", "cd")
 """The solvers of ``fit``: Acc-Prox-SVRG (:mod:`mflangevin.kernels.acc_prox_svrg`), coordinate
-descent (:mod:`mflangevin.solvers.coordinate_descent`), or ``"auto"``: coordinate descent when
-``λ₁ > 0`` (unless ``X`` is sparse with unevenly filled columns, see ``_CD_PADDING``),
-Acc-Prox-SVRG otherwise."""
+descent (:mod:`mflangevin.solvers.coordinate_descent`), or ``"auto"``: coordinate descent for
+pure L1 (``λ₁ > 0 = λ₂``; unless ``X`` is sparse with unevenly filled columns, see
+``_CD_PADDING``), Acc-Prox-SVRG otherwise (measured: on the elastic net of
+``benchmarks/erm.py``, whose solution is dense and whose features are correlated, Acc-Prox-SVRG
+was faster)."""
 
 _CD_PADDING = 2.0
 """Under ``solver="auto"``, sparse ``X`` goes to coordinate descent when its padded columns hold
@@ -558,7 +560,7 @@ class _LinearModel(BaseEstimator):
         history, params, passes, why = [(0.0, gap)], start, 0.0, None
         if self.verbose:
             print(f"stage    0  passes      0.0  gap {gap:.3e}")
-        if gap > self.tol and self._solver(X, l1) == "cd":
+        if gap > self.tol and self._solver(X, l1, l2) == "cd":
             params, primal, gap, passes, why = self._coordinate_descent(
                 X, y, strengths, history, start
             )
@@ -581,12 +583,14 @@ class _LinearModel(BaseEstimator):
         self.history_ = np.array(history)
         return self
 
-    def _solver(self, X, l1: float) -> str:
+    def _solver(self, X, l1: float, l2: float) -> str:
         """The solver that ``fit`` runs: ``self.solver``, or the rule of :data:`SOLVERS`."""
         if self.solver != "auto":
             return self.solver
-        if l1 > 0 and (
-            not scipy.sparse.issparse(X) or coordinate_descent.padding(X) <= _CD_PADDING
+        if (
+            l1 > 0
+            and l2 == 0
+            and (not scipy.sparse.issparse(X) or coordinate_descent.padding(X) <= _CD_PADDING)
         ):
             return "cd"
         return "acc-prox-svrg"
@@ -803,11 +807,12 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         ``"acc-prox-svrg"``, ``"cd"`` (coordinate descent with working sets and Gap Safe
         screening, :mod:`mflangevin.solvers.coordinate_descent`; its gap also uses an
         extrapolated dual point, far tighter than the rescaled residual) or ``"auto"``
-        (default): ``"cd"`` when ``l1 > 0``, unless ``X`` is sparse with columns so uneven that
-        padding them to the longest would more than double their storage, ``"acc-prox-svrg"``
-        otherwise. Measured on a 2-core CPU (docs/guides/convex-erm.md): coordinate descent
-        reached the certified gap faster than Acc-Prox-SVRG on every L1 problem of
-        ``benchmarks/erm.py``, dense and sparse. ``batch_size``, ``inner_steps``,
+        (default): ``"cd"`` for pure L1 (``l1 > 0``, ``l2 = 0``), unless ``X`` is sparse with
+        columns so uneven that padding them to the longest would more than double their
+        storage, ``"acc-prox-svrg"`` otherwise. Measured on a 2-core CPU
+        (docs/guides/convex-erm.md): coordinate descent reached the certified gap faster than
+        Acc-Prox-SVRG on the pure-L1 problems of ``benchmarks/erm.py``, dense and sparse, and
+        slower on its elastic net. ``batch_size``, ``inner_steps``,
         ``step_size``, ``momentum``, ``output`` and ``random_state`` are Acc-Prox-SVRG's.
     Attributes
     ----------

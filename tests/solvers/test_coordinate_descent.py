@@ -98,13 +98,16 @@ def test_one_compiled_inner_loop_while_the_working_set_grows(compilations, capsy
 
 
 def test_solver_choice_and_bad_solver(compilations):
-    """``"auto"`` takes coordinate descent for ``λ₁ > 0`` (unless the sparse columns are very
+    """``"auto"`` takes coordinate descent for pure L1 (unless the sparse columns are very
     uneven) and Acc-Prox-SVRG otherwise; a bad name is refused before compiling."""
     X, y = problem("logistic")
-    assert LinearClassifier(l1=1e-2)._solver(X, 1e-2) == "cd"
-    assert LinearClassifier(l2=1e-2)._solver(X, 0.0) == "acc-prox-svrg"
+    assert LinearClassifier()._solver(X, 1e-2, 0.0) == "cd"
+    assert LinearClassifier()._solver(X, 1e-2, 1e-2) == "acc-prox-svrg"
+    assert LinearClassifier()._solver(X, 0.0, 1e-2) == "acc-prox-svrg"
+    assert LinearClassifier(solver="cd")._solver(X, 0.0, 1e-2) == "cd"
     uneven = scipy.sparse.hstack([np.ones((N, 1)), scipy.sparse.eye(N, 30)], format="csr")
-    assert cd.padding(uneven) > 2 and LinearClassifier()._solver(uneven, 1e-2) == "acc-prox-svrg"
+    assert cd.padding(uneven) > 2
+    assert LinearClassifier()._solver(uneven, 1e-2, 0.0) == "acc-prox-svrg"
     compilations.clear()
     with pytest.raises(ValueError, match="solver"):
         LinearClassifier(l1=1e-2, solver="newton").fit(X, y)
