@@ -132,8 +132,8 @@ def time_ours(model, X, y):
 def time_certified(make, model, X, y, cap):
     """Seconds of the first run of ``make(tol)``, in decreasing ``tol``, whose solution has a
     certified gap (for ``model``'s objective); with that gap and ``tol``. NaN seconds when the
-    gap stalls (no halving from one ``tol`` to the next) or a run takes over ``cap`` seconds."""
-    previous = np.inf
+    gap stalls (no halving over two successive ``tol``) or a run takes over ``cap`` seconds."""
+    previous, stalls = np.inf, 0
     for tol in 10.0 ** -np.arange(2, 13):
         other = make(tol)
         with warnings.catch_warnings():
@@ -145,7 +145,8 @@ def time_certified(make, model, X, y, cap):
         gap = model.duality_gap(X, y, params)
         if gap <= TARGET:
             return seconds, gap, tol
-        if gap > previous / 2 or seconds > cap:
+        stalls = stalls + 1 if gap > previous / 2 else 0
+        if stalls == 2 or seconds > cap:
             break
         previous = gap
     return np.nan, gap, tol
