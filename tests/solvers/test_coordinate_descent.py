@@ -98,13 +98,16 @@ def test_one_compiled_inner_loop_while_the_working_set_grows(compilations, capsy
 
 
 def test_solver_choice_and_bad_solver(compilations):
-    """``"auto"`` takes coordinate descent for pure L1 (unless the sparse columns are very
-    uneven) and Acc-Prox-SVRG otherwise; a bad name is refused before compiling."""
+    """``"auto"`` takes coordinate descent for pure L1 on sparse data (unless its columns are
+    very uneven) or on at most 10⁴ dense samples, and Acc-Prox-SVRG otherwise; a bad name is
+    refused before compiling."""
     X, y = problem("logistic")
     assert LinearClassifier()._solver(X, 1e-2, 0.0) == "cd"
     assert LinearClassifier()._solver(X, 1e-2, 1e-2) == "acc-prox-svrg"
     assert LinearClassifier()._solver(X, 0.0, 1e-2) == "acc-prox-svrg"
     assert LinearClassifier(solver="cd")._solver(X, 0.0, 1e-2) == "cd"
+    assert LinearClassifier()._solver(np.zeros((10_001, 2)), 1e-2, 0.0) == "acc-prox-svrg"
+    assert LinearClassifier()._solver(scipy.sparse.csr_matrix(X), 1e-2, 0.0) == "cd"
     uneven = scipy.sparse.hstack([np.ones((N, 1)), scipy.sparse.eye(N, 30)], format="csr")
     assert cd.padding(uneven) > 2
     assert LinearClassifier()._solver(uneven, 1e-2, 0.0) == "acc-prox-svrg"
