@@ -1,29 +1,41 @@
-"""Wall time to a certified duality gap: LinearClassifier and LinearRegressor (Acc-Prox-SVRG)
-against scikit-learn, and against skglm and celer on the lasso when they are installed.
+"""Wall time to a certified duality gap: LinearClassifier and LinearRegressor against
+scikit-learn's saga, liblinear and lbfgs, skglm and celer, on dense and sparse problems.
 
-Standardised ``make_classification`` data in float64, four problems: logistic regression with an
-L2, an elastic-net and an L1 penalty, and the lasso (least squares on a noisy linear target,
-``λ₁ = α_max/10``). For each, in one process:
+Float64 throughout. Dense problems: standardised ``make_classification`` data with logistic
+regression under an L2, an elastic-net and an L1 penalty, and the lasso (least squares on a
+noisy linear target, ``λ₁ = α_max/10``). Sparse problems: ``scipy.sparse.random`` features
+(density ``--density``, normal non-zeros) with a planted sparse model (``p/200`` non-zero
+weights): L1 logistic regression on its signs and the lasso on its noisy values, both at
+``λ₁ = λ_max/10``. For each, in one process:
 
-* ``mflangevin``: ``LinearClassifier(l1=..., l2=..., tol=1e-6).fit(X, y)`` (``LinearRegressor``
-  for the lasso) with its defaults; it stops when the duality gap, an upper bound on
-  ``P(x) − P*``, is at most ``1e-6``. Timed after one warm-up fit (compilation excluded; the
-  first fit's time is printed too);
+* ``mflangevin``: the estimator with ``solver="auto"`` (coordinate descent for pure L1,
+  Acc-Prox-SVRG otherwise) and, with ``λ₁ > 0``, the other solver; it stops when
+  the duality gap, an upper bound on ``P(x) − P*``, is at most ``1e-6``. Timed after one
+  warm-up fit (compilation excluded; the first fit's time is printed too);
 * the other solvers with the same objective: scikit-learn's ``LogisticRegression`` (``C =
-  1/(n(λ₁ + λ₂))``, ``l1_ratio = λ₁/(λ₁ + λ₂)``) with ``saga`` and, for L2, ``lbfgs``; for the
-  lasso scikit-learn's ``Lasso`` (coordinate descent) and, when installed, ``skglm.Lasso`` and
-  ``celer.Lasso``. They stop on their own criteria, which certify nothing: each is run with
-  ``tol = 1e-2, 1e-3, …`` until the float64 duality gap at its solution (the estimators'
-  ``duality_gap``) is at most ``1e-6``, and the time of that first certified run is reported.
+  1/(n(λ₁ + λ₂))``, ``l1_ratio = λ₁/(λ₁ + λ₂)``) with ``saga``, ``lbfgs`` (L2) and
+  ``liblinear`` (L2 or L1; its intercept is penalised, made negligible by
+  ``intercept_scaling=100``), ``skglm``'s ``SparseLogisticRegression``; for the lasso
+  scikit-learn's ``Lasso`` (coordinate descent), ``skglm.Lasso`` and ``celer.Lasso``. They
+  stop on their own criteria, which certify nothing: each is run with ``tol = 1e-2, 1e-3, …``
+  until the float64 duality gap at its solution (the estimators' ``duality_gap``) is at most
+  ``1e-6``, and the time of that first certified run is reported (``nan`` when the gap stalls
+  or a run takes over ``--cap`` seconds: liblinear penalises its intercept, so its gap stalls
+  above ``1e-6`` on some problems).
 
 Prints seconds, passes, the gaps reached and the ratios ``other / mflangevin`` (above 1:
-mflangevin is faster). Run ``.venv/bin/python benchmarks/erm.py`` (``--samples``,
-``--features`` to choose sizes).
+mflangevin is faster), and how tight the certificate is: the fitted gap over the true
+suboptimality ``P − P*`` (``P*`` from a fit by the same solver to a gap of ``1e-12``), and the
+same ratio for the rescaled-residual dual point alone (what the estimators' ``duality_gap``
+computes at the fitted parameters). Run ``.venv/bin/python benchmarks/erm.py``; ``--full`` for
+ten times the samples.
 """
 
 from __future__ import annotations
 
 import argparse
+
+PROBLEMS = ("l2", "elastic-net", "l1", "lasso", "sparse-l1", "sparse-lasso")
 
 
 def parse_args(argv=None):
@@ -32,8 +44,26 @@ def parse_args(argv=None):
         description=" ".join(__doc__.split("\n\n")[0].split()),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--samples", type=int, default=100_000, help="n, the training samples")
-    parser.add_argument("--features", type=int, default=200, help="p, the features")
+    parser.add_argument("--samples", type=int, default=100_000, help="n of the dense problems")
+    parser.add_argument("--features", type=int, default=200, help="p of the dense problems")
+    parser.add_argument(
+        "--sparse-samples", type=int, default=100_000, help="n of the sparse problems"
+    )
+    parser.add_argument(
+        "--sparse-features", type=int, default=10_000, help="p of the sparse problems"
+    )
+    parser.add_argument(
+        "--density", type=float, default=0.01, help="fraction of non-zeros of the sparse X"
+    )
+    parser.add_argument("--full", action="store_true", help="ten times the samples (n = 10⁶)")
+    parser.add_argument(
+        "--cap", type=float, default=60.0,
+        help="seconds after which a competing solver's tolerance sweep gives up",
+    )  # fmt: skip
+    parser.add_argument(
+        "--problems", nargs="+", choices=PROBLEMS, default=list(PROBLEMS),
+        help="the problems to run",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -49,6 +79,8 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np
+import scipy.sparse
+from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso, LogisticRegression
@@ -58,7 +90,7 @@ from mflangevin.models import LinearClassifier, LinearRegressor
 TARGET = 1e-6
 
 
-def data(n, p):
+def dense_data(n, p):
     X, y = make_classification(
         n, p, n_informative=p // 2, n_redundant=p // 4, flip_y=0.05, class_sep=0.5,
         random_state=0,
@@ -66,6 +98,26 @@ def data(n, p):
     X = (X - X.mean(0)) / X.std(0)
     target = X @ np.random.default_rng(0).normal(size=p) + np.random.default_rng(1).normal(size=n)
     return X, y, target
+
+
+def sparse_data(n, p, density):
+    """CSR features with normal non-zeros and a planted model of ``p/200`` weights: the labels
+    are its noisy signs, the regression target its noisy values."""
+    rng = np.random.default_rng(0)
+    X = scipy.sparse.random(
+        n, p, density=density, format="csr", random_state=0, data_rvs=rng.standard_normal
+    )
+    planted = np.zeros(p)
+    planted[rng.choice(p, max(1, p // 200), replace=False)] = rng.normal(size=max(1, p // 200))
+    score = X @ planted
+    noise = 0.5 * np.std(score) * rng.normal(size=n)
+    return X, (score + noise > 0).astype(int), score + noise
+
+
+def largest_l1(X, labels):
+    """``λ_max``: the smallest ``λ₁`` at which ``w = 0`` is optimal (with the intercept)."""
+    residual = labels - labels.mean()
+    return np.max(np.abs(X.T @ residual)) / X.shape[0]
 
 
 def time_ours(model, X, y):
@@ -77,9 +129,11 @@ def time_ours(model, X, y):
     return time.perf_counter() - start, first
 
 
-def time_certified(make, model, X, y):
+def time_certified(make, model, X, y, cap):
     """Seconds of the first run of ``make(tol)``, in decreasing ``tol``, whose solution has a
-    certified gap (for ``model``'s objective); with that gap and ``tol``."""
+    certified gap (for ``model``'s objective); with that gap and ``tol``. NaN seconds when the
+    gap stalls (no halving over two successive ``tol``) or a run takes over ``cap`` seconds."""
+    previous, stalls = np.inf, 0
     for tol in 10.0 ** -np.arange(2, 13):
         other = make(tol)
         with warnings.catch_warnings():
@@ -91,11 +145,16 @@ def time_certified(make, model, X, y):
         gap = model.duality_gap(X, y, params)
         if gap <= TARGET:
             return seconds, gap, tol
+        stalls = stalls + 1 if gap > previous / 2 else 0
+        if stalls == 2 or seconds > cap:
+            break
+        previous = gap
     return np.nan, gap, tol
 
 
-def others(name, model, n):
+def others(model, n):
     """The competing solvers of a problem: ``{label: make(tol)}``."""
+    l1, l2 = model._strengths()
     if isinstance(model, LinearRegressor):
         solvers = {"sklearn cd": lambda tol: Lasso(alpha=model.l1, tol=tol, max_iter=100_000)}
         if importlib.util.find_spec("skglm"):
@@ -107,50 +166,119 @@ def others(name, model, n):
 
             solvers["celer"] = lambda tol: CelerLasso(alpha=model.l1, tol=tol, max_iter=1000)
         return solvers
-    strength = model.l1 + model.l2
+    strength = l1 + l2
 
-    def logistic(solver):
+    def logistic(solver, **extra):
         return lambda tol: LogisticRegression(
-            C=1 / (n * strength), l1_ratio=model.l1 / strength, solver=solver, tol=tol,
-            max_iter=100_000,
+            C=1 / (n * strength), l1_ratio=l1 / strength, solver=solver, tol=tol,
+            max_iter=100_000, **extra,
         )  # fmt: skip
 
-    solvers = ("saga", "lbfgs") if model.l1 == 0 else ("saga",)
-    return {f"sklearn {solver}": logistic(solver) for solver in solvers}
+    solvers = {"sklearn saga": logistic("saga")}
+    if l1 == 0:
+        solvers["sklearn lbfgs"] = logistic("lbfgs")
+    if l1 == 0 or l2 == 0:
+        solvers["liblinear"] = logistic("liblinear", intercept_scaling=100.0)
+    if l1 > 0 and importlib.util.find_spec("skglm"):
+        from skglm import SparseLogisticRegression
+
+        solvers["skglm"] = lambda tol: SparseLogisticRegression(
+            alpha=strength, l1_ratio=l1 / strength, tol=tol, max_iter=1000
+        )
+    return solvers
+
+
+def tightness(model, X, y):
+    """The fitted gap and the rescaled-residual gap at the fitted parameters, each over the true
+    suboptimality ``P − P*`` (``P*`` from a fit by the same solver to a gap of ``1e-12``)."""
+    reference = clone(model).set_params(tol=1e-12, max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference.fit(X, y)
+    lowest = reference.objective_ - reference.duality_gap_  # ≤ P*
+    suboptimality = model.objective_ - reference.objective_  # ≤ P − P*
+    residual = model.duality_gap(X, y)
+    return suboptimality, lowest, residual
+
+
+def run(name, model, X, labels, cap):
+    n = X.shape[0]
+    print(f"\n{name}")
+    seconds = None
+    other = "acc-prox-svrg" if model._solver(X, *model._strengths()) == "cd" else "cd"
+    solvers = ("auto", other) if model.l1 > 0 else ("auto",)
+    for solver in solvers:
+        ours = clone(model).set_params(solver=solver)
+        elapsed, first = time_ours(ours, X, labels)
+        seconds = seconds or elapsed
+        chosen = ours._solver(X, *ours._strengths())
+        print(
+            f"  {'mflangevin ' + solver:<26} {elapsed:8.2f} s  (first fit {first:.2f} s)  gap "
+            f"{ours.duality_gap_:.1e}  {ours.n_passes_:.0f} passes, {ours.n_iter_} iterations"
+            + (f"  [{chosen}]" if solver == "auto" else "")
+            + ("" if solver == "auto" else f"  ratio {solver}/auto = {elapsed / seconds:.2f}")
+        )
+        if solver == "auto":
+            suboptimality, lowest, residual = tightness(ours, X, labels)
+            floor = ours.objective_ - lowest
+            tiny = max(suboptimality, 1e-16)
+            print(
+                f"  {'':<26} certificate: gap {ours.duality_gap_:.1e}, P − P* ∈ "
+                f"[{suboptimality:.1e}, {floor:.1e}]: gap/(P − P*) ≥ "
+                f"{ours.duality_gap_ / floor:.3g}, ≤ {ours.duality_gap_ / tiny:.3g}; "
+                f"rescaled residual alone: gap {residual:.1e}, ≤ {residual / tiny:.3g}"
+            )
+    for label, make in others(model, n).items():
+        other, gap, tol = time_certified(make, model, X, labels, cap)
+        print(
+            f"  {label:<26} {other:8.2f} s  (tol = {tol:.0e})  gap {gap:.1e}   "
+            f"ratio {label}/mflangevin = {other / seconds:.2f}"
+        )
 
 
 def main(argv=None):
     args = parse_args(argv)
-    n, p = args.samples, args.features
-    X, y, target = data(n, p)
-    alpha_max = np.max(np.abs(X.T @ (target - target.mean()))) / n
-    cases = {
-        "L2 (λ₂ = 1e-4)": (LinearClassifier(l2=1e-4, tol=TARGET, max_iter=1000), y),
-        "elastic net (λ₁ = λ₂ = 1e-4)": (
-            LinearClassifier(l1=1e-4, l2=1e-4, tol=TARGET, max_iter=1000),
-            y,
-        ),
-        "L1 (λ₁ = 1e-3)": (LinearClassifier(l1=1e-3, l2=0.0, tol=TARGET, max_iter=1000), y),
-        f"lasso (λ₁ = α_max/10 = {alpha_max / 10:.3g})": (
-            LinearRegressor(l1=alpha_max / 10, tol=TARGET, max_iter=1000),
-            target,
-        ),
-    }
-    print(f"n = {n}, p = {p}, float64, target: certified duality gap ≤ {TARGET:g}")
+    scale = 10 if args.full else 1
+    n, p = args.samples * scale, args.features
+    print(f"float64, target: certified duality gap ≤ {TARGET:g}")
     print(f"{jax.devices()[0].platform} backend; the other solvers on one CPU core")
-    for name, (model, labels) in cases.items():
-        seconds, first = time_ours(model, X, labels)
-        print(f"\n{name}")
+    if {"sparse-l1", "sparse-lasso"} & set(args.problems):
+        n_sparse, p_sparse = args.sparse_samples * scale, args.sparse_features
+        X, y, target = sparse_data(n_sparse, p_sparse, args.density)
         print(
-            f"  {'mflangevin':<13} {seconds:8.2f} s  (first fit {first:.2f} s)  gap "
-            f"{model.duality_gap_:.1e}  {model.n_passes_:.0f} passes, {model.n_iter_} stages"
+            f"\nsparse: n = {n_sparse}, p = {p_sparse}, density {args.density:g} "
+            f"({X.nnz} non-zeros)"
         )
-        for label, make in others(name, model, n).items():
-            other, gap, tol = time_certified(make, model, X, labels)
-            print(
-                f"  {label:<13} {other:8.2f} s  (tol = {tol:.0e})  gap {gap:.1e}   "
-                f"ratio {label}/mflangevin = {other / seconds:.2f}"
-            )
+        if "sparse-l1" in args.problems:
+            l1 = largest_l1(X, y.astype(float)) / 10
+            model = LinearClassifier(l1=l1, tol=TARGET, max_iter=1000)
+            run(f"L1 logistic (λ₁ = λ_max/10 = {l1:.3g})", model, X, y, args.cap)
+        if "sparse-lasso" in args.problems:
+            l1 = largest_l1(X, target) / 10
+            model = LinearRegressor(l1=l1, tol=TARGET, max_iter=1000)
+            run(f"lasso (λ₁ = λ_max/10 = {l1:.3g})", model, X, target, args.cap)
+    if {"l2", "elastic-net", "l1", "lasso"} & set(args.problems):
+        X, y, target = dense_data(n, p)
+        alpha_max = np.max(np.abs(X.T @ (target - target.mean()))) / n
+        cases = {
+            "l2": ("L2 (λ₂ = 1e-4)", LinearClassifier(l2=1e-4, tol=TARGET, max_iter=1000), y),
+            "elastic-net": (
+                "elastic net (λ₁ = λ₂ = 1e-4)",
+                LinearClassifier(l1=1e-4, l2=1e-4, tol=TARGET, max_iter=1000),
+                y,
+            ),
+            "l1": ("L1 (λ₁ = 1e-3)", LinearClassifier(l1=1e-3, tol=TARGET, max_iter=1000), y),
+            "lasso": (
+                f"lasso (λ₁ = α_max/10 = {alpha_max / 10:.3g})",
+                LinearRegressor(l1=alpha_max / 10, tol=TARGET, max_iter=1000),
+                target,
+            ),
+        }
+        print(f"\ndense: n = {n}, p = {p}")
+        for key in args.problems:
+            if key in cases:
+                name, model, labels = cases[key]
+                run(name, model, X, labels, args.cap)
 
 
 if __name__ == "__main__":
