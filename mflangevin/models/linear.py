@@ -45,6 +45,7 @@ from mflangevin._checks import check_choice, check_count, check_positive
 from mflangevin.kernels import acc_prox_svrg
 from mflangevin.models.losses import get_loss
 from mflangevin.proximal import CompositeObjective, ElasticNet
+from mflangevin.solvers import lbfgs
 from mflangevin.types import Array, ArrayTree
 
 __all__ = [
@@ -59,6 +60,16 @@ LOSSES = {"squared": 1.0, "logistic": 0.25, "smoothed_hinge": 1.0}
 """The losses of the linear models and the smoothness ``L_ℓ`` of each in ``z``."""
 
 CLASSIFICATION_LOSSES = ("logistic", "smoothed_hinge")
+
+SOLVERS = ("auto", "acc-prox-svrg", "lbfgs")
+"""The values of the estimators' ``solver``."""
+
+_SVRG_SETTINGS = ("batch_size", "inner_steps", "step_size", "momentum")
+"""Settings of Acc-Prox-SVRG alone: ``solver="auto"`` runs it when one of them is given."""
+
+_LBFGS_CHECK = 20
+"""L-BFGS computes the float64 gap when the gradient predicts that it is at most ``tol`` (see
+``_solve_lbfgs``), and at least every this many iterations."""
 
 
 class ConvergenceWarning(sklearn.exceptions.ConvergenceWarning):
@@ -116,6 +127,49 @@ def _value_and_grad(loss_name: str):
         return jnp.mean(loss.value(z, y)), grad
 
     return value_and_grad
+
+
+@functools.cache
+def _smooth_gradient(loss_name: str):
+    """``(x, (X, y, weights, ridge)) -> ∇P(x)`` for L-BFGS, ``x = (w[, b])`` flat and ``P(x) =
+    Σ_i weights_i ℓ(⟨x_i, w⟩ + b, y_i) + ½ Σ_j ridge_j w_j²``: the weights are ``1/n`` on the
+    samples and ``0`` on rows that pad ``X`` to its bucket, so one compiled program serves every
+    ``n`` of a bucket with the same ``P``. Cached, as :func:`_value_and_grad`."""
+    loss = get_loss(loss_name)
+
+    def gradient(x, data):
+        X, y, weights, ridge = data
+        p = ridge.shape[0]
+        coef = x[:p]
+        z = _times(X, coef) + (x[p] if x.shape[0] > p else 0)
+        g = weights * loss.derivative(z, y)
+        grad = _transposed_times(X, g, p) + ridge * coef
+        return jnp.append(grad, jnp.sum(g)) if x.shape[0] > p else grad
+
+    return gradient
+
+
+def _bucket(n: int) -> int:
+    """``n`` rounded up to a multiple of ``2^(⌊log₂ n⌋ − 3)`` (at most 1/8 more rows): the
+    training sets of a cross-validation, whose sizes differ by a few rows, share a bucket."""
+    step = 1 << max(0, n.bit_length() - 4)
+    return -(-n // step) * step
+
+
+def _padded_features(X, mean: np.ndarray, scale: np.ndarray, rows: int):
+    """The standardised features ``(X − mean)/scale`` (rows of ``(columns, values)`` for a CSR
+    ``X``) followed by zero rows up to ``rows``, standardised on the host by blocks into the
+    one copy that goes to the device."""
+    n, p = X.shape
+    if scipy.sparse.issparse(X):
+        return tuple(
+            np.pad(part, ((0, rows - n), (0, 0))) for part in _sparse_rows(X, scale)
+        )
+    out = np.zeros((rows, p), jax.dtypes.canonicalize_dtype(X.dtype))
+    for start in range(0, n, _BLOCK):
+        stop = min(start + _BLOCK, n)
+        out[start:stop] = (X[start:stop] - mean) / scale
+    return out
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -376,6 +430,7 @@ class _LinearModel(BaseEstimator):
         fit_intercept: bool = True,
         tol: float = 1e-6,
         max_iter: int = 100,
+        solver: str = "auto",
         batch_size: int | None = None,
         inner_steps: int | None = None,
         step_size: float | None = None,
@@ -390,6 +445,7 @@ class _LinearModel(BaseEstimator):
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
+        self.solver = solver
         self.batch_size = batch_size
         self.inner_steps = inner_steps
         self.step_size = step_size
@@ -431,6 +487,12 @@ class _LinearModel(BaseEstimator):
             raise TypeError(f"fit_intercept: expected True or False, got {self.fit_intercept!r}.")
         check_positive("tol", self.tol)
         check_count("max_iter", self.max_iter)
+        check_choice("solver", self.solver, SOLVERS)
+        if self.solver == "lbfgs" and strengths[0] > 0:
+            raise ValueError(
+                f"solver: 'lbfgs' needs a smooth problem (l1 = 0), got l1 = {strengths[0]:g}; "
+                "use solver='auto' or 'acc-prox-svrg'."
+            )
         for name in ("batch_size", "inner_steps"):
             if getattr(self, name) is not None:
                 check_count(name, getattr(self, name))
@@ -447,6 +509,14 @@ class _LinearModel(BaseEstimator):
         ):
             raise ValueError(f"random_state: must be None or a non-negative integer, got {seed!r}.")
         return strengths
+
+    def _chosen_solver(self, l1: float) -> str:
+        """``solver`` with ``"auto"`` resolved: L-BFGS for a smooth problem (``λ₁ = 0``) unless
+        a setting of Acc-Prox-SVRG alone is given, Acc-Prox-SVRG otherwise."""
+        if self.solver != "auto":
+            return self.solver
+        tuned = any(getattr(self, name) is not None for name in _SVRG_SETTINGS)
+        return "lbfgs" if l1 == 0 and not tuned and self.output == "last" else "acc-prox-svrg"
 
     def _seed(self) -> int:
         if self.random_state is None:
@@ -555,21 +625,27 @@ class _LinearModel(BaseEstimator):
         history, params, passes, why = [(0.0, gap)], start, 0.0, None
         if self.verbose:
             print(f"stage    0  passes      0.0  gap {gap:.3e}")
-        if gap > self.tol:  # (all-zero X, say, is certified at w = 0 without compiling)
+        self.solver_, iterations = self._chosen_solver(l1), None
+        if gap > self.tol and self.solver_ == "lbfgs":
+            params, primal, gap, passes, why, iterations = self._solve_lbfgs(
+                X, y, mean, scale, l2, history, start, primal
+            )
+        elif gap > self.tol:  # (all-zero X, say, is certified at w = 0 without compiling)
             params, primal, gap, passes, why = self._solve(
                 X, y, mean, scale, strengths, b, seed, history, start, primal
             )
         self.converged_ = gap <= self.tol
+        self.n_iter_ = len(history) - 1 if iterations is None else iterations
         if not self.converged_:
+            steps = "stages" if self.solver_ == "acc-prox-svrg" else "L-BFGS iterations"
             warnings.warn(
-                f"{type(self).__name__}.fit stopped after {len(history) - 1} stages with the "
+                f"{type(self).__name__}.fit stopped after {self.n_iter_} {steps} with the "
                 f"duality gap {gap:.3g} > tol = {self.tol:g} ({why}).",
                 ConvergenceWarning,
                 stacklevel=3,
             )
         self._set_coef(params["coef"], float(params.get("intercept", 0.0)))
         self.duality_gap_, self.objective_ = gap, primal
-        self.n_iter_ = len(history) - 1
         self.n_passes_ = passes
         self.history_ = np.array(history)
         return self
@@ -662,6 +738,67 @@ class _LinearModel(BaseEstimator):
         if not exact or why is not None and why.startswith("a stage"):
             primal, gap = _certified(self._loss_name, params, X, y, l1, l2)
         return params, primal, gap, passes, why
+
+    def _solve_lbfgs(self, X, y, mean, scale, l2: float, history, start: dict, scale_of_p):
+        """L-BFGS (:func:`mflangevin.solvers.lbfgs.minimize`) in the standardised coordinates
+        of :meth:`_fit` from ``start``, the rows padded to :func:`_bucket` ``(n)`` with zero
+        weights, until the float64 gap is at most ``tol``; returns what :meth:`_solve` returns,
+        the passes being the gradients evaluated (one pass over the data each).
+
+        Without an intercept the gap at ``w`` is ``‖∇P(w)‖²/(2λ₂)`` exactly (the dual point
+        ``α = −ℓ'(z)`` makes Fenchel-Young an equality for the loss), so the gradient that
+        L-BFGS holds predicts the gap for free; the float64 gap is computed on the host when
+        the prediction (plus ``(∂P/∂b)²`` for the intercept's correction) is at most ``tol``,
+        a quarter of that after each miss, and every ``_LBFGS_CHECK`` iterations."""
+        n, p = X.shape
+        rows = _bucket(n)
+        features = _padded_features(X, mean, scale, rows)
+        dtype = jax.tree.leaves(features)[-1].dtype
+        weights, labels = np.zeros(rows, dtype), np.zeros(rows, dtype)
+        weights[:n], labels[:n] = 1 / n, y
+        data = jax.device_put((features, labels, weights, np.asarray(l2 / scale**2, dtype)))
+        x0 = start["coef"] * scale  # v = s ⊙ w, c = b + ⟨m, w⟩
+        if self.fit_intercept:
+            x0 = np.append(x0, start["intercept"] + mean @ start["coef"])
+        found = {"x": x0, "params": start, "primal": scale_of_p, "gap": history[-1][1]}
+        trigger = {"level": self.tol, "last": 0}
+
+        def certify(x, g, evaluations) -> bool:
+            predicted = np.sum((g[:p] / scale) ** 2) / (2 * l2) + np.sum(g[p:] ** 2)
+            trigger["last"] += 1
+            if predicted > trigger["level"] and trigger["last"] < _LBFGS_CHECK:
+                return False
+            return measure(x, evaluations) <= self.tol
+
+        def measure(x, evaluations) -> float:
+            """The float64 gap at ``x``, recorded."""
+            coef = x[:p] / scale
+            params = {"coef": coef}
+            if self.fit_intercept:
+                params["intercept"] = np.float64(x[p] - mean @ coef)
+            primal, gap = _certified(self._loss_name, params, X, y, 0.0, l2)
+            found.update(x=x, params=params, primal=primal, gap=gap)
+            history.append((float(evaluations), gap))
+            if self.verbose:
+                print(f"passes {evaluations:6d}  gap {gap:.3e}")
+            trigger.update(last=0, level=trigger["level"] / 4)
+            return gap
+
+        result = lbfgs.minimize(
+            _smooth_gradient(self._loss_name), x0, data, certify, max_iter=self.max_iter
+        )
+        why = None
+        if not result.certified and result.iterations >= self.max_iter:
+            why = "raise max_iter"
+        elif not result.certified:
+            why = (
+                f"precision loss: {jnp.dtype(dtype).name} iterates no longer reduce the float64 "
+                "gap; fit float64 data with jax_enable_x64, or raise tol"
+            )
+        if not np.array_equal(found["x"], result.x):  # the last iterate's gap
+            measure(result.x, result.evaluations)
+        passes = float(result.evaluations)
+        return found["params"], found["primal"], found["gap"], passes, why, result.iterations
 
     def _algorithm(self, objective, lipschitz: float, n: int, b: int, mu: float):
         """Acc-Prox-SVRG with the default ``η``, ``m`` and ``β`` (see the class); ``μ`` is the
@@ -861,6 +998,7 @@ class LinearClassifier(ClassifierMixin, _LinearModel):
         fit_intercept: bool = True,
         tol: float = 1e-6,
         max_iter: int = 100,
+        solver: str = "auto",
         batch_size: int | None = None,
         inner_steps: int | None = None,
         step_size: float | None = None,
@@ -872,7 +1010,7 @@ class LinearClassifier(ClassifierMixin, _LinearModel):
     ):
         self.loss = loss
         super().__init__(
-            l1=l1, l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter,
+            l1=l1, l2=l2, fit_intercept=fit_intercept, tol=tol, max_iter=max_iter, solver=solver,
             batch_size=batch_size, inner_steps=inner_steps, step_size=step_size,
             momentum=momentum, output=output, random_state=random_state, warm_start=warm_start,
             verbose=verbose,

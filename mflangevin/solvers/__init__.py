@@ -1,0 +1,2 @@
+"""Solvers: deterministic optimisers driven from the host, one algorithm per module, each
+stopped by a certificate that its caller gives (the estimators' float64 duality gap)."""
