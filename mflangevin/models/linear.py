@@ -162,9 +162,7 @@ def _padded_features(X, mean: np.ndarray, scale: np.ndarray, rows: int):
     one copy that goes to the device."""
     n, p = X.shape
     if scipy.sparse.issparse(X):
-        return tuple(
-            np.pad(part, ((0, rows - n), (0, 0))) for part in _sparse_rows(X, scale)
-        )
+        return tuple(np.pad(part, ((0, rows - n), (0, 0))) for part in _sparse_rows(X, scale))
     out = np.zeros((rows, p), jax.dtypes.canonicalize_dtype(X.dtype))
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)

@@ -130,7 +130,7 @@ def minimize(
     if x.ndim != 1:
         raise ValueError(f"x0: expected a 1-D array, got shape {x.shape}.")
     floats = [leaf for leaf in jax.tree.leaves(data) if np.issubdtype(leaf.dtype, np.floating)]
-    dtype = np.result_type(*floats) if floats else jax.dtypes.canonicalize_dtype(np.float64)
+    dtype = np.result_type(*(leaf.dtype for leaf in floats)) if floats else np.float32
     evaluations = 0
 
     def grad(point: np.ndarray) -> np.ndarray:
