@@ -506,3 +506,19 @@ def test_cross_validation_folds_of_unequal_sizes_compile_one_lbfgs_program(compi
     assert np.all(scores > 0.6)
     assert compilations.count("jit(_evaluate)") <= 1  # (0 when an earlier test compiled it)
     assert len({linear._bucket(n) for n in (161, 162, 163)}) == 1
+
+
+def test_the_default_momentum_restarts_as_prox_svrg_when_the_gap_grows():
+    """The stall of 10⁵ samples at λ₂ = 1e-3, b = 64 in small: the accelerated momentum lets
+    the gap grow (37 → 29 → 34 here) and, kept, oscillate for 100 stages; on growth the fit
+    goes on with momentum 0 and converges."""
+    with jax.enable_x64(True):
+        X, y = make_classification(
+            6000, 100, n_informative=50, n_redundant=25, flip_y=0.05, class_sep=0.5,
+            random_state=0,
+        )  # fmt: skip
+        X = (X - X.mean(0)) / X.std(0)
+        model = LinearClassifier(l2=1e-3, max_iter=30, solver="acc-prox-svrg").fit(X, y)
+    gaps = model.history_[:, 1]
+    assert np.any(gaps[1:] > gaps[:-1])  # the growth that used to stall the fit
+    assert model.converged_ and model.n_iter_ <= 15
