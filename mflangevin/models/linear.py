@@ -67,7 +67,7 @@ SOLVERS = ("auto", "acc-prox-svrg", "lbfgs")
 _SVRG_SETTINGS = ("batch_size", "inner_steps", "step_size", "momentum")
 """Settings of Acc-Prox-SVRG alone: ``solver="auto"`` runs it when one of them is given."""
 
-_LBFGS_CHECK = 20
+_LBFGS_CHECK = 50
 """L-BFGS computes the float64 gap when the gradient predicts that it is at most ``tol`` (see
 ``_solve_lbfgs``), and at least every this many iterations."""
 
@@ -753,7 +753,7 @@ class _LinearModel(BaseEstimator):
         Without an intercept the gap at ``w`` is ``‖∇P(w)‖²/(2λ₂)`` exactly (the dual point
         ``α = −ℓ'(z)`` makes Fenchel-Young an equality for the loss), so the gradient that
         L-BFGS holds predicts the gap for free; the float64 gap is computed on the host when
-        the prediction (plus ``(∂P/∂b)²`` for the intercept's correction) is at most ``tol``,
+        the prediction (plus ``(∂P/∂b)²`` for the intercept's correction) is at most ``tol/2``,
         a quarter of that after each miss, and every ``_LBFGS_CHECK`` iterations."""
         n, p = X.shape
         rows = _bucket(n)
@@ -766,10 +766,10 @@ class _LinearModel(BaseEstimator):
         if self.fit_intercept:
             x0 = np.append(x0, start["intercept"] + mean @ start["coef"])
         found = {"x": x0, "params": start, "primal": scale_of_p, "gap": history[-1][1]}
-        trigger = {"level": self.tol, "last": 0}
+        trigger = {"level": self.tol / 2, "last": 0}
 
         def certify(x, g, evaluations) -> bool:
-            predicted = np.sum((g[:p] / scale) ** 2) / (2 * l2) + np.sum(g[p:] ** 2)
+            predicted = np.sum((g[:p] * scale) ** 2) / (2 * l2) + np.sum(g[p:] ** 2)
             trigger["last"] += 1
             if predicted > trigger["level"] and trigger["last"] < _LBFGS_CHECK:
                 return False
