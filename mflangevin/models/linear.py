@@ -710,7 +710,7 @@ class _LinearModel(BaseEstimator):
 
         lipschitz *= LOSSES[self._loss_name]
         mu = l2 / float(np.max(scale)) ** 2
-        algorithm = self._algorithm(objective, lipschitz, n, b, mu)
+        algorithm, momentum = self._algorithm(objective, lipschitz, n, b, mu)
         position = {"coef": jnp.asarray(start["coef"] * scale, dtype)}  # v = s ⊙ w
         if self.fit_intercept:  # c = b + ⟨m, w⟩
             position["intercept"] = jnp.asarray(start["intercept"] + mean @ start["coef"], dtype)
@@ -728,10 +728,12 @@ class _LinearModel(BaseEstimator):
             if gap <= self.tol:
                 why = None
                 break
-            if gap > last and self.momentum is None and not restarted:
-                # The default momentum amplified the minibatches' noise (it stalled on 10⁵
-                # samples, λ₂ = 1e-3, b = 64): Prox-SVRG from here, which converges.
-                algorithm, restarted = self._algorithm(objective, lipschitz, n, b, mu, 0.0), True
+            constant = not isinstance(momentum, str) and momentum > 0
+            if gap > last and self.momentum is None and constant and not restarted:
+                # The default constant momentum amplified the minibatches' noise (it stalled on
+                # 10⁵ samples, λ₂ = 1e-3, b = 64): Prox-SVRG from here, which converges.
+                algorithm, momentum = self._algorithm(objective, lipschitz, n, b, mu, 0.0)
+                restarted = True
                 state, earlier = algorithm.init(state.position), passes
             if precision["stalled"]:
                 why = (
@@ -807,7 +809,8 @@ class _LinearModel(BaseEstimator):
 
     def _algorithm(self, objective, lipschitz: float, n: int, b: int, mu: float, momentum=None):
         """Acc-Prox-SVRG with the default ``η``, ``m`` and ``β`` (see the class), or the given
-        ``momentum``; ``μ`` is the strong convexity in the solver's coordinates."""
+        ``momentum``, and its momentum; ``μ`` is the strong convexity in the solver's
+        coordinates."""
         eta = self.step_size or 1 / lipschitz
         epoch = max(n // b, 1)
         momentum = self.momentum if momentum is None else momentum
@@ -826,9 +829,10 @@ class _LinearModel(BaseEstimator):
             m = self.inner_steps or max(epoch, min(restart, 100 * epoch))
         if momentum is None:
             momentum = acc_prox_svrg.default_momentum(mu, eta)
-        return acc_prox_svrg.as_top_level_api(
+        algorithm = acc_prox_svrg.as_top_level_api(
             objective, eta, b, m, momentum=momentum, output=self.output
         )
+        return algorithm, momentum
 
     def _fitted_params(self) -> dict:
         params = {"coef": np.ravel(self.coef_)}
