@@ -6,7 +6,9 @@ penalised. Two scikit-learn estimators fit it: :class:`LinearRegressor` (squared
 :class:`LinearClassifier` (logistic or smoothed hinge, binary). Their ``objective`` gives it as a
 :class:`~mflangevin.proximal.CompositeObjective` whose minibatch gradients are one matrix
 product, ``duality_gap`` the gap ``P(x) − D(α(x)) ≥ P(x) − P*`` of its Fenchel dual at any
-parameters, and ``fit`` runs :func:`mflangevin.acc_prox_svrg` until the gap is below ``tol``.
+parameters, and ``fit`` runs a solver until the gap is below ``tol``: L-BFGS
+(:mod:`mflangevin.solvers.lbfgs`) for a smooth problem (``λ₁ = 0``),
+:func:`mflangevin.acc_prox_svrg` otherwise or when asked for.
 
 The dual point. ``α_i = −ℓ'(z_i, y_i)`` is moved into the dual-feasible set, exactly, so that the
 gap bounds the suboptimality at any parameters, not only near the optimum:
@@ -860,7 +862,18 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         Stop when the duality gap, an upper bound on ``P(x) − P*``, is at most ``tol``. The gap
         is confirmed in float64 whatever the dtype of the fit.
     max_iter
-        The most outer stages (each ``n + 2bm`` per-sample gradients, ``3n`` by default).
+        The most iterations: Acc-Prox-SVRG's outer stages (each ``n + 2bm`` per-sample
+        gradients, ``3n`` by default) or L-BFGS's iterations (about one pass each).
+    solver
+        ``"lbfgs"``: L-BFGS (:mod:`mflangevin.solvers.lbfgs`), smooth problems only (``l1 =
+        0``); ``"acc-prox-svrg"``: :func:`mflangevin.acc_prox_svrg`, which the parameters
+        ``batch_size`` to ``output`` tune; ``"auto"`` (default): L-BFGS when ``l1 = 0`` and none
+        of ``batch_size``, ``inner_steps``, ``step_size``, ``momentum`` is given (and ``output``
+        is ``"last"``), Acc-Prox-SVRG otherwise. Measured on a 2-core CPU, L-BFGS reached the
+        certified gap faster at every smooth problem tried (``n`` from 300 to 10⁵): on 10⁵
+        × 200 logistic data with ``λ₂ = 1e-4``, 23 passes against 30, at about the speed of
+        scikit-learn's ``lbfgs``, while Acc-Prox-SVRG's strength, large minibatches on an
+        accelerator, is not measured here. Both stop on the same float64 gap.
     batch_size
         ``b``; default ``min(n, 64)``.
     inner_steps
@@ -879,7 +892,8 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         an epoch is at most 16 minibatches (``n ≤ 16b``); otherwise ``(1 − √(μη)) / (1 +
         √(μη))`` (Acc-Prox-SVRG, ``μ`` the strong convexity in the standardised coordinates)
         when ``b`` is at least ``b* = n / (1 + (n − 1)/√κ)``, ``κ = L(b)/μ``, where
-        acceleration pays, and ``0`` (Prox-SVRG) below it or without ``λ₂``.
+        acceleration pays, and ``0`` (Prox-SVRG) below it or without ``λ₂``; the constant
+        default becomes ``0`` if the certified gap grows over a stage.
     output
         ``"last"`` or ``"average"`` iterate of each stage.
     random_state
@@ -897,10 +911,16 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         The fitted ``w``, shape ``(n_features,)``, and ``b`` (a float, ``0.0`` without it).
     duality_gap_, objective_
         The certified gap (computed in float64) and ``P`` at the fitted parameters.
+    solver_
+        The solver that ran, ``"lbfgs"`` or ``"acc-prox-svrg"`` (``"auto"`` resolved).
     converged_, n_iter_, n_passes_
-        Whether the gap reached ``tol``, the stages run, the passes over the data they cost.
+        Whether the gap reached ``tol``, the iterations run (stages of Acc-Prox-SVRG,
+        iterations of L-BFGS) and the passes over the data they cost (``n`` per-sample
+        gradients each: L-BFGS's gradients evaluated).
     history_
-        ``(passes, gap)`` at the start and after every stage, shape ``(n_iter_ + 1, 2)``.
+        ``(passes, gap)`` at the start and at every float64 gap computed: after every stage
+        of Acc-Prox-SVRG, shape ``(n_iter_ + 1, 2)``; for L-BFGS once its gradient predicts
+        a gap below ``tol`` (and every 50 iterations), so fewer rows.
     n_features_in_, feature_names_in_
         As in scikit-learn.
     Examples
@@ -922,11 +942,14 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         return y
 
     def fit(self, X, y) -> LinearRegressor:
-        """Run Acc-Prox-SVRG until the duality gap is at most ``tol`` (or ``max_iter`` stages).
+        """Run the ``solver`` until the duality gap is at most ``tol`` (or ``max_iter``
+        iterations).
 
         A :class:`ConvergenceWarning` says when it stopped short, with the gap reached and why:
         a stage diverged (lower ``step_size``), the gap reached the rounding error of the data's
-        dtype (fit in float64), or ``max_iter`` ran out.
+        dtype (fit in float64), or ``max_iter`` ran out. When the certified gap of Acc-Prox-SVRG
+        grows from one stage to the next under the default constant momentum, the fit goes on
+        with momentum ``0`` (Prox-SVRG): that momentum amplifies the noise of small minibatches.
 
         Examples
         --------
@@ -981,10 +1004,16 @@ class LinearClassifier(ClassifierMixin, _LinearModel):
         binary linear classifiers have them.
     duality_gap_, objective_
         The certified gap (computed in float64) and ``P`` at the fitted parameters.
+    solver_
+        The solver that ran, ``"lbfgs"`` or ``"acc-prox-svrg"`` (``"auto"`` resolved).
     converged_, n_iter_, n_passes_
-        Whether the gap reached ``tol``, the stages run, the passes over the data they cost.
+        Whether the gap reached ``tol``, the iterations run (stages of Acc-Prox-SVRG,
+        iterations of L-BFGS) and the passes over the data they cost (``n`` per-sample
+        gradients each: L-BFGS's gradients evaluated).
     history_
-        ``(passes, gap)`` at the start and after every stage, shape ``(n_iter_ + 1, 2)``.
+        ``(passes, gap)`` at the start and at every float64 gap computed: after every stage
+        of Acc-Prox-SVRG, shape ``(n_iter_ + 1, 2)``; for L-BFGS once its gradient predicts
+        a gap below ``tol`` (and every 50 iterations), so fewer rows.
     n_features_in_, feature_names_in_
         As in scikit-learn.
     Examples
@@ -1047,7 +1076,8 @@ class LinearClassifier(ClassifierMixin, _LinearModel):
         return np.where(y == classes[1], 1.0, -1.0)
 
     def fit(self, X, y) -> LinearClassifier:
-        """Run Acc-Prox-SVRG until the duality gap is at most ``tol`` (or ``max_iter`` stages).
+        """Run the ``solver`` until the duality gap is at most ``tol`` (or ``max_iter``
+        iterations).
 
         A :class:`ConvergenceWarning` says when it stopped short, as for
         :meth:`LinearRegressor.fit`.
