@@ -1,7 +1,7 @@
 """The layer rule of docs/architecture.md, read off the source: imports only go down.
 
 Layers, bottom to top: the core (types, keys, schedules, references, objectives, checks,
-files, naming, datasets); certificates and diagnostics; kernels; models; integrations; the
+files, naming, datasets); certificates and diagnostics; kernels and solvers; models; integrations; the
 package's public face (``mflangevin/__init__.py``, the public aliases, the command line). A
 module imports only from its own layer or below, never a private name of another module, and no
 kernel algorithm imports another.
@@ -31,6 +31,7 @@ LAYERS = {
     "mflangevin.certificates": 1,
     "mflangevin.diagnostics": 1,
     "mflangevin.kernels": 2,
+    "mflangevin.solvers": 2,
     "mflangevin.models": 3,
     "mflangevin.integrations": 4,
     "mflangevin.arviz": 5,
