@@ -1,10 +1,10 @@
 """The layer rule of docs/architecture.md, read off the source: imports only go down.
 
 Layers, bottom to top: the core (types, keys, schedules, references, objectives, checks,
-files, naming, datasets); certificates and diagnostics; kernels and solvers; models; integrations; the
-package's public face (``mflangevin/__init__.py``, the public aliases, the command line). A
-module imports only from its own layer or below, never a private name of another module, and no
-kernel algorithm imports another.
+files, naming, datasets); certificates and diagnostics; kernels and solvers; models;
+integrations; the package's public face (``mflangevin/__init__.py``, the public aliases, the
+command line). A module imports only from its own layer or below, never a private name of
+another module, and no kernel algorithm imports another.
 """
 
 import ast
