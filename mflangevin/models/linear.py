@@ -70,7 +70,7 @@ _SVRG_SETTINGS = ("batch_size", "inner_steps", "step_size", "momentum")
 """Settings of Acc-Prox-SVRG alone: ``solver="auto"`` runs it when one of them is given."""
 
 _LBFGS_CHECK = 50
-"""L-BFGS computes the float64 gap when the gradient predicts that it is at most ``tol`` (see
+"""L-BFGS computes the float64 gap when the gradient predicts that it is at most ``tol/2`` (see
 ``_solve_lbfgs``), and at least every this many iterations."""
 
 
