@@ -165,10 +165,13 @@ def _padded_features(X, mean: np.ndarray, scale: np.ndarray, rows: int):
     n, p = X.shape
     if scipy.sparse.issparse(X):
         return tuple(np.pad(part, ((0, rows - n), (0, 0))) for part in _sparse_rows(X, scale))
-    out = np.zeros((rows, p), jax.dtypes.canonicalize_dtype(X.dtype))
+    out = np.empty((rows, p), jax.dtypes.canonicalize_dtype(X.dtype))
+    out[n:] = 0
+    shift, inverse = mean.astype(out.dtype), (1 / scale).astype(out.dtype)
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
-        out[start:stop] = (X[start:stop] - mean) / scale
+        np.subtract(X[start:stop], shift, out=out[start:stop], casting="unsafe")
+        out[start:stop] *= inverse
     return out
 
 
