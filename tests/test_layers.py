@@ -1,10 +1,10 @@
 """The layer rule of docs/architecture.md, read off the source: imports only go down.
 
 Layers, bottom to top: the core (types, keys, schedules, references, objectives, checks,
-files, naming, datasets); certificates and diagnostics; kernels; models; integrations; the
-package's public face (``mflangevin/__init__.py``, the public aliases, the command line). A
-module imports only from its own layer or below, never a private name of another module, and no
-kernel algorithm imports another.
+files, naming, datasets); certificates and diagnostics; kernels and solvers; models;
+integrations; the package's public face (``mflangevin/__init__.py``, the public aliases, the
+command line). A module imports only from its own layer or below, never a private name of
+another module, and no kernel algorithm imports another.
 """
 
 import ast
@@ -31,7 +31,9 @@ LAYERS = {
     "mflangevin.certificates": 1,
     "mflangevin.diagnostics": 1,
     "mflangevin.kernels": 2,
+    "mflangevin.solvers": 2,
     "mflangevin.models": 3,
+    "mflangevin.models.losses": 0,  # the loss functions (types only), which the solvers share
     "mflangevin.integrations": 4,
     "mflangevin.arviz": 5,
     "mflangevin.numpyro": 5,

@@ -1,2 +1,3 @@
-"""Solvers of the linear models' convex problems, each in its own module, each stopped by the
-certified duality gap of docs/theory/convex-erm.md."""
+"""Solvers of the linear models' convex problems: deterministic optimisers driven from the host,
+one algorithm per module, each stopped by a certificate that its caller gives (the estimators'
+float64 duality gap of docs/theory/convex-erm.md)."""

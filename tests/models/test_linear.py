@@ -211,7 +211,8 @@ def test_scikit_learn_protocol():
     proba = model.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
     np.testing.assert_array_equal(model.predict(X) == "yes", proba[:, 1] > 0.5)
-    assert model.n_features_in_ == P and model.n_iter_ == len(model.history_) - 1
+    assert model.n_features_in_ == P and model.solver_ == "lbfgs"
+    assert model.n_iter_ >= len(model.history_) - 1  # L-BFGS: a gap at some iterations only
     assert model.duality_gap(X, labels) == pytest.approx(model.duality_gap_, abs=1e-12)
     # Methods follow the loss: probabilities for the logistic loss only, no decision function
     # for a regressor.
@@ -437,3 +438,88 @@ def test_a_warm_started_regularisation_path_compiles_once(compilations):
         assert warm_stages < cold_stages
         # One compiled program per solver for the path (0 when an earlier test compiled it).
         assert compilations.count("jit(_inner)") <= 1 and compilations.count("jit(_step)") <= 1
+
+
+def test_solver_is_validated_and_auto_follows_the_settings():
+    X, y = classification(n=50)
+    with pytest.raises(ValueError, match="solver: expected one of"):
+        LinearClassifier(solver="newton").fit(X, y)
+    with pytest.raises(ValueError, match="solver: 'lbfgs' needs a smooth problem"):
+        LinearClassifier(l1=1e-2, solver="lbfgs").fit(X, y)
+    chosen = {
+        (): "lbfgs",
+        (("l1", 1e-2),): "acc-prox-svrg",
+        (("momentum", 0.0),): "acc-prox-svrg",
+        (("solver", "acc-prox-svrg"),): "acc-prox-svrg",
+    }
+    for settings, solver in chosen.items():
+        model = LinearClassifier(l2=1e-2, tol=1e-3, **dict(settings)).fit(X, y)
+        assert model.solver_ == solver and model.converged_
+        assert model.history_.shape[1] == 2 and model.history_[-1, 1] == model.duality_gap_
+        assert model.n_passes_ == model.history_[-1, 0]
+
+
+@pytest.mark.parametrize(
+    "loss,fit_intercept,dtype,sparse",
+    [
+        ("logistic", True, np.float64, False),
+        ("squared", False, np.float64, False),
+        ("smoothed_hinge", True, np.float32, False),
+        ("logistic", True, np.float64, True),
+    ],
+    ids=["logistic", "squared-no-intercept", "hinge-float32", "logistic-sparse"],
+)
+def test_lbfgs_reaches_the_gap_and_acc_prox_svrgs_solution(loss, fit_intercept, dtype, sparse):
+    """Both solvers certify a gap of 1e-7 on the same problem, so their coefficients are within
+    the two radii ``√(2 gap/λ₂)`` of the optimum: float32 too (L-BFGS reads only gradients)."""
+    X, y = classification(n=200)
+    if loss == "squared":
+        y = X @ np.arange(P) + 0.3
+    X = X.astype(dtype)
+    if sparse:
+        X[np.abs(X) < 0.7] = 0.0
+        X = scipy.sparse.csr_matrix(X)
+    l2, tol = 1e-2, 1e-7
+    fits = [
+        model_for(loss, l2=l2, tol=tol, fit_intercept=fit_intercept, solver=solver).fit(X, y)
+        for solver in ("lbfgs", "acc-prox-svrg")
+    ]
+    radius = sum(np.sqrt(2 * fit.duality_gap_ / l2) for fit in fits)
+    assert all(fit.converged_ and fit.duality_gap_ <= tol for fit in fits)
+    assert np.linalg.norm(fits[0].coef_ - fits[1].coef_) <= radius
+    assert fits[0].duality_gap_ == pytest.approx(fits[0].duality_gap(X, y), rel=1e-9)
+
+
+def test_lbfgs_on_padded_rows_is_the_unpadded_fit(monkeypatch):
+    """Rows padded to the bucket carry zero weight: the same iterates to round-off."""
+    with jax.enable_x64(True):
+        X, y = classification(n=200)
+        exact = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
+        monkeypatch.setattr(linear, "_bucket", lambda n: n + 37)
+        padded = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
+    assert padded.n_iter_ == exact.n_iter_
+    np.testing.assert_allclose(padded.coef_, exact.coef_, rtol=1e-9, atol=1e-12)
+
+
+def test_cross_validation_folds_of_unequal_sizes_compile_one_lbfgs_program(compilations):
+    X, y = classification(n=203, seed=3)
+    scores = cross_val_score(LinearClassifier(l2=1e-3, tol=1e-6), X, y, cv=5)
+    assert np.all(scores > 0.6)
+    assert compilations.count("jit(_evaluate)") <= 1  # (0 when an earlier test compiled it)
+    assert len({linear._bucket(n) for n in (161, 162, 163)}) == 1
+
+
+def test_the_default_momentum_restarts_as_prox_svrg_when_the_gap_grows():
+    """The stall of 10⁵ samples at λ₂ = 1e-3, b = 64 in small: the accelerated momentum lets
+    the gap grow (37 → 29 → 34 here) and, kept, oscillate for 100 stages; on growth the fit
+    goes on with momentum 0 and converges."""
+    with jax.enable_x64(True):
+        X, y = make_classification(
+            6000, 100, n_informative=50, n_redundant=25, flip_y=0.05, class_sep=0.5,
+            random_state=0,
+        )  # fmt: skip
+        X = (X - X.mean(0)) / X.std(0)
+        model = LinearClassifier(l2=1e-3, max_iter=30, solver="acc-prox-svrg").fit(X, y)
+    gaps = model.history_[:, 1]
+    assert np.any(gaps[1:] > gaps[:-1])  # the growth that used to stall the fit
+    assert model.converged_ and model.n_iter_ <= 15
