@@ -1,5 +1,5 @@
 """The dual point of the linear models' certificate: ``α`` moved onto the intercept's constraint
-``Σ_i α_i = 0`` (docs/theory/convex-erm.md#the-dual-point), shared by the estimators and the
+``Σ_i α_i = 0`` (docs/theory/convex-erm.md#the-certificate), shared by the estimators and the
 coordinate-descent solver."""
 
 from __future__ import annotations
