@@ -11,24 +11,15 @@ parameters, and ``fit`` runs a solver until the gap is below ``tol``: L-BFGS
 (:mod:`mflangevin.solvers.coordinate_descent`) or :func:`mflangevin.acc_prox_svrg` for
 ``λ₁ > 0``.
 
-The dual point. ``α_i = −ℓ'(z_i, y_i)`` is moved into the dual-feasible set, exactly, so that the
-gap bounds the suboptimality at any parameters, not only near the optimum:
-
-* an unpenalised intercept adds the constraint ``Σ_i α_i = 0``. For the squared loss ``α`` is
-  centred; for the margin losses (``y_i α_i ∈ [0, 1]``) the larger of the two class sums
-  ``Σ_{y_i = +1} α_i`` and ``−Σ_{y_i = −1} α_i`` is scaled down to the smaller, which keeps every
-  ``y_i α_i`` in ``[0, 1]``;
-* ``λ₂ = 0`` (lasso, L1-logistic): ``R*`` is the indicator of ``‖u‖_∞ ≤ λ₁``, so ``α`` is scaled by
-  ``min(1, λ₁ / ‖u‖_∞)`` with ``u = (1/n) Σ_i α_i x_i``, as lasso solvers do.
-
-At the optimum both maps are the identity, so the gap still tends to zero. The fit computes the
-gap in the dtype of the data, and again in float64 once it is small enough that rounding could
-decide: a fit is ``converged_`` only when the float64 gap is at most ``tol``.
+The gap's dual point ``α_i = −ℓ'(z_i, y_i)`` is moved into the dual-feasible set exactly
+(:func:`primal_and_dual`; docs/theory/convex-erm.md#the-certificate), so the gap bounds the
+suboptimality at any parameters, not only near the optimum. It is computed in the dtype of the
+data and again in float64 once rounding could decide: a fit is ``converged_`` only when the
+float64 gap is at most ``tol``.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 
@@ -37,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 import sklearn.exceptions
-from scipy.special import expit, xlogy
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_array, check_consistent_length, column_or_1d
 from sklearn.utils.metaestimators import available_if
@@ -46,10 +37,18 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mflangevin._checks import check_choice, check_count, check_positive, to_device
 from mflangevin.kernels import acc_prox_svrg
-from mflangevin.models.losses import get_loss
+from mflangevin.models._linear_certificate import certified, primal_and_dual, resolution
+from mflangevin.models._linear_data import (
+    bucket,
+    moments,
+    padded_features,
+    prepare,
+    smooth_gradient,
+    sparse_rows,
+    value_and_grad_of,
+)
 from mflangevin.proximal import CompositeObjective, ElasticNet
 from mflangevin.solvers import coordinate_descent, lbfgs
-from mflangevin.solvers._dual import feasible as _feasible
 from mflangevin.types import Array, ArrayTree
 
 __all__ = [
@@ -114,151 +113,6 @@ def _number(name: str, value) -> float:
     return float(array)
 
 
-def _times(X, w: Array) -> Array:
-    """``X w`` for a dense ``X`` or sparse rows ``X = (columns, values)``, both ``(n, k)``: row
-    ``i`` holds ``values[i, j]`` at column ``columns[i, j]`` (padded with zeros), in ``O(nk)``."""
-    if isinstance(X, tuple):
-        columns, values = X
-        return jnp.sum(values * w[columns], axis=1)
-    return X @ w
-
-
-def _transposed_times(X, g: Array, p: int) -> Array:
-    """``Xᵀ g`` (``p`` columns) for a dense ``X`` or sparse rows, in ``O(nk)``."""
-    if isinstance(X, tuple):
-        columns, values = X
-        return jnp.zeros(p, values.dtype).at[columns.ravel()].add((g[:, None] * values).ravel())
-    return g @ X
-
-
-@functools.cache
-def _value_and_grad(loss_name: str):
-    """``(x, (X, y)) -> (mean_i ℓ(⟨x_i, w⟩ + b, y_i), gradient)``: the predictions and the
-    gradient are one matrix product each. Cached, so every model with this loss shares it (and
-    so the kernel's compiled step)."""
-    loss = get_loss(loss_name)
-
-    def value_and_grad(params, batch):
-        X, y = batch
-        z = _times(X, params["coef"])
-        if "intercept" in params:
-            z = z + params["intercept"]
-        g = loss.derivative(z, y) / y.shape[0]
-        grad = {"coef": _transposed_times(X, g, params["coef"].shape[0])}
-        if "intercept" in params:
-            grad["intercept"] = jnp.sum(g)
-        return jnp.mean(loss.value(z, y)), grad
-
-    return value_and_grad
-
-
-@functools.cache
-def _smooth_gradient(loss_name: str):
-    """``(x, (X, y, weights, ridge)) -> ∇P(x)`` for L-BFGS, ``x = (w[, b])`` flat and ``P(x) =
-    Σ_i weights_i ℓ(⟨x_i, w⟩ + b, y_i) + ½ Σ_j ridge_j w_j²``: the weights are ``1/n`` on the
-    samples and ``0`` on rows that pad ``X`` to its bucket, so one compiled program serves every
-    ``n`` of a bucket with the same ``P``. Cached, as :func:`_value_and_grad`."""
-    loss = get_loss(loss_name)
-
-    def gradient(x, data):
-        X, y, weights, ridge = data
-        p = ridge.shape[0]
-        coef = x[:p]
-        z = _times(X, coef) + (x[p] if x.shape[0] > p else 0)
-        g = weights * loss.derivative(z, y)
-        grad = _transposed_times(X, g, p) + ridge * coef
-        return jnp.append(grad, jnp.sum(g)) if x.shape[0] > p else grad
-
-    return gradient
-
-
-def _bucket(n: int) -> int:
-    """``n`` rounded up to a multiple of ``2^(⌊log₂ n⌋ − 3)`` (at most 1/8 more rows): the
-    training sets of a cross-validation, whose sizes differ by a few rows, share a bucket."""
-    step = 1 << max(0, n.bit_length() - 4)
-    return -(-n // step) * step
-
-
-def _padded_features(X, mean: np.ndarray, scale: np.ndarray, rows: int):
-    """The standardised features ``(X − mean)/scale`` (rows of ``(columns, values)`` for a CSR
-    ``X``) followed by zero rows up to ``rows``, standardised on the host by blocks into the
-    one copy that goes to the device."""
-    n, p = X.shape
-    if scipy.sparse.issparse(X):
-        return tuple(np.pad(part, ((0, rows - n), (0, 0))) for part in _sparse_rows(X, scale))
-    out = np.empty((rows, p), jax.dtypes.canonicalize_dtype(X.dtype))
-    out[n:] = 0
-    shift, inverse = mean.astype(out.dtype), (1 / scale).astype(out.dtype)
-    for start in range(0, n, _BLOCK):
-        stop = min(start + _BLOCK, n)
-        np.subtract(X[start:stop], shift, out=out[start:stop], casting="unsafe")
-        out[start:stop] *= inverse
-    return out
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def primal_and_dual(loss_name: str, params: ArrayTree, X: Array, y: Array, l1, l2, scale=None):
-    """``P(x)`` and ``D(α(x))`` at ``params = {"coef": w[, "intercept": b]}`` on ``(X, y)``
-    (``y ∈ {−1, +1}`` for the classification losses), with the feasible dual point of the module
-    docstring: ``P(x) − D(α(x)) ≥ P(x) − P*``. Compiled once per loss and shapes; no checks (see
-    ``duality_gap`` of the estimators for the checked, float64 version).
-
-    With ``scale = s``, ``X`` holds the features standardised, ``(x_j − m_j)/s_j`` (centred only
-    with an intercept), and ``coef`` is ``s ⊙ w``: the same problem in other coordinates, the
-    same gap.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> primal, dual = primal_and_dual("squared", {"coef": jnp.zeros(2)}, jnp.eye(2),
-    ...                                jnp.ones(2), 0.0, 1.0)
-    >>> float(primal), float(dual)  # P(0) = ½, D(α(0)) = ¼ ≤ P* = ⅓
-    (0.5, 0.25)
-    """
-    loss = get_loss(loss_name)
-    n = y.shape[0]
-    value, _ = _value_and_grad(loss_name)(params, (X, y))
-    penalty = ElasticNet(l1, l2)
-    coef = params["coef"] if scale is None else params["coef"] / scale
-    primal = value + penalty.value(coef)
-    z = _times(X, params["coef"]) + params.get("intercept", 0)
-    alpha = -loss.derivative(z, y)
-    if "intercept" in params:
-        alpha = _feasible(jnp, loss_name, alpha, y)
-    u = _transposed_times(X, alpha, params["coef"].shape[0]) / n  # Σα = 0: centring drops out
-    if scale is not None:
-        u = u * scale
-    largest = jnp.max(jnp.abs(u))
-    shrink = jnp.where(l2 > 0, 1, jnp.minimum(1, l1 / jnp.where(largest > 0, largest, 1))).astype(
-        u.dtype
-    )
-    dual = -jnp.mean(loss.conjugate(-shrink * alpha, y)) - penalty.conjugate(shrink * u)
-    return primal, dual
-
-
-def _moments(X: np.ndarray, intercept: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Column means (zeros without an intercept, which alone could absorb them, and for sparse
-    ``X``) and root mean squares about them, in float64, by blocks of rows (no float64 copy of
-    ``X``); a constant column gets the scale ``1``."""
-    n, p = X.shape
-    mean, square = np.zeros(p), np.zeros(p)
-    if scipy.sparse.issparse(X):  # not centred: centring would fill the zeros in
-        square = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64), minlength=p)
-        scale = np.sqrt(square / n)
-        return mean, np.where(scale > 0, scale, 1.0)
-    if intercept:
-        for start in range(0, n, _BLOCK):
-            mean += np.sum(X[start : start + _BLOCK], axis=0, dtype=np.float64)
-        mean /= n
-    for start in range(0, n, _BLOCK):
-        square += np.sum((X[start : start + _BLOCK].astype(np.float64) - mean) ** 2, axis=0)
-    scale = np.sqrt(square / n)
-    return mean, np.where(scale > 0, scale, 1.0)
-
-
-_BLOCK = 1 << 14
-"""Rows a block of the host-side float64 passes over ``X``."""
-
 _ADAPTIVE_EPOCH = 16
 """The default momentum is ``"adaptive"`` when an epoch is at most this many minibatches
 (measured: on standardised make_classification data, 30000 × 200, b = 64, it diverged; with
@@ -272,158 +126,6 @@ between restarts (measured on pure-L1 breast cancer: 16, 32, 64 and 128 steps ta
 _HOST_SIZE = 1 << 18
 """Up to this many entries of ``X``, the fit computes its gap in float64 on the host every stage
 (faster than compiling the device's program for small data)."""
-
-
-@functools.partial(jax.jit, static_argnums=4, donate_argnums=0)
-def _standardised(
-    X: Array, mean: Array, scale: Array, rows: Array, intercept: bool
-) -> tuple[Array, Array, Array, Array]:
-    """``X̃ = (X − mean) / scale`` (in the place of ``X``), and the terms of its smoothness:
-    ``L_max = max_i ‖x̃_i‖²``, ``mean_i ‖x̃_i‖²`` and the power-iteration estimate of
-    ``λ_max(X̃ᵀX̃/n)`` on ``rows``, as one compiled program (an intercept adds a column of ones)."""
-    X = (X - mean[None, :]) / scale[None, :]
-    norms = jnp.sum(X**2, axis=1) + float(intercept)
-    sample = X[rows]
-    if intercept:
-        sample = jnp.concatenate([sample, jnp.ones((sample.shape[0], 1), X.dtype)], axis=1)
-
-    def power(v, _):
-        v = (sample @ v) @ sample
-        return v / jnp.linalg.norm(v), None
-
-    start = jnp.ones(sample.shape[1], X.dtype) / math.sqrt(sample.shape[1])
-    v, _ = jax.lax.scan(power, start, None, length=50)
-    return X, jnp.max(norms), jnp.mean(norms), jnp.sum((sample @ v) ** 2) / sample.shape[0]
-
-
-def _prepare(
-    X: np.ndarray, mean: np.ndarray, scale: np.ndarray, b: int, intercept: bool, seed: int
-) -> tuple[Array, float]:
-    """The standardised features ``X̃ = (X − mean)/scale`` on the device, and the expected
-    smoothness ``L(b) = δ(b) L_max + (1 − δ(b)) L_F`` of a uniform ``b``-subset's average per
-    unit of ``L_ℓ``, ``δ(b) = (n − b)/(b(n − 1))`` (``L_max`` at ``b = 1``, ``L_F`` at
-    ``b = n``). ``L_max`` is exact; ``L_F = λ_max(X̃ᵀX̃/n)`` is estimated by power iteration
-    on at most 4096 rows, times 1.5 for safety, and capped by the exact bound
-    ``mean_i ‖x̃_i‖²``."""
-    n = X.shape[0]
-    if scipy.sparse.issparse(X):
-        return _prepare_sparse(X, scale, b, intercept, seed)
-    data = jax.device_put(X, may_alias=False)  # the one device copy, standardised in place
-    rows = np.sort(np.random.default_rng(seed).choice(n, min(n, 4096), replace=False))
-    data, l_max, l_mean, l_sample = _standardised(
-        data, jnp.asarray(mean, data.dtype), jnp.asarray(scale, data.dtype), jnp.asarray(rows),
-        intercept,
-    )  # fmt: skip
-    l_full = min(float(l_mean), 1.5 * float(l_sample))
-    delta = (n - b) / (b * (n - 1)) if n > 1 else 1.0
-    return data, delta * float(l_max) + (1 - delta) * l_full
-
-
-def _sparse_rows(X, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of a CSR matrix as ``(columns, values)``, both ``(n, k)`` with ``k`` the most
-    non-zeros of a row (padded with zeros at column 0), the values divided by ``scale``: what
-    :func:`_times` reads, ``O(nk)`` memory instead of ``O(np)``."""
-    n = X.shape[0]
-    lengths = np.diff(X.indptr)
-    k = max(1, int(lengths.max(initial=0)))
-    row = np.repeat(np.arange(n), lengths)
-    slot = np.arange(X.nnz) - np.repeat(X.indptr[:-1], lengths)
-    columns = np.zeros((n, k), np.int32)
-    values = np.zeros((n, k), jax.dtypes.canonicalize_dtype(X.dtype))
-    columns[row, slot] = X.indices
-    values[row, slot] = X.data / scale[X.indices]
-    return columns, values
-
-
-def _prepare_sparse(X, scale: np.ndarray, b: int, intercept: bool, seed: int):
-    """:func:`_prepare` for a CSR matrix: its rows scaled (not centred) as ``(columns,
-    values)`` on the device, the smoothness from them and, for ``L_F``, power iteration on the
-    sampled rows with SciPy."""
-    n, p = X.shape
-    columns, values = _sparse_rows(X, scale)
-    norms = np.sum(values.astype(np.float64) ** 2, axis=1) + float(intercept)
-    rows = np.sort(np.random.default_rng(seed).choice(n, min(n, 4096), replace=False))
-    sample = scipy.sparse.csr_matrix(X[rows].multiply(1 / scale[None, :]))
-    if intercept:
-        sample = scipy.sparse.hstack([sample, np.ones((len(rows), 1))], format="csr")
-    v = np.ones(sample.shape[1]) / math.sqrt(sample.shape[1])
-    for _ in range(50):
-        v = sample.T @ (sample @ v)
-        v /= np.linalg.norm(v) or 1.0
-    l_full = min(float(np.mean(norms)), 1.5 * float(np.sum((sample @ v) ** 2)) / len(rows))
-    delta = (n - b) / (b * (n - 1)) if n > 1 else 1.0
-    data = (jax.device_put(columns), jax.device_put(values))
-    return data, delta * float(np.max(norms)) + (1 - delta) * l_full
-
-
-def _hinge_value(z, y):
-    t = y * z
-    return np.where(t >= 1, 0.0, np.where(t <= 0, 0.5 - t, 0.5 * (1 - t) ** 2))
-
-
-def _hinge_derivative(z, y):
-    t = y * z
-    return y * np.where(t >= 1, 0.0, np.where(t <= 0, -1.0, t - 1))
-
-
-def _hinge_conjugate(g, y):
-    s = y * g
-    return np.where((s >= -1) & (s <= 0), s + 0.5 * s**2, np.inf)
-
-
-def _logistic_conjugate(g, y):
-    u = -y * g
-    inside = (u >= 0) & (u <= 1)
-    u = np.clip(u, 0.0, 1.0)
-    return np.where(inside, xlogy(u, u) + xlogy(1 - u, 1 - u), np.inf)
-
-
-_HOST_LOSSES = {
-    "squared": (lambda z, y: 0.5 * (z - y) ** 2, np.subtract, lambda g, y: 0.5 * g**2 + g * y),
-    "logistic": (
-        lambda z, y: np.logaddexp(0, -y * z),
-        lambda z, y: -y * expit(-y * z),
-        _logistic_conjugate,
-    ),
-    "smoothed_hinge": (_hinge_value, _hinge_derivative, _hinge_conjugate),
-}
-"""The losses of :mod:`mflangevin.models.losses` in NumPy (value, derivative, conjugate), for
-the float64 certificate on the host."""
-
-
-def _certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float):
-    """``P(x)`` and the gap ``P(x) − D(α(x))`` in float64 with NumPy on the host, by blocks of
-    rows (no float64 copy of ``X``, nothing compiled), whatever the dtype of the fit: the
-    certificate the estimators report. The same dual point as :func:`primal_and_dual`."""
-    value, derivative, conjugate = _HOST_LOSSES[loss_name]
-    coef = np.asarray(params["coef"], np.float64)
-    n = X.shape[0]
-    y = np.asarray(y, np.float64)
-    blocks = range(0, n, _BLOCK)
-    z = np.concatenate([X[start : start + _BLOCK] @ coef for start in blocks])
-    if "intercept" in params:
-        z = z + np.float64(params["intercept"])
-    primal = np.mean(value(z, y)) + l1 * np.sum(np.abs(coef)) + 0.5 * l2 * np.sum(coef**2)
-    alpha = -derivative(z, y)
-    if "intercept" in params:
-        alpha = _feasible(np, loss_name, alpha, y)
-    u = sum(X[start : start + _BLOCK].T @ alpha[start : start + _BLOCK] for start in blocks) / n
-    largest = np.max(np.abs(u))
-    shrink = 1.0 if l2 > 0 or largest <= l1 else l1 / largest
-    excess = np.maximum(np.abs(shrink * u) - l1, 0)
-    if l2 > 0:
-        penalty = np.sum(excess**2) / (2 * l2)
-    else:  # the indicator of ‖u‖_∞ ≤ λ₁, up to a few ulps of round-off
-        penalty = 0.0 if np.all(excess <= 8 * np.finfo(np.float64).eps * l1) else np.inf
-    dual = -np.mean(conjugate(-shrink * alpha, y)) - penalty
-    return float(primal), float(primal - dual)
-
-
-def _resolution(dtype, primal: float, gap: float, start: float) -> float:
-    """The rounding error of a gap ``P − D`` computed in ``dtype`` (or of iterates in ``dtype``):
-    a few ulps of ``|P| + |D|`` or of ``P(0)``, the scale of the terms that cancel in it (sums
-    over the samples are pairwise, their error grows like their depth)."""
-    return 8 * float(jnp.finfo(dtype).eps) * max(abs(primal) + abs(primal - gap), start)
 
 
 class _LinearModel(BaseEstimator):
@@ -547,7 +249,7 @@ class _LinearModel(BaseEstimator):
         l1, l2 = self._validate()
         X, y = self._problem(X, y)
         if scipy.sparse.issparse(X):
-            data = tuple(map(jnp.asarray, _sparse_rows(X, np.ones(X.shape[1]))))
+            data = tuple(map(jnp.asarray, sparse_rows(X, np.ones(X.shape[1]))))
         else:
             data = to_device(X)
         dtype = jax.dtypes.canonicalize_dtype(X.dtype)
@@ -557,7 +259,7 @@ class _LinearModel(BaseEstimator):
         penalty = {"coef": ElasticNet(l1, l2)}
         if self.fit_intercept:
             penalty["intercept"] = ElasticNet()
-        return CompositeObjective(_value_and_grad(self._loss_name), (X, y), penalty)
+        return CompositeObjective(value_and_grad_of(self._loss_name), (X, y), penalty)
 
     def duality_gap(self, X, y, params: ArrayTree | None = None) -> float:
         """``P(x) − D(α(x)) ≥ P(x) − P*`` at ``params`` (default: the fitted ones), computed in
@@ -587,7 +289,7 @@ class _LinearModel(BaseEstimator):
             raise ValueError(
                 f"params: coef must have shape ({X.shape[1]},), got {np.shape(params['coef'])}."
             )
-        return _certified(self._loss_name, params, X, y, l1, l2)[1]
+        return certified(self._loss_name, params, X, y, l1, l2)[1]
 
     # --- fitting ---------------------------------------------------------------------------
 
@@ -608,7 +310,7 @@ class _LinearModel(BaseEstimator):
         if b > n:
             raise ValueError(f"batch_size: must be at most the number of samples n = {n}, got {b}.")
         seed = self._seed()
-        mean, scale = _moments(X, self.fit_intercept)
+        mean, scale = moments(X, self.fit_intercept)
         # ∇F is known to about ε·max_j s_j in float64; the gap holds ‖∇F‖²/(2λ₂), and without
         # λ₂ it needs ‖∇F‖_∞ ≤ λ₁ to be small.
         rounding = float(np.finfo(np.float64).eps * np.max(scale))
@@ -623,7 +325,7 @@ class _LinearModel(BaseEstimator):
         start = self._fitted_params() if warm else {"coef": np.zeros(p)}
         if self.fit_intercept and not warm:
             start["intercept"] = np.float64(0.0)
-        primal, gap = _certified(self._loss_name, start, X, y, l1, l2)
+        primal, gap = certified(self._loss_name, start, X, y, l1, l2)
         history, params, passes, why = [(0.0, gap)], start, 0.0, None
         if self.verbose:
             print(f"stage    0  passes      0.0  gap {gap:.3e}")
@@ -698,7 +400,7 @@ class _LinearModel(BaseEstimator):
             primal, gap, why = result.primal, result.gap, result.why
             if cols.values.dtype == jnp.float64 or why is not None:
                 break
-            primal, gap = _certified(self._loss_name, params, X, y, l1, l2)
+            primal, gap = certified(self._loss_name, params, X, y, l1, l2)
             history[-1] = (history[-1][0], gap)
             if gap <= self.tol:
                 break
@@ -718,7 +420,7 @@ class _LinearModel(BaseEstimator):
         not)."""
         l1, l2 = strengths
         n, p = X.shape
-        features, lipschitz = _prepare(X, mean, scale, b, self.fit_intercept, seed)
+        features, lipschitz = prepare(X, mean, scale, b, self.fit_intercept, seed)
         dtype = jax.tree.leaves(features)[-1].dtype
         scaled = jnp.asarray(scale, dtype)
         penalty = {
@@ -727,7 +429,7 @@ class _LinearModel(BaseEstimator):
         if self.fit_intercept:
             penalty["intercept"] = ElasticNet()
         objective = CompositeObjective(
-            _value_and_grad(self._loss_name), (features, jnp.asarray(y, dtype)), penalty
+            value_and_grad_of(self._loss_name), (features, jnp.asarray(y, dtype)), penalty
         )
 
         def original(position) -> dict:
@@ -749,17 +451,17 @@ class _LinearModel(BaseEstimator):
             """``P`` and the gap at ``position``, in float64 when it may be at most ``tol``."""
             exact = on_host or dtype == jnp.float64
             if on_host:
-                primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
+                primal, gap = certified(self._loss_name, original(position), X, y, l1, l2)
             else:
                 primal, dual = primal_and_dual(
                     self._loss_name, position, *objective.data, l1, l2, scaled
                 )
                 primal, gap = float(primal), float(primal - dual)
             seen = gap
-            if not exact and gap <= max(self.tol, _resolution(dtype, primal, gap, scale_of_p)):
-                primal, gap = _certified(self._loss_name, original(position), X, y, l1, l2)
+            if not exact and gap <= max(self.tol, resolution(dtype, primal, gap, scale_of_p)):
+                primal, gap = certified(self._loss_name, original(position), X, y, l1, l2)
                 exact = True
-            if exact and gap > self.tol and seen <= _resolution(dtype, primal, seen, scale_of_p):
+            if exact and gap > self.tol and seen <= resolution(dtype, primal, seen, scale_of_p):
                 if gap < precision["best"] / 2:
                     precision.update(best=gap, misses=0)
                 else:
@@ -805,12 +507,12 @@ class _LinearModel(BaseEstimator):
                 break
         params = original(state.position)
         if not exact or why is not None and why.startswith("a stage"):
-            primal, gap = _certified(self._loss_name, params, X, y, l1, l2)
+            primal, gap = certified(self._loss_name, params, X, y, l1, l2)
         return params, primal, gap, passes, why
 
     def _solve_lbfgs(self, X, y, mean, scale, l2: float, history, start: dict, scale_of_p):
         """L-BFGS (:func:`mflangevin.solvers.lbfgs.minimize`) in the standardised coordinates
-        of :meth:`_fit` from ``start``, the rows padded to :func:`_bucket` ``(n)`` with zero
+        of :meth:`_fit` from ``start``, the rows padded to :func:`bucket` ``(n)`` with zero
         weights, until the float64 gap is at most ``tol``; returns what :meth:`_solve` returns,
         the passes being the gradients evaluated (one pass over the data each).
 
@@ -820,8 +522,8 @@ class _LinearModel(BaseEstimator):
         the prediction (plus ``(∂P/∂b)²`` for the intercept's correction) is at most ``tol/2``,
         a quarter of that after each miss, and every ``_LBFGS_CHECK`` iterations."""
         n, p = X.shape
-        rows = _bucket(n)
-        features = _padded_features(X, mean, scale, rows)
+        rows = bucket(n)
+        features = padded_features(X, mean, scale, rows)
         dtype = jax.tree.leaves(features)[-1].dtype
         weights, labels = np.zeros(rows, dtype), np.zeros(rows, dtype)
         weights[:n], labels[:n] = 1 / n, y
@@ -845,7 +547,7 @@ class _LinearModel(BaseEstimator):
             params = {"coef": coef}
             if self.fit_intercept:
                 params["intercept"] = np.float64(x[p] - mean @ coef)
-            primal, gap = _certified(self._loss_name, params, X, y, 0.0, l2)
+            primal, gap = certified(self._loss_name, params, X, y, 0.0, l2)
             found.update(x=x, params=params, primal=primal, gap=gap)
             history.append((float(evaluations), gap))
             if self.verbose:
@@ -854,7 +556,7 @@ class _LinearModel(BaseEstimator):
             return gap
 
         result = lbfgs.minimize(
-            _smooth_gradient(self._loss_name), x0, data, certify, max_iter=self.max_iter
+            smooth_gradient(self._loss_name), x0, data, certify, max_iter=self.max_iter
         )
         why = None
         if not result.certified and result.iterations >= self.max_iter:

@@ -495,7 +495,7 @@ def test_lbfgs_on_padded_rows_is_the_unpadded_fit(monkeypatch):
     with jax.enable_x64(True):
         X, y = classification(n=200)
         exact = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
-        monkeypatch.setattr(linear, "_bucket", lambda n: n + 37)
+        monkeypatch.setattr(linear, "bucket", lambda n: n + 37)
         padded = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
     assert padded.n_iter_ == exact.n_iter_
     np.testing.assert_allclose(padded.coef_, exact.coef_, rtol=1e-9, atol=1e-12)
@@ -506,7 +506,7 @@ def test_cross_validation_folds_of_unequal_sizes_compile_one_lbfgs_program(compi
     scores = cross_val_score(LinearClassifier(l2=1e-3, tol=1e-6), X, y, cv=5)
     assert np.all(scores > 0.6)
     assert compilations.count("jit(_evaluate)") <= 1  # (0 when an earlier test compiled it)
-    assert len({linear._bucket(n) for n in (161, 162, 163)}) == 1
+    assert len({linear.bucket(n) for n in (161, 162, 163)}) == 1
 
 
 def test_the_default_momentum_restarts_as_prox_svrg_when_the_gap_grows():

@@ -10,7 +10,7 @@ import scipy.sparse
 from sklearn.datasets import load_diabetes, make_classification
 
 from mflangevin.models import LinearClassifier, LinearRegressor
-from mflangevin.models.linear import _certified
+from mflangevin.models._linear_certificate import certified
 from mflangevin.solvers import coordinate_descent as cd
 
 N, P = 80, 60
@@ -78,7 +78,7 @@ def test_the_extrapolated_dual_point_is_feasible_and_tighter_than_the_residual()
         assert float(dual) <= model.objective_ + 1e-9 and float(primal) >= best
         # The certificate's gap holds against the host's float64 objective.
         params = {"coef": model.coef_, "intercept": model.intercept_}
-        assert _certified("squared", params, X, y, 1.0, 0.0)[0] == pytest.approx(
+        assert certified("squared", params, X, y, 1.0, 0.0)[0] == pytest.approx(
             model.objective_, abs=1e-9
         )
 

@@ -1,0 +1,204 @@
+"""The linear models' data path (docs/theory/convex-erm.md#standardised-coordinates): products
+with dense rows or sparse rows ``(columns, values)``, the compiled loss gradients of the solvers,
+the column moments and the standardised device copy of ``X`` with its smoothness constants."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse
+
+from mflangevin.models.losses import get_loss
+from mflangevin.types import Array
+
+
+def times(X, w: Array) -> Array:
+    """``X w`` for a dense ``X`` or sparse rows ``X = (columns, values)``, both ``(n, k)``: row
+    ``i`` holds ``values[i, j]`` at column ``columns[i, j]`` (padded with zeros), in ``O(nk)``."""
+    if isinstance(X, tuple):
+        columns, values = X
+        return jnp.sum(values * w[columns], axis=1)
+    return X @ w
+
+
+def transposed_times(X, g: Array, p: int) -> Array:
+    """``Xᵀ g`` (``p`` columns) for a dense ``X`` or sparse rows, in ``O(nk)``."""
+    if isinstance(X, tuple):
+        columns, values = X
+        return jnp.zeros(p, values.dtype).at[columns.ravel()].add((g[:, None] * values).ravel())
+    return g @ X
+
+
+@functools.cache
+def value_and_grad_of(loss_name: str):
+    """``(x, (X, y)) -> (mean_i ℓ(⟨x_i, w⟩ + b, y_i), gradient)``: the predictions and the
+    gradient are one matrix product each. Cached, so every model with this loss shares it (and
+    so the kernel's compiled step)."""
+    loss = get_loss(loss_name)
+
+    def value_and_grad(params, batch):
+        X, y = batch
+        z = times(X, params["coef"])
+        if "intercept" in params:
+            z = z + params["intercept"]
+        g = loss.derivative(z, y) / y.shape[0]
+        grad = {"coef": transposed_times(X, g, params["coef"].shape[0])}
+        if "intercept" in params:
+            grad["intercept"] = jnp.sum(g)
+        return jnp.mean(loss.value(z, y)), grad
+
+    return value_and_grad
+
+
+@functools.cache
+def smooth_gradient(loss_name: str):
+    """``(x, (X, y, weights, ridge)) -> ∇P(x)`` for L-BFGS, ``x = (w[, b])`` flat and ``P(x) =
+    Σ_i weights_i ℓ(⟨x_i, w⟩ + b, y_i) + ½ Σ_j ridge_j w_j²``: the weights are ``1/n`` on the
+    samples and ``0`` on rows that pad ``X`` to its bucket, so one compiled program serves every
+    ``n`` of a bucket with the same ``P``. Cached, as :func:`value_and_grad_of`."""
+    loss = get_loss(loss_name)
+
+    def gradient(x, data):
+        X, y, weights, ridge = data
+        p = ridge.shape[0]
+        coef = x[:p]
+        z = times(X, coef) + (x[p] if x.shape[0] > p else 0)
+        g = weights * loss.derivative(z, y)
+        grad = transposed_times(X, g, p) + ridge * coef
+        return jnp.append(grad, jnp.sum(g)) if x.shape[0] > p else grad
+
+    return gradient
+
+
+def bucket(n: int) -> int:
+    """``n`` rounded up to a multiple of ``2^(⌊log₂ n⌋ − 3)`` (at most 1/8 more rows): the
+    training sets of a cross-validation, whose sizes differ by a few rows, share a bucket."""
+    step = 1 << max(0, n.bit_length() - 4)
+    return -(-n // step) * step
+
+
+def padded_features(X, mean: np.ndarray, scale: np.ndarray, rows: int):
+    """The standardised features ``(X − mean)/scale`` (rows of ``(columns, values)`` for a CSR
+    ``X``) followed by zero rows up to ``rows``, standardised on the host by blocks into the
+    one copy that goes to the device."""
+    n, p = X.shape
+    if scipy.sparse.issparse(X):
+        return tuple(np.pad(part, ((0, rows - n), (0, 0))) for part in sparse_rows(X, scale))
+    out = np.empty((rows, p), jax.dtypes.canonicalize_dtype(X.dtype))
+    out[n:] = 0
+    shift, inverse = mean.astype(out.dtype), (1 / scale).astype(out.dtype)
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        np.subtract(X[start:stop], shift, out=out[start:stop], casting="unsafe")
+        out[start:stop] *= inverse
+    return out
+
+
+def moments(X: np.ndarray, intercept: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Column means (zeros without an intercept, which alone could absorb them, and for sparse
+    ``X``) and root mean squares about them, in float64, by blocks of rows (no float64 copy of
+    ``X``); a constant column gets the scale ``1``."""
+    n, p = X.shape
+    mean, square = np.zeros(p), np.zeros(p)
+    if scipy.sparse.issparse(X):  # not centred: centring would fill the zeros in
+        square = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64), minlength=p)
+        scale = np.sqrt(square / n)
+        return mean, np.where(scale > 0, scale, 1.0)
+    if intercept:
+        for start in range(0, n, BLOCK):
+            mean += np.sum(X[start : start + BLOCK], axis=0, dtype=np.float64)
+        mean /= n
+    for start in range(0, n, BLOCK):
+        square += np.sum((X[start : start + BLOCK].astype(np.float64) - mean) ** 2, axis=0)
+    scale = np.sqrt(square / n)
+    return mean, np.where(scale > 0, scale, 1.0)
+
+
+BLOCK = 1 << 14
+"""Rows a block of the host-side float64 passes over ``X``."""
+
+
+@functools.partial(jax.jit, static_argnums=4, donate_argnums=0)
+def standardised(
+    X: Array, mean: Array, scale: Array, rows: Array, intercept: bool
+) -> tuple[Array, Array, Array, Array]:
+    """``X̃ = (X − mean) / scale`` (in the place of ``X``), and the terms of its smoothness:
+    ``L_max = max_i ‖x̃_i‖²``, ``mean_i ‖x̃_i‖²`` and the power-iteration estimate of
+    ``λ_max(X̃ᵀX̃/n)`` on ``rows``, as one compiled program (an intercept adds a column of ones)."""
+    X = (X - mean[None, :]) / scale[None, :]
+    norms = jnp.sum(X**2, axis=1) + float(intercept)
+    sample = X[rows]
+    if intercept:
+        sample = jnp.concatenate([sample, jnp.ones((sample.shape[0], 1), X.dtype)], axis=1)
+
+    def power(v, _):
+        v = (sample @ v) @ sample
+        return v / jnp.linalg.norm(v), None
+
+    start = jnp.ones(sample.shape[1], X.dtype) / math.sqrt(sample.shape[1])
+    v, _ = jax.lax.scan(power, start, None, length=50)
+    return X, jnp.max(norms), jnp.mean(norms), jnp.sum((sample @ v) ** 2) / sample.shape[0]
+
+
+def prepare(
+    X: np.ndarray, mean: np.ndarray, scale: np.ndarray, b: int, intercept: bool, seed: int
+) -> tuple[Array, float]:
+    """The standardised features ``X̃ = (X − mean)/scale`` on the device, and the expected
+    smoothness ``L(b) = δ(b) L_max + (1 − δ(b)) L_F`` of a uniform ``b``-subset's average per
+    unit of ``L_ℓ``, ``δ(b) = (n − b)/(b(n − 1))`` (``L_max`` at ``b = 1``, ``L_F`` at
+    ``b = n``). ``L_max`` is exact; ``L_F = λ_max(X̃ᵀX̃/n)`` is estimated by power iteration
+    on at most 4096 rows, times 1.5 for safety, and capped by the exact bound
+    ``mean_i ‖x̃_i‖²``."""
+    n = X.shape[0]
+    if scipy.sparse.issparse(X):
+        return prepare_sparse(X, scale, b, intercept, seed)
+    data = jax.device_put(X, may_alias=False)  # the one device copy, standardised in place
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(n, 4096), replace=False))
+    data, l_max, l_mean, l_sample = standardised(
+        data, jnp.asarray(mean, data.dtype), jnp.asarray(scale, data.dtype), jnp.asarray(rows),
+        intercept,
+    )  # fmt: skip
+    l_full = min(float(l_mean), 1.5 * float(l_sample))
+    delta = (n - b) / (b * (n - 1)) if n > 1 else 1.0
+    return data, delta * float(l_max) + (1 - delta) * l_full
+
+
+def sparse_rows(X, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a CSR matrix as ``(columns, values)``, both ``(n, k)`` with ``k`` the most
+    non-zeros of a row (padded with zeros at column 0), the values divided by ``scale``: what
+    :func:`times` reads, ``O(nk)`` memory instead of ``O(np)``."""
+    n = X.shape[0]
+    lengths = np.diff(X.indptr)
+    k = max(1, int(lengths.max(initial=0)))
+    row = np.repeat(np.arange(n), lengths)
+    slot = np.arange(X.nnz) - np.repeat(X.indptr[:-1], lengths)
+    columns = np.zeros((n, k), np.int32)
+    values = np.zeros((n, k), jax.dtypes.canonicalize_dtype(X.dtype))
+    columns[row, slot] = X.indices
+    values[row, slot] = X.data / scale[X.indices]
+    return columns, values
+
+
+def prepare_sparse(X, scale: np.ndarray, b: int, intercept: bool, seed: int):
+    """:func:`prepare` for a CSR matrix: its rows scaled (not centred) as ``(columns,
+    values)`` on the device, the smoothness from them and, for ``L_F``, power iteration on the
+    sampled rows with SciPy."""
+    n, p = X.shape
+    columns, values = sparse_rows(X, scale)
+    norms = np.sum(values.astype(np.float64) ** 2, axis=1) + float(intercept)
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(n, 4096), replace=False))
+    sample = scipy.sparse.csr_matrix(X[rows].multiply(1 / scale[None, :]))
+    if intercept:
+        sample = scipy.sparse.hstack([sample, np.ones((len(rows), 1))], format="csr")
+    v = np.ones(sample.shape[1]) / math.sqrt(sample.shape[1])
+    for _ in range(50):
+        v = sample.T @ (sample @ v)
+        v /= np.linalg.norm(v) or 1.0
+    l_full = min(float(np.mean(norms)), 1.5 * float(np.sum((sample @ v) ** 2)) / len(rows))
+    delta = (n - b) / (b * (n - 1)) if n > 1 else 1.0
+    data = (jax.device_put(columns), jax.device_put(values))
+    return data, delta * float(np.max(norms)) + (1 - delta) * l_full
