@@ -26,6 +26,7 @@ LAYERS = {
     "mflangevin._checks": 0,
     "mflangevin._files": 0,
     "mflangevin._naming": 0,
+    "mflangevin._sparse": 0,
     "mflangevin.datasets": 0,
     "mflangevin.sharding": 0,
     "mflangevin.certificates": 1,

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 
+from mflangevin._sparse import padded_segments
 from mflangevin.models.losses import get_loss
 from mflangevin.types import Array
 
@@ -171,16 +172,8 @@ def sparse_rows(X, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The rows of a CSR matrix as ``(columns, values)``, both ``(n, k)`` with ``k`` the most
     non-zeros of a row (padded with zeros at column 0), the values divided by ``scale``: what
     :func:`times` reads, ``O(nk)`` memory instead of ``O(np)``."""
-    n = X.shape[0]
-    lengths = np.diff(X.indptr)
-    k = max(1, int(lengths.max(initial=0)))
-    row = np.repeat(np.arange(n), lengths)
-    slot = np.arange(X.nnz) - np.repeat(X.indptr[:-1], lengths)
-    columns = np.zeros((n, k), np.int32)
-    values = np.zeros((n, k), jax.dtypes.canonicalize_dtype(X.dtype))
-    columns[row, slot] = X.indices
-    values[row, slot] = X.data / scale[X.indices]
-    return columns, values
+    dtype = jax.dtypes.canonicalize_dtype(X.dtype)
+    return padded_segments(X, X.data / scale[X.indices], dtype)
 
 
 def prepare_sparse(X, scale: np.ndarray, b: int, intercept: bool, seed: int):

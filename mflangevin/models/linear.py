@@ -776,20 +776,8 @@ class LinearClassifier(ClassifierMixin, _LinearModel):
     coef_, intercept_
         ``w`` of shape ``(1, n_features)`` and ``b`` of shape ``(1,)``, as scikit-learn's
         binary linear classifiers have them.
-    duality_gap_, objective_
-        The certified gap (computed in float64) and ``P`` at the fitted parameters.
-    solver_
-        The solver that ran, ``"lbfgs"``, ``"cd"`` or ``"acc-prox-svrg"`` (``"auto"``
-        resolved).
-    converged_, n_iter_, n_passes_
-        Whether the gap reached ``tol``, the iterations run (stages of Acc-Prox-SVRG,
-        iterations of L-BFGS, working-set iterations of coordinate descent) and the passes over
-        the data they cost (``n`` per-sample gradients each: L-BFGS's gradients evaluated).
-    history_
-        ``(passes, gap)`` at the start and at every float64 gap computed: after every stage
-        of Acc-Prox-SVRG or working-set iteration of coordinate descent, shape ``(n_iter_ +
-        1, 2)``; for L-BFGS once its gradient predicts a gap below ``tol`` (and every 50
-        iterations), so fewer rows.
+    duality_gap_, objective_, solver_, converged_, n_iter_, n_passes_, history_
+        As in :class:`LinearRegressor`.
     n_features_in_, feature_names_in_
         As in scikit-learn.
     Examples

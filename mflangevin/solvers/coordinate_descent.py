@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 
+from mflangevin._sparse import padded_segments
 from mflangevin.models.losses import get_loss
 from mflangevin.solvers._dual import feasible
 from mflangevin.types import Array
@@ -129,16 +130,8 @@ def columns(X, intercept: bool) -> tuple[Columns, np.ndarray]:
         values, mean = _dense_columns(jax.device_put(X), intercept)
         return Columns(values), np.asarray(mean, np.float64)
     X = scipy.sparse.csc_matrix(X)
-    p = X.shape[1]
-    lengths = np.diff(X.indptr)
-    k = max(1, int(lengths.max(initial=0)))
-    column = np.repeat(np.arange(p), lengths)
-    slot = np.arange(X.nnz) - np.repeat(X.indptr[:-1], lengths)
-    rows = np.zeros((p, k), np.int32)
-    values = np.zeros((p, k), jax.dtypes.canonicalize_dtype(X.dtype))
-    rows[column, slot] = X.indices
-    values[column, slot] = X.data
-    return Columns(jax.device_put(values), jax.device_put(rows)), np.zeros(p)
+    rows, values = padded_segments(X, X.data, jax.dtypes.canonicalize_dtype(X.dtype))
+    return Columns(jax.device_put(values), jax.device_put(rows)), np.zeros(X.shape[1])
 
 
 def padding(X) -> float:
