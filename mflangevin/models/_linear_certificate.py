@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import expit, xlogy
 
-from mflangevin.models._linear_data import BLOCK, times, transposed_times, value_and_grad_of
+from mflangevin.models._linear_data import row_blocks, times, transposed_times, value_and_grad_of
 from mflangevin.models.losses import get_loss
 from mflangevin.proximal import ElasticNet
 from mflangevin.solvers._dual import feasible as _feasible
@@ -116,15 +116,15 @@ def certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float):
     coef = np.asarray(params["coef"], np.float64)
     n = X.shape[0]
     y = np.asarray(y, np.float64)
-    blocks = range(0, n, BLOCK)
-    z = np.concatenate([X[start : start + BLOCK] @ coef for start in blocks])
+    blocks = list(row_blocks(X))
+    z = np.concatenate([block @ coef for _, block in blocks])
     if "intercept" in params:
         z = z + np.float64(params["intercept"])
     primal = np.mean(value(z, y)) + l1 * np.sum(np.abs(coef)) + 0.5 * l2 * np.sum(coef**2)
     alpha = -derivative(z, y)
     if "intercept" in params:
         alpha = _feasible(np, loss_name, alpha, y)
-    u = sum(X[start : start + BLOCK].T @ alpha[start : start + BLOCK] for start in blocks) / n
+    u = sum(block.T @ alpha[start : start + block.shape[0]] for start, block in blocks) / n
     largest = np.max(np.abs(u))
     shrink = 1.0 if l2 > 0 or largest <= l1 else l1 / largest
     excess = np.maximum(np.abs(shrink * u) - l1, 0)

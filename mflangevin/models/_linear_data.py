@@ -123,6 +123,28 @@ BLOCK = 1 << 14
 """Rows a block of the host-side float64 passes over ``X``."""
 
 
+def row_blocks(X):
+    """``(start, block)`` for the blocks of :data:`BLOCK` rows of a dense or CSR ``X``, without
+    copies: slices of a dense ``X``, views of a CSR one's arrays (SciPy's row slicing copies
+    them).
+
+    Examples
+    --------
+    >>> X = scipy.sparse.csr_matrix(np.arange(6.0).reshape(3, 2))
+    >>> [(start, block.shape, np.shares_memory(block.data, X.data)) for start, block in row_blocks(X)]
+    [(0, (3, 2), True)]
+    """
+    n, p = X.shape
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        if scipy.sparse.issparse(X):
+            first, last = X.indptr[start], X.indptr[stop]
+            parts = (X.data[first:last], X.indices[first:last], X.indptr[start : stop + 1] - first)
+            yield start, scipy.sparse.csr_matrix(parts, shape=(stop - start, p), copy=False)
+        else:
+            yield start, X[start:stop]
+
+
 @functools.partial(jax.jit, static_argnums=4, donate_argnums=0)
 def standardised(
     X: Array, mean: Array, scale: Array, rows: Array, intercept: bool

@@ -51,6 +51,11 @@ _CHECK = 10
 _INNER = 0.3
 """The inner loop stops when the working set's gap is this fraction of the full gap."""
 
+_INNER_SPARSE = 0.01
+""":data:`_INNER` for sparse columns, whose passes (a gather per non-zero) cost many epochs of
+a working set: fewer passes, longer inner loops (L1-logistic at n = 10⁵, p = 10⁴, 1 % dense:
+4.8 passes against 6.8 at ``0.3``)."""
+
 _EPOCHS = 1000
 """The most epochs of one inner loop."""
 
@@ -117,7 +122,8 @@ def _dense_columns(X: Array, intercept: bool) -> tuple[Array, Array]:
 def columns(X, intercept: bool) -> tuple[Columns, np.ndarray]:
     """The columns of ``X`` on the device and the means they were centred by (zeros for sparse
     ``X`` and without an intercept): dense ``X`` as ``(X − x̄)ᵀ``, sparse ``X`` as the padded
-    non-zeros of each column, ``O(nnz + p·max_j nnz_j)``.
+    non-zeros of each column, ``O(nnz + p·max_j nnz_j)``: one conversion to CSC (none for a CSC
+    ``X``), and the padded arrays filled from it in one vectorised pass.
 
     Examples
     --------
@@ -129,14 +135,15 @@ def columns(X, intercept: bool) -> tuple[Columns, np.ndarray]:
     if not scipy.sparse.issparse(X):
         values, mean = _dense_columns(jax.device_put(X), intercept)
         return Columns(values), np.asarray(mean, np.float64)
-    X = scipy.sparse.csc_matrix(X)
+    X = X.tocsc()
     rows, values = padded_segments(X, X.data, jax.dtypes.canonicalize_dtype(X.dtype))
     return Columns(jax.device_put(values), jax.device_put(rows)), np.zeros(X.shape[1])
 
 
 def padding(X) -> float:
-    """The stored entries of :func:`columns` per non-zero of a sparse ``X``: ``p·max_j nnz_j /
-    nnz`` (1 for evenly filled columns; large when a few columns are dense).
+    """The stored entries of :func:`columns` per non-zero of a CSR or CSC ``X``: ``p·max_j
+    nnz_j / nnz`` (1 for evenly filled columns; large when a few columns are dense), counted
+    without converting ``X``.
 
     Examples
     --------
@@ -144,26 +151,31 @@ def padding(X) -> float:
     >>> padding(scipy.sparse.eye(4, format="csc"))
     1.0
     """
-    X = scipy.sparse.csc_matrix(X)
-    return X.shape[1] * float(np.diff(X.indptr).max(initial=1)) / max(X.nnz, 1)
+    p = X.shape[1]
+    lengths = np.diff(X.indptr) if X.format == "csc" else np.bincount(X.indices, minlength=p)
+    return p * float(lengths.max(initial=1)) / max(X.nnz, 1)
 
 
 def _times(cols: Columns, w: Array, n: int) -> Array:
-    """``X w``."""
+    """``X w``; for sparse columns, a sum over the non-zeros of ``w`` alone (``O(k)`` each)."""
     if cols.rows is None:
         return w @ cols.values
-    return (
-        jnp.zeros(n, cols.values.dtype)
-        .at[cols.rows.ravel()]
-        .add((cols.values * w[:, None]).ravel())
-    )
+    support = jnp.argsort(w == 0, stable=True)  # the non-zeros first
+
+    def add(i, z):
+        j = support[i]
+        return z.at[cols.rows[j]].add(cols.values[j] * w[j], mode="promise_in_bounds")
+
+    zero = jnp.zeros(n, cols.values.dtype)
+    return jax.lax.fori_loop(0, jnp.count_nonzero(w), add, zero)
 
 
 def _transposed_times(cols: Columns, v: Array) -> Array:
     """``Xᵀ v`` for ``v`` of shape ``(n, m)``: shape ``(p, m)``."""
     if cols.rows is None:
         return cols.values @ v
-    return jnp.einsum("pk,pkm->pm", cols.values, v[cols.rows])
+    gathered = (v[:, i].at[cols.rows].get(mode="promise_in_bounds") for i in range(v.shape[1]))
+    return jnp.stack([jnp.sum(cols.values * g, axis=1) for g in gathered], axis=1)
 
 
 def _extrapolated(kept: Array, count: Array, z: Array) -> Array:
@@ -185,7 +197,8 @@ def _extrapolated(kept: Array, count: Array, z: Array) -> Array:
 def _dual_values(loss_name, intercept, Z: Array, y: Array, U_of, n, l1, l2):
     """``D`` at the dual points ``α = −ℓ'(z)`` of the rows ``z`` of ``Z``, moved onto the
     intercept's constraint and, for ``λ₂ = 0``, scaled into ``‖Xᵀα/n‖_∞ ≤ λ₁``; with the
-    points' ``u = Xᵀα/n`` (``U_of(A)`` computes ``XᵀAᵀ/n`` for the features in play)."""
+    points' ``u = Xᵀα/n`` (``U_of(A)`` computes ``XᵀAᵀ/n`` for the features in play) and the
+    scale factors."""
     loss = get_loss(loss_name)
     A = -loss.derivative(Z, y[None, :])
     if intercept:
@@ -200,7 +213,7 @@ def _dual_values(loss_name, intercept, Z: Array, y: Array, U_of, n, l1, l2):
     excess = jnp.maximum(jnp.abs(U) - l1, 0)
     penalty = jnp.where(l2 > 0, jnp.sum(excess**2, axis=1) / (2 * jnp.where(l2 > 0, l2, 1)), 0)
     conjugate = jnp.mean(loss.conjugate(-shrink[:, None] * A, y[None, :]), axis=1)
-    return -conjugate - penalty, U
+    return -conjugate - penalty, U, shrink
 
 
 def _primal(loss_name, z, y, w, l1, l2):
@@ -209,18 +222,24 @@ def _primal(loss_name, z, y, w, l1, l2):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _outer(loss_name, intercept, cols, y, w, b, kept, count, l1, l2):
+def _outer(loss_name, intercept, cols, y, w, b, kept, count, l1, l2, extrapolate=True):
     """``z = Xw + b``, ``P(w, b)``, and the better of the rescaled-residual and extrapolated dual
-    points: its ``D`` and ``u``. One pass over the data."""
+    points: its ``D``, ``u`` and how many features violate its constraint ``|u_j| ≤ λ₁`` before
+    the scaling (those a proximal step would move off zero). One pass over the data. For sparse
+    columns, where each dual point is a gather over every non-zero, only one point: the
+    extrapolated one when ``extrapolate`` (the inner loop's last gap preferred it), else the
+    residual."""
     n = y.shape[0]
     z = _times(cols, w, n) + b
     primal = _primal(loss_name, z, y, w, l1, l2)
-    Z = jnp.stack([z, _extrapolated(kept, count, z)])
-    duals, U = _dual_values(
+    guess = _extrapolated(kept, count, z)
+    Z = jnp.stack([z, guess]) if cols.rows is None else jnp.where(extrapolate, guess, z)[None]
+    duals, U, shrink = _dual_values(
         loss_name, intercept, Z, y, lambda A: _transposed_times(cols, A.T).T / n, n, l1, l2
     )
     best = jnp.argmax(jnp.where(jnp.isnan(duals), -jnp.inf, duals))
-    return primal, duals[best], U[best], z
+    violators = jnp.count_nonzero(jnp.abs(U[best]) > l1 * shrink[best])
+    return primal, duals[best], U[best], violators, z
 
 
 def _column(cols: Columns, j):
@@ -257,7 +276,8 @@ def _inner(
     squared loss and the smoothed hinge take proximal coordinate steps ``1/L_j``; the logistic
     loss proximal Newton steps, each ``_NEWTON_EPOCHS`` coordinate epochs on the second-order
     model and a backtracking line search (as glmnet and skglm do). Returns ``w, b, z``, the
-    epochs run and the kept iterates for the extrapolated dual point."""
+    epochs run, the kept iterates for the extrapolated dual point and whether that point gave
+    the last gap."""
     loss = get_loss(loss_name)
     n, p = y.shape[0], ws.shape[0]
     on = active[ws]
@@ -343,12 +363,14 @@ def _inner(
         return over_set(one, jnp.zeros((p, A.shape[0]), A.dtype)).T / n
 
     def gap(v, z, kept, count):
+        """The working set's gap and whether the extrapolated dual point gave it."""
         Z = jnp.stack([z, _extrapolated(kept, count, z)])
-        duals, _ = _dual_values(loss_name, intercept, Z, y, transposed_times, n, l1, l2)
-        return jnp.mean(loss.value(z, y)) + penalty(v) - jnp.max(duals)
+        duals, *_ = _dual_values(loss_name, intercept, Z, y, transposed_times, n, l1, l2)
+        duals = jnp.where(jnp.isnan(duals), -jnp.inf, duals)
+        return jnp.mean(loss.value(z, y)) + penalty(v) - jnp.max(duals), duals[1] > duals[0]
 
     def running(state):
-        *_, done, current, _, _ = state
+        *_, done, (current, _), _, _ = state
         return (done < epochs) & (current > target)
 
     def body(state):
@@ -364,9 +386,9 @@ def _inner(
         return v, b, z, done, gap(v, z, kept, count), kept, count
 
     kept = jnp.zeros((_KEPT, n), z.dtype)
-    start = (w[ws], b, z, 0, jnp.asarray(jnp.inf, z.dtype), kept, 0)
-    v, b, z, done, _, kept, count = jax.lax.while_loop(running, body, start)
-    return w.at[ws].set(v), b, z, done, kept, count
+    start = (w[ws], b, z, 0, (jnp.asarray(jnp.inf, z.dtype), False), kept, 0)
+    v, b, z, done, (_, extrapolate), kept, count = jax.lax.while_loop(running, body, start)
+    return w.at[ws].set(v), b, z, done, kept, count, extrapolate
 
 
 def _bucket(size: int, p: int) -> int:
@@ -422,16 +444,17 @@ def solve(
     norms = np.sqrt(centred + 4 * np.finfo(np.float64).eps * squares)
     lipschitz = jnp.asarray(SMOOTHNESS[loss_name] * squares / n, dtype)
     active = squares > 0
-    kept, count = jnp.zeros((_KEPT, n), dtype), 0
+    kept, count, extrapolate = jnp.zeros((_KEPT, n), dtype), 0, jnp.asarray(False)
     best, best_u = -math.inf, None
     screened = np.zeros(p, bool)
     history, passes, size, why = [], 0.0, 0, "raise max_iter"
     previous, stalls = math.inf, 0
     l1_, l2_ = jnp.asarray(l1, dtype), jnp.asarray(l2, dtype)
     resolution = 8 * float(jnp.finfo(dtype).eps)
+    inner = _INNER if cols.rows is None else _INNER_SPARSE
     for iteration in range(max_iter + 1):
-        primal, dual, u, z = _outer(
-            loss_name, intercept, cols, y, w, b, kept, jnp.asarray(count), l1_, l2_
+        primal, dual, u, violators, z = _outer(
+            loss_name, intercept, cols, y, w, b, kept, jnp.asarray(count), l1_, l2_, extrapolate
         )
         passes += 1
         primal, dual = float(primal), float(dual)
@@ -460,6 +483,10 @@ def solve(
         support = np.asarray(w) != 0
         if working_sets and l1 > 0:
             wanted = max(size, 2 * int(np.count_nonzero(support)))
+            if cols.rows is not None and iteration == 0:
+                # Sparse columns: a pass costs a gather per non-zero, many epochs of a set, so
+                # the first set holds every feature that violates its dual constraint.
+                wanted = max(wanted, int(violators))
             if gap > previous / 2:  # too little progress: a larger set
                 wanted = max(wanted, 2 * size)
             size = _bucket(wanted, p)
@@ -469,9 +496,9 @@ def solve(
         else:
             size, ws = p, np.arange(p)
         previous = gap
-        w, b, z, epochs, kept, count = _inner(
+        w, b, z, epochs, kept, count, extrapolate = _inner(
             loss_name, intercept, cols, y, jnp.asarray(ws, np.int32), size, jnp.asarray(active),
-            lipschitz, w, b, z, l1_, l2_, jnp.asarray(_INNER * gap, dtype), _EPOCHS,
+            lipschitz, w, b, z, l1_, l2_, jnp.asarray(inner * gap, dtype), _EPOCHS,
         )  # fmt: skip
         passes += int(epochs) * size / p
         count = int(count)

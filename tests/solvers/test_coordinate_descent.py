@@ -73,7 +73,7 @@ def test_the_extrapolated_dual_point_is_feasible_and_tighter_than_the_residual()
         w = jnp.asarray(model.coef_)
         b = jnp.asarray(model.intercept_ + mean @ model.coef_)
         y = jnp.asarray(y)
-        primal, dual, u, _ = cd._outer("squared", True, cols, y, w, b, kept, 6, 1.0, 0.0)
+        primal, dual, u, _, _ = cd._outer("squared", True, cols, y, w, b, kept, 6, 1.0, 0.0)
         assert float(jnp.max(jnp.abs(u))) <= 1.0
         assert float(dual) <= model.objective_ + 1e-9 and float(primal) >= best
         # The certificate's gap holds against the host's float64 objective.
