@@ -131,8 +131,8 @@ def row_blocks(X):
     Examples
     --------
     >>> X = scipy.sparse.csr_matrix(np.arange(6.0).reshape(3, 2))
-    >>> [(start, block.shape, np.shares_memory(block.data, X.data)) for start, block in row_blocks(X)]
-    [(0, (3, 2), True)]
+    >>> [(start, np.shares_memory(block.data, X.data)) for start, block in row_blocks(X)]
+    [(0, True)]
     """
     n, p = X.shape
     for start in range(0, n, BLOCK):
