@@ -48,7 +48,7 @@ from mflangevin.models._linear_data import (
     value_and_grad_of,
 )
 from mflangevin.proximal import CompositeObjective, ElasticNet
-from mflangevin.solvers import coordinate_descent, lbfgs
+from mflangevin.solvers import coordinate_descent, gram, lbfgs
 from mflangevin.types import Array, ArrayTree
 
 __all__ = [
@@ -64,11 +64,13 @@ LOSSES = {"squared": 1.0, "logistic": 0.25, "smoothed_hinge": 1.0}
 
 CLASSIFICATION_LOSSES = ("logistic", "smoothed_hinge")
 
-SOLVERS = ("auto", "lbfgs", "cd", "acc-prox-svrg")
+SOLVERS = ("auto", "lbfgs", "cd", "gram", "acc-prox-svrg")
 """The values of the estimators' ``solver``: L-BFGS (:mod:`mflangevin.solvers.lbfgs`, smooth
-problems), coordinate descent (:mod:`mflangevin.solvers.coordinate_descent`), Acc-Prox-SVRG
-(:mod:`mflangevin.kernels.acc_prox_svrg`), or ``"auto"``: Acc-Prox-SVRG when one of its own
-settings is given; otherwise L-BFGS for ``λ₁ = 0``, coordinate descent for pure L1 (``λ₁ > 0 =
+problems), coordinate descent (:mod:`mflangevin.solvers.coordinate_descent`), coordinate descent
+on the Gram matrix (:mod:`mflangevin.solvers.gram`, the squared loss on dense ``X``),
+Acc-Prox-SVRG (:mod:`mflangevin.kernels.acc_prox_svrg`), or ``"auto"``: Acc-Prox-SVRG when one
+of its own settings is given; otherwise the Gram matrix for the squared loss on dense ``X`` with
+at most ``_GRAM_FEATURES`` features and at least as many samples, L-BFGS for ``λ₁ = 0``, coordinate descent for pure L1 (``λ₁ > 0 =
 λ₂``) on sparse ``X`` (unless its columns are very uneven, see ``_CD_PADDING``) or dense ``X`` of
 at most ``_CD_SAMPLES`` samples, and Acc-Prox-SVRG otherwise (measured: on the elastic net of
 ``benchmarks/erm.py``, whose solution is dense and whose features are correlated, Acc-Prox-SVRG
@@ -87,6 +89,11 @@ coordinate descent. Measured on a 2-core CPU (``benchmarks/erm.py``, L1 logistic
 standardised ``make_classification`` data, p = 100–200): coordinate descent took 0.38 times
 Acc-Prox-SVRG's time at n = 5,000 and 7.8 times at n = 100,000, where a coordinate's epoch
 over the dense columns costs more than Acc-Prox-SVRG's matrix products."""
+
+_GRAM_FEATURES = 1024
+"""Under ``solver="auto"``, the squared loss on dense ``X`` with ``p`` at most this and ``n ≥ p``
+goes to the Gram matrix: its ``O(n·p²)`` product (and ``8p²`` bytes) against the ``O(n·p)``
+passes of the other solvers. Measured on a 2-core CPU (see docs/guides/convex-erm.md)."""
 
 _CD_PADDING = 2.0
 """Under ``solver="auto"``, sparse ``X`` goes to coordinate descent when its padded columns hold
@@ -198,6 +205,10 @@ class _LinearModel(BaseEstimator):
         check_positive("tol", self.tol)
         check_count("max_iter", self.max_iter)
         check_choice("solver", self.solver, SOLVERS)
+        if self.solver == "gram" and self._loss_name != "squared":
+            raise ValueError(
+                f"solver: 'gram' needs the squared loss (LinearRegressor), got {self._loss_name!r}."
+            )
         if self.solver == "lbfgs" and strengths[0] > 0:
             raise ValueError(
                 f"solver: 'lbfgs' needs a smooth problem (l1 = 0), got l1 = {strengths[0]:g}; "
@@ -330,7 +341,11 @@ class _LinearModel(BaseEstimator):
         if self.verbose:
             print(f"stage    0  passes      0.0  gap {gap:.3e}")
         self.solver_, iterations = self._solver(X, l1, l2), None
-        if gap > self.tol and self.solver_ == "cd":
+        if gap > self.tol and self.solver_ == "gram":
+            params, primal, gap, passes, why, iterations = self._gram(
+                X, y, strengths, history, start
+            )
+        elif gap > self.tol and self.solver_ == "cd":
             params, primal, gap, passes, why = self._coordinate_descent(
                 X, y, strengths, history, start
             )
@@ -349,6 +364,7 @@ class _LinearModel(BaseEstimator):
                 "acc-prox-svrg": "stages",
                 "lbfgs": "L-BFGS iterations",
                 "cd": "working-set iterations",
+                "gram": "Gram iterations",
             }[self.solver_]
             warnings.warn(
                 f"{type(self).__name__}.fit stopped after {self.n_iter_} {steps} with the "
@@ -364,10 +380,16 @@ class _LinearModel(BaseEstimator):
 
     def _solver(self, X, l1: float, l2: float) -> str:
         """The solver that ``fit`` runs: ``self.solver``, or the rule of :data:`SOLVERS`."""
+        dense = not scipy.sparse.issparse(X)
+        if self.solver == "gram" and not dense:
+            raise ValueError("solver: 'gram' needs dense X; use solver='auto' for sparse X.")
         if self.solver != "auto":
             return self.solver
         if any(getattr(self, name) is not None for name in _SVRG_SETTINGS):
             return "acc-prox-svrg"
+        n, p = X.shape
+        if self._loss_name == "squared" and dense and p <= min(n, _GRAM_FEATURES):
+            return "gram" if self.output == "last" else "acc-prox-svrg"
         if l1 == 0:
             return "lbfgs" if self.output == "last" else "acc-prox-svrg"
         if l1 > 0 and l2 == 0 and scipy.sparse.issparse(X):
@@ -375,6 +397,34 @@ class _LinearModel(BaseEstimator):
         if l1 > 0 and l2 == 0:
             return "cd" if X.shape[0] <= _CD_SAMPLES else "acc-prox-svrg"
         return "acc-prox-svrg"
+
+    def _gram(self, X, y, strengths, history, start: dict):
+        """:func:`mflangevin.solvers.gram.solve` on the Gram matrix of ``X`` (from ``start``, or
+        for ``λ₁ = 0`` from the Cholesky solution), every stop confirmed by the float64 gap of
+        one exact pass over the data; returns what :meth:`_solve_lbfgs` returns, the passes
+        being the Gram matrix's and one per exact gap."""
+        l1, l2 = strengths
+        data = gram.gram(X, y, self.fit_intercept)
+
+        def certify(coef, intercept):
+            params = {"coef": coef}
+            if self.fit_intercept:
+                params["intercept"] = np.float64(intercept)
+            primal, gap = certified("squared", params, X, y, l1, l2)
+            history.append((float(len(history)), gap))
+            if self.verbose:
+                print(f"passes {len(history) - 1:6d}  gap {gap:.3e}")
+            return primal, gap
+
+        result = gram.solve(
+            data, l1, l2, certify, tol=self.tol, max_iter=self.max_iter,
+            coef=None if l1 == 0 else start["coef"],
+        )  # fmt: skip
+        params = {"coef": result.coef}
+        if self.fit_intercept:
+            params["intercept"] = np.float64(result.intercept)
+        passes = float(1 + result.certificates)
+        return params, result.primal, result.gap, passes, result.why, result.n_iter
 
     def _coordinate_descent(self, X, y, strengths, history, start: dict):
         """:func:`mflangevin.solvers.coordinate_descent.solve` from ``start``, in the dtype of
