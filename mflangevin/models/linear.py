@@ -70,9 +70,10 @@ problems), coordinate descent (:mod:`mflangevin.solvers.coordinate_descent`), co
 on the Gram matrix (:mod:`mflangevin.solvers.gram`, the squared loss on dense ``X``),
 Acc-Prox-SVRG (:mod:`mflangevin.kernels.acc_prox_svrg`), or ``"auto"``: Acc-Prox-SVRG when one
 of its own settings is given; otherwise the Gram matrix for the squared loss on dense ``X`` with
-at most ``_GRAM_FEATURES`` features and at least as many samples, L-BFGS for ``λ₁ = 0``, coordinate descent for pure L1 (``λ₁ > 0 =
-λ₂``) on sparse ``X`` (unless its columns are very uneven, see ``_CD_PADDING``) or dense ``X`` of
-at most ``_CD_SAMPLES`` samples, and Acc-Prox-SVRG otherwise (measured: on the elastic net of
+at most ``_GRAM_FEATURES`` features and at least as many samples, L-BFGS for ``λ₁ = 0``,
+coordinate descent for pure L1 (``λ₁ > 0 = λ₂``) on sparse ``X`` (unless its columns are very
+uneven, see ``_CD_PADDING``) or dense ``X`` of at most ``_CD_SAMPLES`` samples, and
+Acc-Prox-SVRG otherwise (measured: on the elastic net of
 ``benchmarks/erm.py``, whose solution is dense and whose features are correlated, Acc-Prox-SVRG
 was faster)."""
 

@@ -26,7 +26,6 @@ on ``n``, and float32 data then reach the float64 gaps of float64 data.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
