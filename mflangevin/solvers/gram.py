@@ -42,9 +42,11 @@ __all__ = ["Gram", "GramResult", "gram", "solve"]
 _BLOCK = 1 << 13
 """Rows a block of the ``O(n·p²)`` float64 pass over ``X``."""
 
-_CHECK = 10
+_CHECK = 100
 """Epochs between two Gram gaps (and refreshes of ``q = Aw``, which removes the drift of its
-updates): an iteration."""
+updates): an iteration. Epochs are cheap (``O(p²)``, nothing of ``n``) and correlated features
+need many: the lasso on raw ``load_diabetes`` (``λ₁ = 1``) takes about 1,400 to a gap of
+``1e-8``."""
 
 _CONFIRMATIONS = 4
 """Exact certificates that may miss ``tol`` before the solver reports precision loss."""
@@ -74,8 +76,8 @@ class Gram(NamedTuple):
 
 class GramResult(NamedTuple):
     """What :func:`solve` returns: ``w`` and ``b`` (float64), ``P`` and the gap of the last
-    exact certificate, the iterations (``_CHECK`` epochs each), the exact certificates computed
-    and why it stopped short (``None`` when the certified gap reached ``tol``).
+    exact certificate, the iterations (Gram gaps computed: one at every start and one after
+    every ``_CHECK`` epochs), the exact certificates computed and why it stopped short (``None`` when the certified gap reached ``tol``).
 
     Examples
     --------
@@ -179,7 +181,7 @@ def solve(
 ) -> GramResult:
     """Minimise ``P`` on the Gram data ``G`` from ``coef`` (default: zero, or for ``λ₁ = 0`` the
     Cholesky solution) until ``certify(w, b) -> (P, gap)``, the caller's exact certificate, says
-    that the gap is at most ``tol``, or ``max_iter`` iterations (``_CHECK`` epochs each) ran.
+    that the gap is at most ``tol``, or ``max_iter`` times ``_CHECK`` epochs ran.
 
     Examples
     --------
@@ -208,14 +210,14 @@ def solve(
             w = np.zeros(p)
     else:
         w = np.zeros(p)
-    target, iterations, why = tol, 0, "raise max_iter"
+    target, iterations, epochs, why = tol, 0, 0, "raise max_iter"
     for certificates in range(1, _CONFIRMATIONS + 2):
         with jax.enable_x64(True):
             w, done, estimate = _epochs(
-                A, a, G.energy, w, l1, l2, target, max(max_iter - iterations, 0)
+                A, a, G.energy, w, l1, l2, target, max(max_iter - epochs, 0)
             )
             w, done, estimate = np.asarray(w), int(done), float(estimate)
-        iterations += done
+        iterations, epochs = iterations + 1 + done, epochs + done
         b = G.offset - float(G.mean @ w)
         primal, gap = certify(w, b)
         if gap <= tol:
@@ -224,7 +226,7 @@ def solve(
         if not math.isfinite(primal):
             why = "the objective is not finite"
             break
-        if estimate > target or iterations >= max_iter:
+        if estimate > target or epochs >= max_iter:
             why = "raise max_iter" if target == tol else _IMPRECISE
             break
         if certificates > _CONFIRMATIONS:
