@@ -132,7 +132,7 @@ def test_auto_chooses_the_gram_matrix_where_it_is_cheaper_and_bad_uses_are_refus
     assert LinearRegressor()._solver(X, 1e-2, 0.0) == "gram"
     assert LinearRegressor()._solver(X, 1e-2, 1e-2) == "gram"
     assert LinearRegressor()._solver(np.zeros((9, 10)), 1e-2, 0.0) == "cd"  # n < p
-    assert LinearRegressor()._solver(np.zeros((2000, 1025)), 0.0, 1e-2) == "lbfgs"  # p large
+    assert LinearRegressor()._solver(np.zeros((2100, 2049)), 0.0, 1e-2) == "lbfgs"  # p large
     assert LinearRegressor(batch_size=8)._solver(X, 1e-2, 0.0) == "acc-prox-svrg"
     assert LinearRegressor()._solver(scipy.sparse.csr_matrix(X), 1e-2, 0.0) != "gram"
     assert LinearClassifier()._solver(X, 0.0, 1e-2) == "lbfgs"
