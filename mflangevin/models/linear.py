@@ -6,8 +6,9 @@ penalised. Two scikit-learn estimators fit it: :class:`LinearRegressor` (squared
 :class:`LinearClassifier` (logistic or smoothed hinge, binary). Their ``objective`` gives it as a
 :class:`~mflangevin.proximal.CompositeObjective` whose minibatch gradients are one matrix
 product, ``duality_gap`` the gap ``P(x) − D(α(x)) ≥ P(x) − P*`` of its Fenchel dual at any
-parameters, and ``fit`` runs a solver until the gap is below ``tol``: L-BFGS
-(:mod:`mflangevin.solvers.lbfgs`) for a smooth problem (``λ₁ = 0``), coordinate descent
+parameters, and ``fit`` runs a solver until the gap is below ``tol``: coordinate descent on the
+Gram matrix (:mod:`mflangevin.solvers.gram`) for the squared loss on dense ``X`` with ``n ≥ p``,
+L-BFGS (:mod:`mflangevin.solvers.lbfgs`) for a smooth problem (``λ₁ = 0``), coordinate descent
 (:mod:`mflangevin.solvers.coordinate_descent`) or :func:`mflangevin.acc_prox_svrg` for
 ``λ₁ > 0``.
 
@@ -414,9 +415,9 @@ class _LinearModel(BaseEstimator):
             if self.fit_intercept:
                 params["intercept"] = np.float64(intercept)
             primal, gap = certified("squared", params, X, y, l1, l2)
-            history.append((float(len(history)), gap))
+            history.append((float(len(history) + 1), gap))  # the Gram matrix's pass and these
             if self.verbose:
-                print(f"passes {len(history) - 1:6d}  gap {gap:.3e}")
+                print(f"passes {len(history):6d}  gap {gap:.3e}")
             return primal, gap
 
         result = gram.solve(
@@ -678,17 +679,22 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         is confirmed in float64 whatever the dtype of the fit.
     max_iter
         The most iterations: Acc-Prox-SVRG's outer stages (each ``n + 2bm`` per-sample
-        gradients, ``3n`` by default), L-BFGS's iterations (about one pass each) or coordinate
-        descent's working-set iterations.
+        gradients, ``3n`` by default), L-BFGS's iterations (about one pass each), coordinate
+        descent's working-set iterations or, on the Gram matrix, blocks of 100 epochs.
     solver
         ``"lbfgs"``: L-BFGS (:mod:`mflangevin.solvers.lbfgs`), smooth problems only (``l1 =
         0``); ``"cd"``: coordinate descent with working sets and Gap Safe screening
         (:mod:`mflangevin.solvers.coordinate_descent`; its gap also uses an extrapolated dual
-        point, far tighter than the rescaled residual); ``"acc-prox-svrg"``:
+        point, far tighter than the rescaled residual); ``"gram"``: coordinate descent on the
+        Gram matrix ``XᵀX`` (:mod:`mflangevin.solvers.gram`), dense ``X`` only: one ``O(n·p²)``
+        product, then epochs of ``O(p²)`` (ridge: a Cholesky solve), every stop confirmed by one
+        exact pass over the data; ``"acc-prox-svrg"``:
         :func:`mflangevin.acc_prox_svrg`, which the parameters ``batch_size`` to ``output``
         and ``random_state`` tune. ``"auto"`` (default): Acc-Prox-SVRG when one of
         ``batch_size``, ``inner_steps``, ``step_size``, ``momentum`` is given (or ``output`` is
-        ``"average"``); otherwise L-BFGS when ``l1 = 0``; coordinate descent for pure L1 (``l1
+        ``"average"``); otherwise the Gram matrix for dense ``X`` with ``p ≤ min(n, 2048)``
+        (as fast as L-BFGS on ridge at p = 200–500 and 3 times faster at p = 1,000–2,000,
+        measured at n = 20,000); L-BFGS when ``l1 = 0``; coordinate descent for pure L1 (``l1
         > 0``, ``l2 = 0``) on sparse ``X`` (unless its columns are so uneven that padding them
         to the longest would more than double their storage) or on dense ``X`` of at most
         10,000 samples; Acc-Prox-SVRG otherwise. Measured on a 2-core CPU
@@ -737,17 +743,19 @@ class LinearRegressor(RegressorMixin, _LinearModel):
     duality_gap_, objective_
         The certified gap (computed in float64) and ``P`` at the fitted parameters.
     solver_
-        The solver that ran, ``"lbfgs"``, ``"cd"`` or ``"acc-prox-svrg"`` (``"auto"``
-        resolved).
+        The solver that ran, ``"lbfgs"``, ``"cd"``, ``"gram"`` or ``"acc-prox-svrg"``
+        (``"auto"`` resolved).
     converged_, n_iter_, n_passes_
         Whether the gap reached ``tol``, the iterations run (stages of Acc-Prox-SVRG,
-        iterations of L-BFGS, working-set iterations of coordinate descent) and the passes over
-        the data they cost (``n`` per-sample gradients each: L-BFGS's gradients evaluated).
+        iterations of L-BFGS, working-set iterations of coordinate descent, Gram gaps of the
+        Gram solver: one at each start and one per 100 epochs) and the passes over the data
+        they cost (``n`` per-sample gradients each: L-BFGS's gradients evaluated; for the Gram
+        solver its matrix product and its exact certificates).
     history_
         ``(passes, gap)`` at the start and at every float64 gap computed: after every stage
         of Acc-Prox-SVRG or working-set iteration of coordinate descent, shape ``(n_iter_ +
         1, 2)``; for L-BFGS once its gradient predicts a gap below ``tol`` (and every 50
-        iterations), so fewer rows.
+        iterations), and for the Gram solver at each exact certificate, so fewer rows.
     n_features_in_, feature_names_in_
         As in scikit-learn.
     Examples
