@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 
 from mflangevin._checks import check_count, check_positive
 
@@ -77,7 +78,8 @@ class Gram(NamedTuple):
 class GramResult(NamedTuple):
     """What :func:`solve` returns: ``w`` and ``b`` (float64), ``P`` and the gap of the last
     exact certificate, the iterations (Gram gaps computed: one at every start and one after
-    every ``_CHECK`` epochs), the exact certificates computed and why it stopped short (``None`` when the certified gap reached ``tol``).
+    every ``_CHECK`` epochs), the exact certificates computed and why it stopped short
+    (``None`` when the certified gap reached ``tol``).
 
     Examples
     --------
@@ -112,13 +114,15 @@ def gram(X, y, intercept: bool) -> Gram:
     if intercept:
         mean = sum(np.sum(X[start : start + _BLOCK], axis=0, dtype=np.float64) for start in blocks)
         mean, offset = mean / n, float(np.mean(y))
-    matrix, moment = np.zeros((p, p)), np.zeros(p)
+    matrix, moment = np.zeros((p, p), order="F"), np.zeros(p)
     centred = y - offset
     for start in blocks:
-        block = X[start : start + _BLOCK].astype(np.float64) - mean
-        matrix += block.T @ block
+        block = np.subtract(X[start : start + _BLOCK], mean, dtype=np.float64)
+        # The upper triangle of blockᵀblock (BLAS syrk: half the products of a matrix product).
+        matrix = scipy.linalg.blas.dsyrk(1.0, block.T, beta=1.0, c=matrix, overwrite_c=True)
         moment += block.T @ centred[start : start + _BLOCK]
-    matrix = (matrix + matrix.T) / (2 * n)  # symmetric to the last bit
+    upper = np.triu(matrix)
+    matrix = (upper + np.triu(upper, 1).T) / n
     return Gram(matrix, moment / n, float(centred @ centred) / n, mean, offset)
 
 
