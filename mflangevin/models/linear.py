@@ -325,7 +325,13 @@ class _LinearModel(BaseEstimator):
         if b > n:
             raise ValueError(f"batch_size: must be at most the number of samples n = {n}, got {b}.")
         seed = self._seed()
-        mean, scale = moments(X, self.fit_intercept)
+        self.solver_, iterations = self._solver(X, l1, l2), None
+        data = gram.gram(X, y, self.fit_intercept) if self.solver_ == "gram" else None
+        if data is None:
+            mean, scale = moments(X, self.fit_intercept)
+        else:  # the same moments, from the Gram matrix's pass: its diagonal is mean squares
+            mean, scale = data.mean, np.sqrt(np.diagonal(data.matrix))
+            scale = np.where(scale > 0, scale, 1.0)
         # ∇F is known to about ε·max_j s_j in float64; the gap holds ‖∇F‖²/(2λ₂), and without
         # λ₂ it needs ‖∇F‖_∞ ≤ λ₁ to be small.
         rounding = float(np.finfo(np.float64).eps * np.max(scale))
@@ -344,10 +350,9 @@ class _LinearModel(BaseEstimator):
         history, params, passes, why = [(0.0, gap)], start, 0.0, None
         if self.verbose:
             print(f"stage    0  passes      0.0  gap {gap:.3e}")
-        self.solver_, iterations = self._solver(X, l1, l2), None
         if gap > self.tol and self.solver_ == "gram":
             params, primal, gap, passes, why, iterations = self._gram(
-                X, y, strengths, history, start
+                X, y, data, strengths, history, start
             )
         elif gap > self.tol and self.solver_ == "cd":
             params, primal, gap, passes, why = self._coordinate_descent(
@@ -402,13 +407,12 @@ class _LinearModel(BaseEstimator):
             return "cd" if X.shape[0] <= _CD_SAMPLES else "acc-prox-svrg"
         return "acc-prox-svrg"
 
-    def _gram(self, X, y, strengths, history, start: dict):
-        """:func:`mflangevin.solvers.gram.solve` on the Gram matrix of ``X`` (from ``start``, or
+    def _gram(self, X, y, data, strengths, history, start: dict):
+        """:func:`mflangevin.solvers.gram.solve` on the Gram ``data`` of ``X`` (from ``start``, or
         for ``λ₁ = 0`` from the Cholesky solution), every stop confirmed by the float64 gap of
         one exact pass over the data; returns what :meth:`_solve_lbfgs` returns, the passes
         being the Gram matrix's and one per exact gap."""
         l1, l2 = strengths
-        data = gram.gram(X, y, self.fit_intercept)
 
         def certify(coef, intercept):
             params = {"coef": coef}

@@ -40,8 +40,9 @@ from mflangevin._checks import check_count, check_positive
 
 __all__ = ["Gram", "GramResult", "gram", "solve"]
 
-_BLOCK = 1 << 13
-"""Rows a block of the ``O(n·p²)`` float64 pass over ``X``."""
+_BLOCK = 1 << 22
+"""Entries of a block of rows of the ``O(n·p²)`` float64 pass over ``X`` (32 MiB): large blocks
+keep the matrix products efficient."""
 
 _CHECK = 100
 """Epochs between two Gram gaps (and refreshes of ``q = Aw``, which removes the drift of its
@@ -110,17 +111,18 @@ def gram(X, y, intercept: bool) -> Gram:
     n, p = X.shape
     y = np.asarray(y, np.float64)
     mean, offset = np.zeros(p), 0.0
-    blocks = range(0, n, _BLOCK)
+    rows = max(1, _BLOCK // max(p, 1))
+    blocks = range(0, n, rows)
     if intercept:
-        mean = sum(np.sum(X[start : start + _BLOCK], axis=0, dtype=np.float64) for start in blocks)
+        mean = sum(np.sum(X[start : start + rows], axis=0, dtype=np.float64) for start in blocks)
         mean, offset = mean / n, float(np.mean(y))
     matrix, moment = np.zeros((p, p), order="F"), np.zeros(p)
     centred = y - offset
     for start in blocks:
-        block = np.subtract(X[start : start + _BLOCK], mean, dtype=np.float64)
+        block = np.subtract(X[start : start + rows], mean, dtype=np.float64)
         # The upper triangle of blockᵀblock (BLAS syrk: half the products of a matrix product).
         matrix = scipy.linalg.blas.dsyrk(1.0, block.T, beta=1.0, c=matrix, overwrite_c=True)
-        moment += block.T @ centred[start : start + _BLOCK]
+        moment += block.T @ centred[start : start + rows]
     upper = np.triu(matrix)
     matrix = (upper + np.triu(upper, 1).T) / n
     return Gram(matrix, moment / n, float(centred @ centred) / n, mean, offset)
