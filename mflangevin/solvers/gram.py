@@ -128,16 +128,17 @@ def gram(X, y, intercept: bool) -> Gram:
     return Gram(matrix, moment / n, float(centred @ centred) / n, mean, offset)
 
 
-def _gap(A, a, energy, w, q, l1, l2):
+def _gap(xp, A, a, energy, w, q, l1, l2):
     """``P(w)`` and the duality gap at the rescaled residual ``r = y_c − X_c w``, from the Gram
-    data: ``‖r‖²/n = e − 2aᵀw + wᵀq``, ``u = X_cᵀr/n = a − q``, ``rᵀy/n = e − aᵀw``."""
+    data: ``‖r‖²/n = e − 2aᵀw + wᵀq``, ``u = X_cᵀr/n = a − q``, ``rᵀy/n = e − aᵀw``; in the
+    array namespace ``xp`` (``jax.numpy`` or ``numpy``)."""
     residual = energy - 2 * a @ w + w @ q
     u = a - q
-    largest = jnp.max(jnp.abs(u), initial=0.0)
-    shrink = jnp.where(l2 > 0, 1.0, jnp.minimum(1.0, l1 / jnp.where(largest > 0, largest, 1)))
-    excess = jnp.maximum(jnp.abs(shrink * u) - l1, 0)
-    conjugate = jnp.where(l2 > 0, jnp.sum(excess**2) / (2 * jnp.where(l2 > 0, l2, 1)), 0.0)
-    primal = residual / 2 + l1 * jnp.sum(jnp.abs(w)) + l2 / 2 * (w @ w)
+    largest = xp.max(xp.abs(u), initial=0.0)
+    shrink = xp.where(l2 > 0, 1.0, xp.minimum(1.0, l1 / xp.where(largest > 0, largest, 1)))
+    excess = xp.maximum(xp.abs(shrink * u) - l1, 0)
+    conjugate = xp.where(l2 > 0, xp.sum(excess**2) / (2 * xp.where(l2 > 0, l2, 1)), 0.0)
+    primal = residual / 2 + l1 * xp.sum(xp.abs(w)) + l2 / 2 * (w @ w)
     dual = -(shrink**2) * residual / 2 + shrink * (energy - a @ w) - conjugate
     return primal, primal - dual
 
@@ -169,9 +170,9 @@ def _epochs(A, a, energy, w, l1, l2, target, iterations):
     def body(state):
         w, done, _ = state
         w, _ = jax.lax.fori_loop(0, _CHECK, epoch, (w, A @ w))
-        return w, done + 1, _gap(A, a, energy, w, A @ w, l1, l2)[1]
+        return w, done + 1, _gap(jnp, A, a, energy, w, A @ w, l1, l2)[1]
 
-    start = (w, 0, _gap(A, a, energy, w, A @ w, l1, l2)[1])
+    start = (w, 0, _gap(jnp, A, a, energy, w, A @ w, l1, l2)[1])
     return jax.lax.while_loop(running, body, start)
 
 
@@ -218,11 +219,13 @@ def solve(
         w = np.zeros(p)
     target, iterations, epochs, why = tol, 0, 0, "raise max_iter"
     for certificates in range(1, _CONFIRMATIONS + 2):
-        with jax.enable_x64(True):
-            w, done, estimate = _epochs(
-                A, a, G.energy, w, l1, l2, target, max(max_iter - epochs, 0)
-            )
-            w, done, estimate = np.asarray(w), int(done), float(estimate)
+        done, estimate = 0, float(_gap(np, A, a, G.energy, w, A @ w, l1, l2)[1])
+        if estimate > target:  # (a Cholesky or warm start may need no epoch)
+            with jax.enable_x64(True):
+                w, done, estimate = _epochs(
+                    A, a, G.energy, w, l1, l2, target, max(max_iter - epochs, 0)
+                )
+                w, done, estimate = np.asarray(w), int(done), float(estimate)
         iterations, epochs = iterations + 1 + done, epochs + done
         b = G.offset - float(G.mean @ w)
         primal, gap = certify(w, b)

@@ -6,6 +6,7 @@ choice."""
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.sparse
@@ -72,7 +73,9 @@ def test_the_gram_gap_equals_the_exact_gap_to_round_off():
             for l1, l2 in ((0.05, 0.0), (0.05, 0.01), (0.0, 0.01)):
                 for scale in (0.1, 1.0):
                     w = scale * rng.normal(size=P)
-                    primal, gap = gram._gap(G.matrix, G.moment, G.energy, w, G.matrix @ w, l1, l2)
+                    primal, gap = gram._gap(
+                        jnp, G.matrix, G.moment, G.energy, w, G.matrix @ w, l1, l2
+                    )
                     params = {"coef": w}
                     if intercept:
                         params["intercept"] = G.offset - G.mean @ w
@@ -96,7 +99,7 @@ def test_a_gap_lost_to_cancellation_is_caught_by_the_exact_certificate():
         def certify(w, b):
             primal, gap = certified("squared", {"coef": w}, X, y, 0.0, 1e-2)
             estimates.append(
-                float(gram._gap(G.matrix, G.moment, G.energy, w, G.matrix @ w, 0, 1e-2)[1])
+                float(gram._gap(jnp, G.matrix, G.moment, G.energy, w, G.matrix @ w, 0, 1e-2)[1])
             )
             exact.append(gap)
             return primal, gap
