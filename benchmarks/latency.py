@@ -247,6 +247,7 @@ def measure(name: str, calls: int, cache: str | None) -> dict:
     import jax
     import jax.numpy as jnp
     import numpyro  # noqa: F401
+    import sklearn.datasets  # noqa: F401
     import sklearn.linear_model  # noqa: F401
     import sklearn.model_selection  # noqa: F401
 
