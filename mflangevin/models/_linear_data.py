@@ -127,8 +127,9 @@ def padded_features(X, mean: np.ndarray, scale: np.ndarray, rows: int):
     out = aligned_empty((rows, p), jax.dtypes.canonicalize_dtype(X.dtype))
     out[n:] = 0
     shift, inverse = mean.astype(out.dtype), (1 / scale).astype(out.dtype)
-    for start in range(0, n, BLOCK):
-        stop = min(start + BLOCK, n)
+    rows = max(1, CACHED_VALUES // p)  # the product reads the block that the difference wrote
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
         np.subtract(X[start:stop], shift, out=out[start:stop], casting="unsafe")
         out[start:stop] *= inverse
     return out
