@@ -208,9 +208,9 @@ def tightness(model, X, y):
 
 def pass_costs(model, X, labels):
     """Milliseconds of one gradient of ``model``'s smooth objective on the device copy of the
-    standardised ``X`` (best of 19, the three taken in turn): L-BFGS's pass, fused over blocks of rows; the same
-    gradient as two matrix-vector products over the whole of ``X`` (by hand, in JAX); and the
-    floor of a pass, one read of ``X`` (NumPy's ``X @ w``)."""
+    standardised ``X`` (best of 19, the three taken in turn): L-BFGS's pass, fused over blocks
+    of rows; the same gradient as two matrix-vector products over the whole of ``X`` (by hand,
+    in JAX); and the floor of a pass, one read of ``X`` (NumPy's ``X @ w``)."""
     from mflangevin.models._linear_data import bucket, moments, padded_features, smooth_gradient
     from mflangevin.models.losses import get_loss
     from mflangevin.solvers.lbfgs import _evaluate
