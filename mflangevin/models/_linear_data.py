@@ -87,7 +87,7 @@ def smooth_gradient(loss_name: str):
             g = weights * loss.derivative(times(X, coef) + intercept, y)
             return total + jnp.append(transposed_times(X, g, p), jnp.sum(g)), None
 
-        size = y.shape[0] if isinstance(X, tuple) else fused_rows(y.shape[0])
+        size = y.shape[0] if isinstance(X, tuple) else fused_rows(*X.shape)
         blocks = jax.tree.map(lambda a: a.reshape(-1, size, *a.shape[1:]), (X, y, weights))
         total, _ = jax.lax.scan(block, jnp.zeros(p + 1, x.dtype), blocks)
         grad = total[:p] + ridge * coef
@@ -96,16 +96,19 @@ def smooth_gradient(loss_name: str):
     return gradient
 
 
-FUSED_ROWS = 256
-"""Rows of a block of the fused gradient pass: ``256 × 200`` float64 values (400 kB) stay in a
-core's cache between the two products."""
+FUSED_VALUES = 1 << 16
+"""Values of a block of the fused gradient pass (512 kB in float64), which stay in a core's
+cache between the two products: 256 rows of 200 features."""
 
 
-def fused_rows(rows: int) -> int:
-    """Rows of a block of :func:`smooth_gradient` over ``rows`` dense rows: ``gcd(rows, 256)``,
-    which is at least 32 for the buckets of :func:`bucket` above 256 rows; all rows in one block
-    when it is smaller (few rows, or a count of rows that is not a bucket)."""
-    size = math.gcd(rows, FUSED_ROWS)
+def fused_rows(rows: int, p: int) -> int:
+    """Rows of a block of :func:`smooth_gradient` over ``rows`` dense rows of ``p`` values: the
+    power of two nearest below ``FUSED_VALUES / p``, at least 64 (fewer blocks, each one loop
+    step) and at most 4096, or the largest power of two that divides ``rows`` if it is smaller
+    (a bucket of :func:`bucket` above 256 rows is a multiple of 32); all rows in one block when
+    that is under 32 (few rows, or a count that is not a bucket)."""
+    wanted = 1 << min(max((FUSED_VALUES // p).bit_length() - 1, 6), 12)
+    size = math.gcd(rows, wanted)
     return size if size >= 32 else rows
 
 

@@ -30,7 +30,7 @@ def test_the_fused_gradient_is_the_gradient_of_the_objective(compilations, inter
         z = X @ x[:p] + (x[p] if intercept else 0.0)
         return jnp.sum(weights * loss.value(z, y)) + 0.5 * jnp.sum(ridge * x[:p] ** 2)
 
-    assert fused_rows(rows) == 256
+    assert fused_rows(rows, p) == 256
     with jax.enable_x64(True):
         data = jax.device_put((X, y, weights, ridge))
         for seed in (1, 2):
@@ -40,9 +40,11 @@ def test_the_fused_gradient_is_the_gradient_of_the_objective(compilations, inter
     assert compilations.count("jit(_evaluate)") == 1
 
 
-def test_rows_that_are_not_a_bucket_are_one_block():
-    assert fused_rows(4096 + 512) == 256 and fused_rows(320) == 64
-    assert fused_rows(237) == 237 and fused_rows(16) == 16
+def test_blocks_hold_about_the_same_values_and_divide_the_rows():
+    assert fused_rows(106496, 200) == 256 and fused_rows(8192, 20) == 2048
+    assert fused_rows(106496, 10**5) == 64 and fused_rows(1 << 20, 1) == 4096
+    assert fused_rows(4096 + 512, 20) == 512 and fused_rows(320, 200) == 64
+    assert fused_rows(237, 200) == 237 and fused_rows(16, 200) == 16  # one block
 
 
 def test_the_one_pass_moments_are_the_two_pass_ones(monkeypatch):
