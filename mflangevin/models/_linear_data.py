@@ -88,8 +88,11 @@ def smooth_gradient(loss_name: str):
             return total + jnp.append(transposed_times(X, g, p), jnp.sum(g)), None
 
         size = y.shape[0] if isinstance(X, tuple) else fused_rows(*X.shape)
-        blocks = jax.tree.map(lambda a: a.reshape(-1, size, *a.shape[1:]), (X, y, weights))
-        total, _ = jax.lax.scan(block, jnp.zeros(p + 1, x.dtype), blocks)
+        if size == y.shape[0]:  # one block, no loop
+            total, _ = block(jnp.zeros(p + 1, x.dtype), (X, y, weights))
+        else:
+            blocks = jax.tree.map(lambda a: a.reshape(-1, size, *a.shape[1:]), (X, y, weights))
+            total, _ = jax.lax.scan(block, jnp.zeros(p + 1, x.dtype), blocks)
         grad = total[:p] + ridge * coef
         return jnp.append(grad, total[p]) if x.shape[0] > p else grad
 
@@ -106,10 +109,12 @@ def fused_rows(rows: int, p: int) -> int:
     power of two nearest below ``FUSED_VALUES / p``, at least 64 (fewer blocks, each one loop
     step) and at most 4096, or the largest power of two that divides ``rows`` if it is smaller
     (a bucket of :func:`bucket` above 256 rows is a multiple of 32); all rows in one block when
-    that is under 32 (few rows, or a count that is not a bucket)."""
+    that is under 32 (few rows, or a count that is not a bucket) or when ``X`` holds at most
+    ``CACHED_VALUES`` values (it stays in the cache between the two products, and the program
+    has no loop to trace and compile)."""
     wanted = 1 << min(max((FUSED_VALUES // p).bit_length() - 1, 6), 12)
     size = math.gcd(rows, wanted)
-    return size if size >= 32 else rows
+    return size if size >= 32 and rows * p > CACHED_VALUES else rows
 
 
 def bucket(n: int) -> int:

@@ -13,10 +13,11 @@ from mflangevin.solvers.lbfgs import _evaluate
 
 
 @pytest.mark.parametrize("intercept", [True, False])
-def test_the_fused_gradient_is_the_gradient_of_the_objective(compilations, intercept):
+def test_the_fused_gradient_is_the_gradient_of_the_objective(compilations, monkeypatch, intercept):
     """Blocks of 256 rows, each read once for both products: ``jax.grad`` of ``P`` written as
     one pass over all rows, to round-off (float64), with padded rows of zero weight; compiled
     once for two points."""
+    monkeypatch.setattr(_linear_data, "CACHED_VALUES", 0)  # blocks however small X is
     rows, n, p = 768, 700, 5
     rng = np.random.default_rng(0)
     X = np.zeros((rows, p))
@@ -41,10 +42,12 @@ def test_the_fused_gradient_is_the_gradient_of_the_objective(compilations, inter
 
 
 def test_blocks_hold_about_the_same_values_and_divide_the_rows():
-    assert fused_rows(106496, 200) == 256 and fused_rows(8192, 20) == 2048
+    """About ``2^16`` values a block, 64 to 4096 rows dividing the bucket's rows."""
+    assert fused_rows(106496, 200) == 256 and fused_rows(65536, 20) == 2048
     assert fused_rows(106496, 10**5) == 64 and fused_rows(1 << 20, 1) == 4096
-    assert fused_rows(4096 + 512, 20) == 512 and fused_rows(320, 200) == 64
-    assert fused_rows(237, 200) == 237 and fused_rows(16, 200) == 16  # one block
+    assert fused_rows(33792, 20) == 1024 and fused_rows(2560, 250) == 256
+    assert fused_rows(237 * 10**4, 1) == 237 * 10**4  # not a bucket: one block
+    assert fused_rows(8192, 20) == 8192  # X in the cache: one block
 
 
 def test_the_one_pass_moments_are_the_two_pass_ones(monkeypatch):
