@@ -17,6 +17,9 @@ from mflangevin.types import Array, PRNGKey
 
 #: While tuning, a move less likely than this to be accepted by a Metropolis test is undone.
 ABSURD_MOVE = 1e-3
+#: A move less likely than this to be accepted by a Metropolis test is counted in
+#: ``num_improbable``: there the step is far too large for the posterior's curvature.
+IMPROBABLE_MOVE = 1e-2
 #: While tuning, a particle's step factor grows by this after a move that was not undone.
 BACKOFF_GROWTH = 1.1
 #: The half-width of the uniform start of a Bayesian model's particles in unconstrained space,

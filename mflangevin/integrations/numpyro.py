@@ -54,7 +54,9 @@ class MFLDModelState(NamedTuple):
     refused moves; ``step_size`` is the ``η`` of the next step (tuned during warmup when the
     kernel was given none); ``accept_prob`` is the mean over particles of the Metropolis
     acceptance probability of the last moves (Bayesian models; a measure of the step's
-    discretisation error; while the warmup tunes the step, a move below ``10⁻³`` is undone).
+    discretisation error; while the warmup tunes the step, a move below ``10⁻³`` is undone) and
+    ``num_improbable`` the number of moves whose acceptance probability is below ``10⁻²``
+    (where the step is far too large for the posterior's curvature: a funnel's neck).
     ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models),
     ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
     particles, tuned with the step size), ``backoff`` (per particle, the factor by which a
@@ -80,6 +82,7 @@ class MFLDModelState(NamedTuple):
     num_refused: Array
     step_size: Array
     accept_prob: Array
+    num_improbable: Array
     rng_key: PRNGKey
     potential: Array | tuple
     loss: Array
@@ -171,7 +174,7 @@ class MFLD(MCMCKernel):
     """
 
     sample_field = "z"
-    default_fields = ("z", "diverging", "num_refused")
+    default_fields = ("z", "diverging", "num_refused", "accept_prob", "num_improbable")
 
     def __init__(
         self,
@@ -364,6 +367,7 @@ class MFLD(MCMCKernel):
             num_refused=jnp.zeros((), jnp.int32),
             step_size=jnp.asarray(step_size, dtype),
             accept_prob=jnp.full((), jnp.nan, dtype),
+            num_improbable=jnp.zeros((), jnp.int32),
             rng_key=key,
             potential=potential,
             loss=loss,
@@ -540,6 +544,7 @@ class MFLD(MCMCKernel):
         loss, potential, drift = potential_fn(z)
         dtype = state.step_size.dtype
         mean_accept = jnp.full((), jnp.nan, dtype)
+        num_improbable = jnp.zeros((), jnp.int32)
         adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
         next_step_size = jnp.asarray(step_size, dtype)
         if not self._mean_field:
@@ -547,6 +552,7 @@ class MFLD(MCMCKernel):
             moves = (u, state.potential, drift_u, new_u, potential, new_drift_u)
             probs = accept_prob(*moves, step_size, temperature, warmup.unmoved(u, new_u))
             mean_accept = jnp.mean(probs).astype(dtype)
+            num_improbable = jnp.sum(probs < warmup.IMPROBABLE_MOVE, dtype=jnp.int32)
         if adapt:
             tuning = state.i < self._num_warmup
             # While tuning, a move whose acceptance probability is below ABSURD_MOVE is undone
@@ -596,6 +602,7 @@ class MFLD(MCMCKernel):
             num_refused=info.num_refused,
             step_size=next_step_size,
             accept_prob=mean_accept,
+            num_improbable=num_improbable,
             rng_key=rng_key,
             potential=potential,
             loss=loss,

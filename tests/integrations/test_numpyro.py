@@ -327,9 +327,14 @@ def test_tuned_step_and_scale_give_the_preconditioned_ula_law():
     X = jax.random.normal(key_x, (30, 2)) * jnp.array([[1.0, 30.0]])
     y = X @ jnp.array([1.0, 0.02]) + jax.random.normal(key_y, (30,))
     n = 1000
-    mcmc = run(MFLD(linear_regression, n), X, y, num_warmup=300, num_samples=1)
+    # The project's MCMC: on this Gaussian posterior it must not warn of a biased run.
+    mcmc = mflangevin.numpyro.MCMC(
+        MFLD(linear_regression, n), num_warmup=300, num_samples=1, progress_bar=False
+    )
+    mcmc.run(jax.random.key(0), X, y)
     state = mcmc.last_state
-    particles = np.asarray(mcmc.get_samples()["beta"][-1], np.float64)
+    assert int(state.num_improbable) == 0
+    particles = np.asarray(mcmc.get_samples(group_by_chain=True)["beta"][:, -1], np.float64)
     Xn, yn = np.asarray(X, np.float64), np.asarray(y, np.float64)
     A = Xn.T @ Xn + np.eye(2) / 4.0
     mean = np.linalg.solve(A, Xn.T @ yn)
@@ -387,6 +392,58 @@ def test_a_run_of_refused_moves_warns_with_the_fix():
     with pytest.warns(UserWarning, match=r"particle moves after warmup were refused.*step_size"):
         mcmc.run(jax.random.key(0))
     assert bool(np.all(np.isfinite(mcmc.get_samples()["x"])))
+
+
+def funnel():
+    """Neal's funnel: ``x``'s scale is ``exp(v/2)``, so the curvature grows like ``exp(−v)``."""
+    v = numpyro.sample("v", dist.Normal(0.0, 3.0))
+    numpyro.sample("x", dist.Normal(0.0, jnp.exp(v / 2)).expand([2]).to_event(1))
+
+
+def test_a_funnel_warns_that_the_step_is_too_large_in_its_neck():
+    """At the defaults the step tuned on the bulk is far too large in the funnel's neck: about
+    2 in 1000 moves there have a Metropolis acceptance probability below 1 % (a Gaussian: none,
+    see the test above). MCMC.run names the cause and the fixes."""
+    mcmc = mflangevin.numpyro.MCMC(
+        MFLD(funnel, 64), num_warmup=300, num_samples=100, progress_bar=False
+    )
+    with pytest.warns(
+        UserWarning, match=r"too large where the posterior is narrow.*LocScaleReparam"
+    ):
+        mcmc.run(jax.random.key(0))
+    assert int(mcmc.get_extra_fields()["num_improbable"].sum()) > 0
+
+
+def test_a_step_below_the_acceptance_floor_warns():
+    """A given step at which a Metropolis test would accept fewer than 57 % of the moves."""
+    mcmc = mflangevin.numpyro.MCMC(
+        MFLD(standard_normal, 16, step_size=1.9), num_warmup=0, num_samples=20, progress_bar=False
+    )
+    with pytest.warns(UserWarning, match=r"mean Metropolis acceptance probability of 0\.[0-5]"):
+        mcmc.run(jax.random.key(0))
+
+
+def test_accept_prob_and_improbable_moves_equal_the_mala_ratio():
+    """The state's diagnostic against MALA's ratio computed by hand in float64: for a given step
+    there is no preconditioner, V(x) = |x|²/2 and log α = V(x) − V(x') + (|x' − x + η x|² −
+    |x − x' + η x'|²)/(4η)."""
+
+    def model():
+        numpyro.sample("x", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+
+    eta = 1.5
+    kernel = MFLD(model, 64, step_size=eta)
+    start = kernel.init(
+        jax.random.key(0), 0, init_params={"x": jax.random.normal(jax.random.key(1), (64, 3))}
+    )
+    state = kernel.sample(start, (), {})
+    x, x_new = (np.asarray(s.z["x"], np.float64) for s in (start, state))
+    forward = np.sum((x_new - x + eta * x) ** 2, 1)
+    backward = np.sum((x - x_new + eta * x_new) ** 2, 1)
+    log_alpha = 0.5 * np.sum(x**2 - x_new**2, 1) + (forward - backward) / (4 * eta)
+    alpha = np.exp(np.minimum(log_alpha, 0.0))
+    np.testing.assert_allclose(float(state.accept_prob), alpha.mean(), rtol=1e-5)
+    assert int(state.num_improbable) == int(np.sum(alpha < 1e-2)) > 0
 
 
 def test_a_mean_field_model_needs_a_step_size():
