@@ -135,7 +135,7 @@ class MCMC(NumPyroMCMC):
             return
         accept = np.asarray(accept, np.float64)
         if accept.size == 0 or not np.all(np.isfinite(accept)):
-            return  # a mean-field model: its moves have no acceptance probability of their own
+            return  # no move measured
         mean_accept = float(np.mean(accept))
         fraction = float(np.mean(np.asarray(improbable))) / num_particles
         if mean_accept >= ACCEPT_FLOOR and fraction <= IMPROBABLE_FRACTION:

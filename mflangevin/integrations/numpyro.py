@@ -32,13 +32,24 @@ from mflangevin._checks import all_finite, check_positive
 from mflangevin.integrations import _numpyro_model
 from mflangevin.integrations import _numpyro_warmup as warmup
 from mflangevin.integrations._numpyro_mcmc import MCMC
-from mflangevin.integrations._numpyro_warmup import DualAveraging, accept_prob
+from mflangevin.integrations._numpyro_warmup import (
+    DualAveraging,
+    accept_prob,
+    mean_field_accept_prob,
+)
 from mflangevin.kernels import mfld
 from mflangevin.kernels.diffusions import per_particle_sq_norm
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, PRNGKey, ScalarOrSchedule
 
-__all__ = ["MCMC", "MFLD", "MFLDModelState", "DualAveraging", "accept_prob"]
+__all__ = [
+    "MCMC",
+    "MFLD",
+    "MFLDModelState",
+    "DualAveraging",
+    "accept_prob",
+    "mean_field_accept_prob",
+]
 
 #: The stream of the subsamples of the model's subsampled plates, folded into the state's key.
 SUBSAMPLE = 0x5353
@@ -128,9 +139,9 @@ class MFLD(MCMCKernel):
     num_particles
         ``N``.
     step_size
-        η > 0, or a schedule ``iteration -> η``, used as given. ``None`` (the default, Bayesian
-        models only): tuned during warmup, as NUTS tunes its step, by dual averaging towards
-        ``target_accept_prob`` (below), then held fixed.
+        η > 0, or a schedule ``iteration -> η``, used as given. ``None`` (the default; not for
+        subsampled plates): tuned during warmup, as NUTS tunes its step, by dual averaging
+        towards ``target_accept_prob`` (below), then held fixed.
     temperature
         λ > 0, or a schedule ``iteration -> λ``. For a Bayesian model ``λ = 1`` samples the
         posterior; for a mean-field model the sites outside the plate are scaled by ``N/λ``.
@@ -292,12 +303,6 @@ class MFLD(MCMCKernel):
             self.particle_plate,
             self.num_particles,
         )
-        if self.step_size is None and self._mean_field:
-            raise ValueError(
-                "step_size: a mean-field model needs one (the warmup tunes the step from the "
-                "acceptance of independent particles' moves, which a mean-field model does not "
-                "have); e.g. MFLD(model, num_particles, step_size=1e-3)."
-            )
         subsampled = _numpyro_model.subsampled_plates(
             first_key, self._model, model_args, model_kwargs
         )
@@ -500,25 +505,22 @@ class MFLD(MCMCKernel):
             proposal = jax.tree.map(lambda p, d, n: p - step_size * d + scale * n, z, drift, noise)
             _, new_potential, new_drift = potential_fn(proposal)
             refused = jnp.zeros(self.num_particles, bool)
-            return jnp.mean(
-                accept_prob(
-                    z,
-                    potential,
-                    drift,
-                    proposal,
-                    new_potential,
-                    new_drift,
-                    step_size,
-                    temperature,
-                    refused,
-                )
-            )
+            moves = (z, potential, drift, proposal, new_potential, new_drift)
+            return self._acceptance(*moves, step_size, temperature, refused)[0]
 
         def too_large(step_size):
             return (acceptance(step_size) < self.target_accept_prob) & (step_size > 1e-12)
 
         dtype = jnp.result_type(*jax.tree.leaves(z))
         return jax.lax.while_loop(too_large, lambda eta: eta / 2, jnp.ones((), dtype))
+
+    def _acceptance(self, *moves) -> tuple[Array, Array | None]:
+        """The mean acceptance probability of the moves and, for independent particles, each
+        particle's (a mean-field model's particles have none of their own)."""
+        if self._mean_field:
+            return warmup.mean_field_accept_prob(*moves), None
+        probs = accept_prob(*moves)
+        return jnp.mean(probs), probs
 
     def _step(self, state: MFLDModelState, model_args: tuple, model_kwargs: dict) -> MFLDModelState:
         rng_key, step_key = jax.random.split(state.rng_key)
@@ -543,15 +545,15 @@ class MFLD(MCMCKernel):
         potential_fn = self._potential_fn(model_args, model_kwargs, next_temperature, rng_key)
         loss, potential, drift = potential_fn(z)
         dtype = state.step_size.dtype
-        mean_accept = jnp.full((), jnp.nan, dtype)
-        num_improbable = jnp.zeros((), jnp.int32)
         adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
         next_step_size = jnp.asarray(step_size, dtype)
-        if not self._mean_field:
-            new_u, new_drift_u = warmup.whiten(z, drift, full)
-            moves = (u, state.potential, drift_u, new_u, potential, new_drift_u)
-            probs = accept_prob(*moves, step_size, temperature, warmup.unmoved(u, new_u))
-            mean_accept = jnp.mean(probs).astype(dtype)
+        new_u, new_drift_u = warmup.whiten(z, drift, full)
+        moves = (u, state.potential, drift_u, new_u, potential, new_drift_u)
+        refused = warmup.unmoved(u, new_u)
+        mean_accept, probs = self._acceptance(*moves, step_size, temperature, refused)
+        mean_accept = mean_accept.astype(dtype)
+        num_improbable = jnp.zeros((), jnp.int32)
+        if probs is not None:
             num_improbable = jnp.sum(probs < warmup.IMPROBABLE_MOVE, dtype=jnp.int32)
         if adapt:
             tuning = state.i < self._num_warmup
@@ -559,14 +561,16 @@ class MFLD(MCMCKernel):
             # (a step tried too large does not fling the particle away, as NUTS rejects a
             # divergent trajectory) and that particle's steps shrink; they grow back while its
             # moves succeed. Particles far out in stiff regions thus move on their own scale.
-            rejected = tuning & (probs < warmup.ABSURD_MOVE)
-            grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
-            backoff = jnp.where(tuning, jnp.where(rejected, backoff / 2, grown), backoff)
-            z, loss, potential, drift = jax.tree.map(
-                lambda old, new: jnp.where(warmup.per_particle(rejected, new), old, new),
-                (state.z, state.loss, state.potential, state.drift),
-                (z, loss, potential, drift),
-            )
+            # A mean-field model's particles have no acceptance of their own: none is undone.
+            if probs is not None:
+                rejected = tuning & (probs < warmup.ABSURD_MOVE)
+                grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
+                backoff = jnp.where(tuning, jnp.where(rejected, backoff / 2, grown), backoff)
+                z, loss, potential, drift = jax.tree.map(
+                    lambda old, new: jnp.where(warmup.per_particle(rejected, new), old, new),
+                    (state.z, state.loss, state.potential, state.drift),
+                    (z, loss, potential, drift),
+                )
             updated = adapt_state.update(self.target_accept_prob - mean_accept)
             # Windows that double (as Stan's): the averaging restarts from the current step at
             # 16, 32, 64, … steps up to half the warmup, forgetting the far-off start.
@@ -580,12 +584,14 @@ class MFLD(MCMCKernel):
             log_step = jnp.where(count < self._num_warmup, updated[0], updated[1])
             # At the same points, a particle stranded where the potential is far above the
             # cloud's (a minor mode, a region it cannot leave) restarts from another particle.
-            stranded = restart & warmup.stranded(potential, temperature, z)
-            source = warmup.replacement(jax.random.fold_in(step_key, warmup.RESAMPLE), stranded)
-            z, loss, potential, drift, backoff = jax.tree.map(
-                lambda x: jnp.where(warmup.per_particle(stranded, x), x[source], x),
-                (z, loss, potential, drift, backoff),
-            )
+            if probs is not None:
+                stranded = restart & warmup.stranded(potential, temperature, z)
+                key = jax.random.fold_in(step_key, warmup.RESAMPLE)
+                source = warmup.replacement(key, stranded)
+                z, loss, potential, drift, backoff = jax.tree.map(
+                    lambda x: jnp.where(warmup.per_particle(stranded, x), x[source], x),
+                    (z, loss, potential, drift, backoff),
+                )
             adapt_state, scale = jax.tree.map(
                 lambda new, old: jnp.where(tuning, new, old),
                 (updated, warmup.cloud_scale(z)),
