@@ -20,6 +20,10 @@ ABSURD_MOVE = 1e-3
 #: A move less likely than this to be accepted by a Metropolis test is counted in
 #: ``num_improbable``: there the step is far too large for the posterior's curvature.
 IMPROBABLE_MOVE = 1e-2
+#: With a subsampled plate, the warmup's step is at most the one at which the minibatch noise's
+#: variance per step is this fraction of the Langevin noise's (the stationary spread then grows
+#: by about half this, 5 %).
+MINIBATCH_NOISE = 0.1
 #: While tuning, a particle's step factor grows by this after a move that was not undone.
 BACKOFF_GROWTH = 1.1
 #: The half-width of the uniform start of a Bayesian model's particles in unconstrained space,

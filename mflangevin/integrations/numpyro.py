@@ -139,9 +139,9 @@ class MFLD(MCMCKernel):
     num_particles
         ``N``.
     step_size
-        η > 0, or a schedule ``iteration -> η``, used as given. ``None`` (the default; not for
-        subsampled plates): tuned during warmup, as NUTS tunes its step, by dual averaging
-        towards ``target_accept_prob`` (below), then held fixed.
+        η > 0, or a schedule ``iteration -> η``, used as given. ``None`` (the default): tuned
+        during warmup, as NUTS tunes its step, by dual averaging towards ``target_accept_prob``
+        (below), then held fixed.
     temperature
         λ > 0, or a schedule ``iteration -> λ``. For a Bayesian model ``λ = 1`` samples the
         posterior; for a mean-field model the sites outside the plate are scaled by ``N/λ``.
@@ -223,6 +223,7 @@ class MFLD(MCMCKernel):
         self._divergence_threshold = divergence_threshold
         self._kernel = mfld.build_kernel(divergence_threshold)
         self._mean_field = None
+        self._subsampled = False
         self._vectorized = False
         self._num_warmup = 0
         self._init_cache = {}
@@ -303,15 +304,9 @@ class MFLD(MCMCKernel):
             self.particle_plate,
             self.num_particles,
         )
-        subsampled = _numpyro_model.subsampled_plates(
-            first_key, self._model, model_args, model_kwargs
+        self._subsampled = bool(
+            _numpyro_model.subsampled_plates(first_key, self._model, model_args, model_kwargs)
         )
-        if self.step_size is None and subsampled:
-            raise ValueError(
-                f"step_size: a model with subsampled plates ({subsampled}) needs one (the warmup "
-                "tunes the step on exact potentials, which a subsample only estimates); e.g. "
-                "MFLD(model, num_particles, step_size=1e-4)."
-            )
 
         if init_params is not None:
             self._check_finite(init_params)
@@ -321,7 +316,7 @@ class MFLD(MCMCKernel):
     def _compiled_init(self, static) -> Callable:
         """The initialisation, compiled once per model, settings and static arguments (and, by
         ``jax.jit``'s own cache, per shapes of the array arguments)."""
-        cache_key = (static, self._vectorized, self._mean_field)
+        cache_key = (static, self._vectorized, self._mean_field, self._subsampled)
         try:
             compiled = self._init_cache.get(cache_key)
         except TypeError:  # an unhashable non-array argument: initialise without compiling
@@ -547,22 +542,42 @@ class MFLD(MCMCKernel):
         dtype = state.step_size.dtype
         adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
         next_step_size = jnp.asarray(step_size, dtype)
-        new_u, new_drift_u = warmup.whiten(z, drift, full)
-        moves = (u, state.potential, drift_u, new_u, potential, new_drift_u)
+        new_u = warmup.whiten(z, drift, full)[0]
+        end = (potential, drift)
+        tuning = state.i < self._num_warmup
+        if self._subsampled:
+            # The ratio needs both ends on one subsample, the step's own: one more gradient, paid
+            # while tuning only; after warmup the moves are not measured (NaN).
+            same = self._potential_fn(model_args, model_kwargs, next_temperature, state.rng_key)
+            end = jax.lax.cond(tuning, lambda: same(z)[1:], lambda: end)
+            # Two subsamples' drifts at the same particles differ by twice the minibatch noise's
+            # covariance: the step is held where that noise's variance per step, η²·tr Σ, is
+            # MINIBATCH_NOISE times the Langevin noise's, 2λη·p.
+            noise = per_particle_sq_norm(
+                warmup.colour(jax.tree.map(jnp.subtract, drift, end[1]), full)
+            )
+            size = sum(x[0].size for x in jax.tree.leaves(z))
+            noise_cap = warmup.MINIBATCH_NOISE * 4 * temperature * size / jnp.median(noise)
+        new_drift_u = warmup.colour(end[1], full)
+        moves = (u, state.potential, drift_u, new_u, end[0], new_drift_u)
         refused = warmup.unmoved(u, new_u)
         mean_accept, probs = self._acceptance(*moves, step_size, temperature, refused)
+        if self._subsampled:
+            mean_accept = jnp.where(tuning, mean_accept, jnp.nan)
+            probs = jnp.where(tuning, probs, 1.0) if probs is not None else None
         mean_accept = mean_accept.astype(dtype)
         num_improbable = jnp.zeros((), jnp.int32)
         if probs is not None:
             num_improbable = jnp.sum(probs < warmup.IMPROBABLE_MOVE, dtype=jnp.int32)
         if adapt:
-            tuning = state.i < self._num_warmup
             # While tuning, a move whose acceptance probability is below ABSURD_MOVE is undone
             # (a step tried too large does not fling the particle away, as NUTS rejects a
             # divergent trajectory) and that particle's steps shrink; they grow back while its
             # moves succeed. Particles far out in stiff regions thus move on their own scale.
-            # A mean-field model's particles have no acceptance of their own: none is undone.
-            if probs is not None:
+            # A mean-field model's particles have no acceptance of their own, and a subsampled
+            # model's undone particle would keep a potential of the wrong subsample: none is
+            # undone.
+            if probs is not None and not self._subsampled:
                 rejected = tuning & (probs < warmup.ABSURD_MOVE)
                 grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
                 backoff = jnp.where(tuning, jnp.where(rejected, backoff / 2, grown), backoff)
@@ -597,7 +612,10 @@ class MFLD(MCMCKernel):
                 (updated, warmup.cloud_scale(z)),
                 (adapt_state, scale),
             )
-            next_step_size = jnp.where(tuning, jnp.exp(log_step).astype(dtype), state.step_size)
+            tuned = jnp.exp(log_step)
+            if self._subsampled:
+                tuned = jnp.minimum(tuned, noise_cap)
+            next_step_size = jnp.where(tuning, tuned.astype(dtype), state.step_size)
         energy = jnp.mean(loss)
         return MFLDModelState(
             i=new_state.count,
