@@ -541,18 +541,17 @@ def subsampled_regression(X, y=None, batch=100):
         numpyro.sample("y", dist.Normal(X[index] @ beta, 1.0), obs=y[index])
 
 
-@pytest.mark.parametrize("eta", [1e-5, None])
-def test_subsampled_plate_runs_stochastic_gradient_mfld(eta):
+def test_subsampled_plate_runs_stochastic_gradient_mfld():
     """Review 2026-12: a plate with subsample_size failed at the first step (no key for the
     indices). Each step now draws one subsample of B = 100 of n = 1000 points, scaled by n/B as
     NumPyro scales it: stochastic-gradient Langevin, whose law is the posterior N(A⁻¹b, A⁻¹) up
-    to the minibatch noise, η·n²/B times the per-point gradient variance (10 % here). With no
-    step given the warmup tunes it on one subsample's potential, held where the minibatch noise
-    is a tenth of the Langevin noise (the sds then 5 % too large)."""
+    to the minibatch noise, η·n²/B times the per-point gradient variance. With no step given
+    the warmup tunes it on one subsample's potential, held where the minibatch noise is a tenth
+    of the Langevin noise (the sds then about 5 % too large)."""
     X, y = data(jax.random.key(16), 1000, 2)
     n = 256
     mcmc = mflangevin.numpyro.MCMC(
-        MFLD(subsampled_regression, n, step_size=eta),
+        MFLD(subsampled_regression, n),
         num_warmup=600,
         num_samples=1,
         progress_bar=False,
