@@ -542,12 +542,12 @@ class MFLD(MCMCKernel):
         dtype = state.step_size.dtype
         adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
         next_step_size = jnp.asarray(step_size, dtype)
-        new_u = warmup.whiten(z, drift, full)[0]
+        new_u = jax.tree.map(jnp.divide, z, full)
         end = (potential, drift)
         tuning = state.i < self._num_warmup
-        if self._subsampled:
+        if self._subsampled and adapt:
             # The ratio needs both ends on one subsample, the step's own: one more gradient, paid
-            # while tuning only; after warmup the moves are not measured (NaN).
+            # while tuning only; otherwise the moves are not measured (NaN).
             same = self._potential_fn(model_args, model_kwargs, next_temperature, state.rng_key)
             end = jax.lax.cond(tuning, lambda: same(z)[1:], lambda: end)
             # Two subsamples' drifts at the same particles differ by twice the minibatch noise's
@@ -563,8 +563,9 @@ class MFLD(MCMCKernel):
         refused = warmup.unmoved(u, new_u)
         mean_accept, probs = self._acceptance(*moves, step_size, temperature, refused)
         if self._subsampled:
-            mean_accept = jnp.where(tuning, mean_accept, jnp.nan)
-            probs = jnp.where(tuning, probs, 1.0) if probs is not None else None
+            measured = tuning & adapt
+            mean_accept = jnp.where(measured, mean_accept, jnp.nan)
+            probs = jnp.where(measured, probs, 1.0) if probs is not None else None
         mean_accept = mean_accept.astype(dtype)
         num_improbable = jnp.zeros((), jnp.int32)
         if probs is not None:
