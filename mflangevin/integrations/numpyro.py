@@ -64,11 +64,14 @@ class MFLDModelState(NamedTuple):
     beyond ``divergence_threshold``) or met a non-finite energy, and ``num_refused`` counts the
     refused moves; ``step_size`` is the ``η`` of the next step (tuned during warmup when the
     kernel was given none); ``accept_prob`` is the mean over particles of the Metropolis
-    acceptance probability of the last moves (Bayesian models; a measure of the step's
-    discretisation error; while the warmup tunes the step, a move below ``10⁻³`` is undone) and
+    acceptance probability of the last moves (a measure of the step's discretisation error;
+    while the warmup tunes the step, a move below ``10⁻³`` is undone; for a mean-field model an
+    estimate from the whole system's ratio; for a subsampled model measured only while the
+    warmup tunes the step, NaN otherwise) and
     ``num_improbable`` the number of moves whose acceptance probability is below ``10⁻²``
     (where the step is far too large for the posterior's curvature: a funnel's neck).
-    ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models),
+    ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models;
+    ``J(Θ)`` and ``F(μ_Θ)``, mean-field models),
     ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
     particles, tuned with the step size), ``backoff`` (per particle, the factor by which a
     particle's preconditioner shrank during warmup after its moves failed) and ``adapt_state``
@@ -95,7 +98,7 @@ class MFLDModelState(NamedTuple):
     accept_prob: Array
     num_improbable: Array
     rng_key: PRNGKey
-    potential: Array | tuple
+    potential: Array
     loss: Array
     drift: dict
     scale: dict
