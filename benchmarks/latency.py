@@ -31,6 +31,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--no-cache", action="store_true", help="skip the persistent-cache processes"
     )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time each call by the CPU seconds of its process (all threads) instead of the wall "
+        "clock: steadier on a machine shared with other work",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -240,13 +246,15 @@ def duality_gap(seed):
     return mflangevin.duality_gap(objective, particles, 1e-3, jax.random.key(seed + 2)).gap
 
 
-def measure(name: str, calls: int, cache: str | None) -> dict:
+def measure(name: str, calls: int, cache: str | None, cpu: bool = False) -> dict:
     """In this process: the imports, the backend started and, with ``cache``, the persistent
-    compilation cache on in that folder; then ``calls`` timed calls of workload ``name``."""
+    compilation cache on in that folder; then ``calls`` timed calls of workload ``name`` (wall
+    clock, or with ``cpu`` the process's CPU seconds)."""
     import blackjax  # noqa: F401  (every workload's imports, before the timing)
     import jax
     import jax.numpy as jnp
     import numpyro  # noqa: F401
+    import sklearn.datasets  # noqa: F401
     import sklearn.linear_model  # noqa: F401
     import sklearn.model_selection  # noqa: F401
 
@@ -257,20 +265,21 @@ def measure(name: str, calls: int, cache: str | None) -> dict:
     if cache is not None:
         mflangevin.enable_compilation_cache(cache)
     jnp.zeros(()).block_until_ready()
+    clock = time.process_time if cpu else time.perf_counter
     seconds = []
     for seed in range(calls):
-        start = time.perf_counter()
+        start = clock()
         try:
             jax.block_until_ready(globals()[name](10 * seed))
         except Exception as error:  # a workload that fails is reported, not hidden
             return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"}
-        seconds.append(time.perf_counter() - start)
+        seconds.append(clock() - start)
     return {"seconds": seconds}
 
 
-def run_process(name: str, calls: int, cache: str | None) -> dict:
+def run_process(name: str, calls: int, cache: str | None, cpu: bool) -> dict:
     result = subprocess.run(
-        [sys.executable, __file__, "--one", json.dumps([name, calls, cache])],
+        [sys.executable, __file__, "--one", json.dumps([name, calls, cache, cpu])],
         capture_output=True,
         text=True,
     )
@@ -279,16 +288,16 @@ def run_process(name: str, calls: int, cache: str | None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def timings(name: str, use_cache: bool) -> dict:
+def timings(name: str, use_cache: bool, cpu: bool) -> dict:
     """first and second call in one process; the first call with a cold and a warm cache."""
-    row = run_process(name, 2, None)
+    row = run_process(name, 2, None, cpu)
     if "error" in row:
         return row
     row = {"first": row["seconds"][0], "second": row["seconds"][1]}
     if use_cache:
         with tempfile.TemporaryDirectory() as cache:
             for column in ("cold cache", "warm cache"):
-                result = run_process(name, 1, cache)
+                result = run_process(name, 1, cache, cpu)
                 row[column] = result["seconds"][0] if "seconds" in result else float("nan")
     return row
 
@@ -301,12 +310,13 @@ def main(argv=None) -> None:
     import jax
 
     columns = ["first", "second"] + ([] if args.no_cache else ["cold cache", "warm cache"])
-    print(f"jax {jax.__version__} on {jax.default_backend()}; seconds per call, fresh processes")
+    unit = "CPU seconds" if args.cpu else "seconds"
+    print(f"jax {jax.__version__} on {jax.default_backend()}; {unit} per call, fresh processes")
     print(f"{'workload':<20}" + "".join(f"{c:>12}" for c in columns) + "   ratio ours/peer")
     for ours, peer in PAIRS:
         if args.only and ours not in args.only and peer not in args.only:
             continue
-        rows = {name: timings(name, not args.no_cache) for name in (ours, peer) if name}
+        rows = {name: timings(name, not args.no_cache, args.cpu) for name in (ours, peer) if name}
         for name, row in rows.items():
             if "error" in row:
                 print(f"{name:<20}  fails: {row['error']}")

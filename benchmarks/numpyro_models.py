@@ -20,15 +20,15 @@ The models: the centred and non-centred eight schools, a centred hierarchical mo
 ``HalfNormal`` scales (10 groups, 200 points), a mixture of three Gaussians with ``Dirichlet``
 weights and a ``HalfNormal`` scale (300 points), the Bayesian linear regression of the NumPyro
 guide (200 points, 3 features, ``HalfNormal`` noise), a logistic regression on scikit-learn's
-``load_breast_cancer`` (30 standardised features and an intercept), and two that MFLD runs with a
-given step: a mean-field two-layer network (16 neurons in the particle plate, 200 two-moons
-points; 16 chains of MFLD at ``λ = N``, the model's own posterior; compared on its predicted
-probabilities at 20 test points, the weights being exchangeable) and a logistic regression of
-``n = 10⁵`` points (``--full``: ``10⁶``) through ``numpyro.plate(..., subsample_size=10⁴)``
-(stochastic-gradient MFLD; NUTS on the full data; also against NumPyro's ``HMCECS`` with a
-Taylor proxy at NUTS's posterior mean). Last, the per-step cost of the subsampled model at
-``n = 10⁴`` and ``10⁶``. Run ``.venv/bin/python benchmarks/numpyro_models.py`` (``--models`` to
-choose, ``--particles``, ``--warmup``, ``--draws`` for the sizes).
+``load_breast_cancer`` (30 standardised features and an intercept), a mean-field two-layer network
+(16 neurons in the particle plate, 200 two-moons points; 16 chains of MFLD at ``λ = N``, the
+model's own posterior; compared on its predicted probabilities at 20 test points, the weights
+being exchangeable), and a logistic regression of ``n = 10⁵`` points (``--full``: ``10⁶``)
+through ``numpyro.plate(..., subsample_size=10⁴)`` (stochastic-gradient MFLD; NUTS on the full
+data; also against NumPyro's ``HMCECS`` with a Taylor proxy at NUTS's posterior mean). Last,
+the per-step cost of the subsampled model at ``n = 10⁴`` and ``10⁶``. Run
+``.venv/bin/python benchmarks/numpyro_models.py`` (``--models`` to choose, ``--particles``,
+``--warmup``, ``--draws`` for the sizes).
 """
 
 from __future__ import annotations
@@ -189,14 +189,11 @@ def moons():
     return jnp.asarray(X - X.mean(0), jnp.float32), jnp.asarray(y[:200], jnp.float32)
 
 
-#: The MFLD settings of the models that cannot use the defaults: a mean-field model's particles
-#: interact (no per-particle acceptance probability to tune on), and the warmup's tuning needs
-#: exact potentials, which a subsampled plate does not give.
+#: The MFLD settings beyond the sizes: the network's temperature (λ = N, its own posterior).
 GIVEN = {
     # One system of 16 neurons is one chain, whose draws are strongly correlated (one chain gave
     # 0.45 sd): 16 chains, vectorised.
-    network: {"num_particles": 16, "step_size": 2e-3, "temperature": 16.0, "num_chains": 16},
-    subsampled: {"step_size": 2e-6},
+    network: {"num_particles": 16, "temperature": 16.0, "num_chains": 16},
 }
 
 

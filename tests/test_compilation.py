@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 import mflangevin
@@ -113,6 +114,14 @@ def test_the_context_restores_jax_settings(tmp_path):
         jax.config.jax_persistent_cache_min_compile_time_secs,
     )
     assert after == before
+
+
+def test_every_program_is_written_by_default(tmp_path):
+    """A program that compiles in milliseconds is read back rather than compiled again."""
+    with mflangevin.enable_compilation_cache(tmp_path) as folder:
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
+        jax.jit(lambda x: x * 3.0 + 1.0)(np.ones(7)).block_until_ready()
+        assert [entry.name.split("-")[0] for entry in folder.iterdir()] == ["jit__lambda"]
 
 
 @pytest.mark.parametrize(

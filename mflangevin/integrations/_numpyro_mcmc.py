@@ -15,6 +15,12 @@ from mflangevin._checks import to_device
 
 #: Above this fraction of refused particle moves after warmup, ``run`` warns.
 REFUSED_FRACTION = 0.5
+#: Below this mean Metropolis acceptance probability of the particles' moves after warmup,
+#: ``run`` warns: the optimal acceptance of MALA (Roberts and Rosenthal 1998), a step at which
+#: the Metropolis correction would be doing much of the work the unadjusted kernel leaves undone.
+ACCEPT_FLOOR = 0.57
+#: Above this fraction of improbable moves (``num_improbable``) after warmup, ``run`` warns.
+IMPROBABLE_FRACTION = 1e-3
 
 
 class MCMC(NumPyroMCMC):
@@ -67,7 +73,8 @@ class MCMC(NumPyroMCMC):
         """
         args, kwargs = self._on_device((args, kwargs))
         super().run(rng_key, *args, extra_fields=extra_fields, init_params=init_params, **kwargs)
-        self._check_refused_moves()
+        if not self._check_refused_moves():
+            self._check_discretisation()
 
     def _on_device(self, tree):
         """The model's arguments with their NumPy arrays on the device, each moved there once
@@ -97,11 +104,12 @@ class MCMC(NumPyroMCMC):
         state.pop("_device_copies", None)
         return state
 
-    def _check_refused_moves(self) -> None:
+    def _check_refused_moves(self) -> bool:
+        """Warn when most moves after warmup were refused; whether it warned."""
         num_particles = getattr(self.sampler, "num_particles", None)
         refused = self.get_extra_fields().get("num_refused")
         if num_particles is None or refused is None or np.size(refused) == 0:
-            return
+            return False
         fraction = float(np.mean(np.asarray(refused))) / num_particles
         if fraction > REFUSED_FRACTION:
             warnings.warn(
@@ -112,6 +120,36 @@ class MCMC(NumPyroMCMC):
                 "nearer the posterior (init_strategy=init_to_median or init_params).",
                 stacklevel=3,
             )
+            return True
+        return False
+
+    def _check_discretisation(self) -> None:
+        """Warn when the step is too large for the posterior's curvature somewhere: a low mean
+        acceptance probability, or more than a few moves that a Metropolis test would reject
+        (the unadjusted dynamics then under-samples the regions where the posterior is
+        narrow, as a funnel's neck)."""
+        num_particles = getattr(self.sampler, "num_particles", None)
+        extra = self.get_extra_fields()
+        accept, improbable = extra.get("accept_prob"), extra.get("num_improbable")
+        if num_particles is None or accept is None or improbable is None:
+            return
+        accept = np.asarray(accept, np.float64)
+        if accept.size == 0 or not np.all(np.isfinite(accept)):
+            return  # no move measured
+        mean_accept = float(np.mean(accept))
+        fraction = float(np.mean(np.asarray(improbable))) / num_particles
+        if mean_accept >= ACCEPT_FLOOR and fraction <= IMPROBABLE_FRACTION:
+            return
+        warnings.warn(
+            f"MFLD: the step is too large where the posterior is narrow: after warmup the "
+            f"particles' moves had a mean Metropolis acceptance probability of {mean_accept:.2f} "
+            f"and {fraction:.2%} of them one below 1 %, so the unadjusted dynamics under-samples "
+            "those regions (a funnel's neck) and the draws are biased. Lower step_size (or leave "
+            "it to the warmup with a higher target_accept_prob), warm up longer, or remove the "
+            "funnel by a non-centred parametrisation "
+            "(numpyro.infer.reparam.LocScaleReparam(centered=0)).",
+            stacklevel=3,
+        )
 
     def _pools(self) -> bool:
         """Whether the run is MFLD on a Bayesian model (independent particles)."""

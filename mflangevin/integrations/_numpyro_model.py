@@ -197,7 +197,7 @@ def potential_and_drift_fn(
     model ``F(μ) = E_μ[−log p(data | θ)]`` is linear, the particles are independent copies and
     ``J = Σ_i V(θ_i)`` with the per-particle potential ``V(θ) = −log p(data | θ) − λ log ν(θ)``,
     returned as ``V`` (shape ``(N,)``), and ``F`` is returned per particle, ``−log p(data | θ_i)``
-    (its mean is ``F(μ_Θ)``); a mean-field model has no such split (``F(μ_Θ)`` and ``V = ()``).
+    (its mean is ``F(μ_Θ)``); a mean-field model has no such split (``F(μ_Θ)`` and ``V = J``).
 
     The model runs seeded with ``rng_key``: a plate with ``subsample_size`` draws its subsample
     from it (one subsample for all particles, see :func:`subsample_in_o_of_b`) and scales its
@@ -211,7 +211,8 @@ def potential_and_drift_fn(
         if mean_field:
             log_reference, log_outside = parts(z=z)
             energy = -log_outside
-            return num_particles * energy - temperature * log_reference, (energy, ())
+            potential = num_particles * energy - temperature * log_reference
+            return potential, (energy, potential)
         log_reference, log_outside = jax.vmap(lambda theta: parts(z=theta))(z)
         potentials = -log_outside - temperature * log_reference
         return jnp.sum(potentials), (-log_outside, potentials)

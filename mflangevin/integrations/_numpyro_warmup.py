@@ -17,6 +17,13 @@ from mflangevin.types import Array, PRNGKey
 
 #: While tuning, a move less likely than this to be accepted by a Metropolis test is undone.
 ABSURD_MOVE = 1e-3
+#: A move less likely than this to be accepted by a Metropolis test is counted in
+#: ``num_improbable``: there the step is far too large for the posterior's curvature.
+IMPROBABLE_MOVE = 1e-2
+#: With a subsampled plate, the warmup's step is at most the one at which the minibatch noise's
+#: variance per step is this fraction of the Langevin noise's (the stationary spread then grows
+#: by about half this, 5 %).
+MINIBATCH_NOISE = 0.1
 #: While tuning, a particle's step factor grows by this after a move that was not undone.
 BACKOFF_GROWTH = 1.1
 #: The half-width of the uniform start of a Bayesian model's particles in unconstrained space,
@@ -172,10 +179,51 @@ def accept_prob(
     >>> [round(float(p), 3) for p in prob]  # a move against the drift is less reversible
     [1.0, 0.978]
     """
-    forward = jax.tree.map(lambda a, b, d: b - a + step_size * d, z, proposal, drift)
-    backward = jax.tree.map(lambda a, b, d: a - b + step_size * d, z, proposal, new_drift)
-    log_ratio = -(new_potential - potential) / temperature - (
-        per_particle_sq_norm(backward) - per_particle_sq_norm(forward)
-    ) / (4 * temperature * step_size)
+    log_ratio = -(new_potential - potential) / temperature + proposal_log_ratio(
+        z, drift, proposal, new_drift, step_size, temperature
+    )
     prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
     return jnp.where(refused | ~jnp.isfinite(log_ratio), 0.0, prob)
+
+
+def proposal_log_ratio(z, drift, proposal, new_drift, step_size, temperature) -> Array:
+    """``log q(θ|θ') − log q(θ'|θ)`` per particle, shape ``(N,)``, for the Langevin proposal
+    ``q(θ'|θ) = N(θ − η∇V(θ), 2λη I)``."""
+    forward = jax.tree.map(lambda a, b, d: b - a + step_size * d, z, proposal, drift)
+    backward = jax.tree.map(lambda a, b, d: a - b + step_size * d, z, proposal, new_drift)
+    return -(per_particle_sq_norm(backward) - per_particle_sq_norm(forward)) / (
+        4 * temperature * step_size
+    )
+
+
+def mean_field_accept_prob(
+    z, potential, drift, proposal, new_potential, new_drift, step_size, temperature, refused
+) -> Array:
+    """An estimate of the mean acceptance probability of the particles' moves in a mean-field
+    model, a scalar. The particles interact, so only the whole system's move ``Θ → Θ'`` on
+    ``π_N ∝ exp(−J/λ)`` has a Metropolis ratio, ``log r = −(J(Θ') − J(Θ))/λ + Σ_i [log q(θ_i|Θ')
+    − log q(θ'_i|Θ)]``. For ``N`` independent particles whose log ratios are ``N(−σ²/2, σ²)``
+    (MALA's at small steps; near the stationary law the mean is small against the spread),
+    ``log r`` has spread ``√N σ``, so ``σ̂ = √(π/2) |log r| / √N`` estimates ``σ`` without bias,
+    and a particle's acceptance probability ``E min(1, e^X) = 2Φ(−σ/2)`` is estimated by
+    ``2Φ(−σ̂/2)`` (exact to first order in ``σ``, which is all the warmup's averaging needs).
+    ``0`` when a move was refused.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> z, proposal = {"x": jnp.zeros(2)}, {"x": jnp.array([0.5, -1.0])}
+    >>> J = lambda x: 0.5 * jnp.sum(x**2)  # two independent N(0, 1) particles
+    >>> prob = mean_field_accept_prob(
+    ...     z, J(z["x"]), z, proposal, J(proposal["x"]), proposal, 0.1, 1.0,
+    ...     jnp.array([False, False]),
+    ... )
+    >>> round(float(prob), 3)
+    0.989
+    """
+    log_ratio = -(new_potential - potential) / temperature + jnp.sum(
+        proposal_log_ratio(z, drift, proposal, new_drift, step_size, temperature)
+    )
+    sigma = jnp.sqrt(jnp.pi / 2) * jnp.abs(log_ratio) / jnp.sqrt(refused.shape[0])
+    prob = 2 * jax.scipy.stats.norm.cdf(-sigma / 2)
+    return jnp.where(jnp.any(refused) | ~jnp.isfinite(log_ratio), 0.0, prob)

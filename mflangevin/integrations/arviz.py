@@ -14,7 +14,8 @@ Groups of the tree made by :func:`to_datatree`:
   subsampled plate gives that of every datum (the model run on all its indices).
 * ``sample_stats``: what the kernel reported: ``mean_field_energy`` (``F(μ_Θ)``; not called
   ``energy``, which ArviZ reads as the Hamiltonian of HMC), ``drift_norm``, ``diverging``,
-  ``num_refused``, ``step_size``, ``temperature``; with :func:`mflangevin.monitor` also
+  ``num_refused``, ``step_size``, ``temperature`` (and from :class:`mflangevin.numpyro.MFLD`
+  ``accept_prob`` and ``num_improbable``); with :func:`mflangevin.monitor` also
   ``objective`` (primal ``Ĝ``), ``dual_bound`` (``D(g_μ)``), ``gap``, ``dual_bound_stderr`` and
   ``dual_bound_ess`` (the effective sample size of the dual's importance weights);
   plus any arrays passed as ``sample_stats``.

@@ -32,13 +32,24 @@ from mflangevin._checks import all_finite, check_positive
 from mflangevin.integrations import _numpyro_model
 from mflangevin.integrations import _numpyro_warmup as warmup
 from mflangevin.integrations._numpyro_mcmc import MCMC
-from mflangevin.integrations._numpyro_warmup import DualAveraging, accept_prob
+from mflangevin.integrations._numpyro_warmup import (
+    DualAveraging,
+    accept_prob,
+    mean_field_accept_prob,
+)
 from mflangevin.kernels import mfld
 from mflangevin.kernels.diffusions import per_particle_sq_norm
 from mflangevin.schedules import schedule_value
 from mflangevin.types import Array, PRNGKey, ScalarOrSchedule
 
-__all__ = ["MCMC", "MFLD", "MFLDModelState", "DualAveraging", "accept_prob"]
+__all__ = [
+    "MCMC",
+    "MFLD",
+    "MFLDModelState",
+    "DualAveraging",
+    "accept_prob",
+    "mean_field_accept_prob",
+]
 
 #: The stream of the subsamples of the model's subsampled plates, folded into the state's key.
 SUBSAMPLE = 0x5353
@@ -53,9 +64,14 @@ class MFLDModelState(NamedTuple):
     beyond ``divergence_threshold``) or met a non-finite energy, and ``num_refused`` counts the
     refused moves; ``step_size`` is the ``η`` of the next step (tuned during warmup when the
     kernel was given none); ``accept_prob`` is the mean over particles of the Metropolis
-    acceptance probability of the last moves (Bayesian models; a measure of the step's
-    discretisation error; while the warmup tunes the step, a move below ``10⁻³`` is undone).
-    ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models),
+    acceptance probability of the last moves (a measure of the step's discretisation error;
+    while the warmup tunes the step, a move below ``10⁻³`` is undone; for a mean-field model an
+    estimate from the whole system's ratio; for a subsampled model measured only while the
+    warmup tunes the step, NaN otherwise) and
+    ``num_improbable`` the number of moves whose acceptance probability is below ``10⁻²``
+    (where the step is far too large for the posterior's curvature: a funnel's neck).
+    ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models;
+    ``J(Θ)`` and ``F(μ_Θ)``, mean-field models),
     ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
     particles, tuned with the step size), ``backoff`` (per particle, the factor by which a
     particle's preconditioner shrank during warmup after its moves failed) and ``adapt_state``
@@ -80,8 +96,9 @@ class MFLDModelState(NamedTuple):
     num_refused: Array
     step_size: Array
     accept_prob: Array
+    num_improbable: Array
     rng_key: PRNGKey
-    potential: Array | tuple
+    potential: Array
     loss: Array
     drift: dict
     scale: dict
@@ -125,9 +142,9 @@ class MFLD(MCMCKernel):
     num_particles
         ``N``.
     step_size
-        η > 0, or a schedule ``iteration -> η``, used as given. ``None`` (the default, Bayesian
-        models only): tuned during warmup, as NUTS tunes its step, by dual averaging towards
-        ``target_accept_prob`` (below), then held fixed.
+        η > 0, or a schedule ``iteration -> η``, used as given. ``None`` (the default): tuned
+        during warmup, as NUTS tunes its step, by dual averaging towards ``target_accept_prob``
+        (below), then held fixed.
     temperature
         λ > 0, or a schedule ``iteration -> λ``. For a Bayesian model ``λ = 1`` samples the
         posterior; for a mean-field model the sites outside the plate are scaled by ``N/λ``.
@@ -171,7 +188,7 @@ class MFLD(MCMCKernel):
     """
 
     sample_field = "z"
-    default_fields = ("z", "diverging", "num_refused")
+    default_fields = ("z", "diverging", "num_refused", "accept_prob", "num_improbable")
 
     def __init__(
         self,
@@ -209,6 +226,7 @@ class MFLD(MCMCKernel):
         self._divergence_threshold = divergence_threshold
         self._kernel = mfld.build_kernel(divergence_threshold)
         self._mean_field = None
+        self._subsampled = False
         self._vectorized = False
         self._num_warmup = 0
         self._init_cache = {}
@@ -289,21 +307,9 @@ class MFLD(MCMCKernel):
             self.particle_plate,
             self.num_particles,
         )
-        if self.step_size is None and self._mean_field:
-            raise ValueError(
-                "step_size: a mean-field model needs one (the warmup tunes the step from the "
-                "acceptance of independent particles' moves, which a mean-field model does not "
-                "have); e.g. MFLD(model, num_particles, step_size=1e-3)."
-            )
-        subsampled = _numpyro_model.subsampled_plates(
-            first_key, self._model, model_args, model_kwargs
+        self._subsampled = bool(
+            _numpyro_model.subsampled_plates(first_key, self._model, model_args, model_kwargs)
         )
-        if self.step_size is None and subsampled:
-            raise ValueError(
-                f"step_size: a model with subsampled plates ({subsampled}) needs one (the warmup "
-                "tunes the step on exact potentials, which a subsample only estimates); e.g. "
-                "MFLD(model, num_particles, step_size=1e-4)."
-            )
 
         if init_params is not None:
             self._check_finite(init_params)
@@ -313,7 +319,7 @@ class MFLD(MCMCKernel):
     def _compiled_init(self, static) -> Callable:
         """The initialisation, compiled once per model, settings and static arguments (and, by
         ``jax.jit``'s own cache, per shapes of the array arguments)."""
-        cache_key = (static, self._vectorized, self._mean_field)
+        cache_key = (static, self._vectorized, self._mean_field, self._subsampled)
         try:
             compiled = self._init_cache.get(cache_key)
         except TypeError:  # an unhashable non-array argument: initialise without compiling
@@ -364,6 +370,7 @@ class MFLD(MCMCKernel):
             num_refused=jnp.zeros((), jnp.int32),
             step_size=jnp.asarray(step_size, dtype),
             accept_prob=jnp.full((), jnp.nan, dtype),
+            num_improbable=jnp.zeros((), jnp.int32),
             rng_key=key,
             potential=potential,
             loss=loss,
@@ -496,25 +503,22 @@ class MFLD(MCMCKernel):
             proposal = jax.tree.map(lambda p, d, n: p - step_size * d + scale * n, z, drift, noise)
             _, new_potential, new_drift = potential_fn(proposal)
             refused = jnp.zeros(self.num_particles, bool)
-            return jnp.mean(
-                accept_prob(
-                    z,
-                    potential,
-                    drift,
-                    proposal,
-                    new_potential,
-                    new_drift,
-                    step_size,
-                    temperature,
-                    refused,
-                )
-            )
+            moves = (z, potential, drift, proposal, new_potential, new_drift)
+            return self._acceptance(*moves, step_size, temperature, refused)[0]
 
         def too_large(step_size):
             return (acceptance(step_size) < self.target_accept_prob) & (step_size > 1e-12)
 
         dtype = jnp.result_type(*jax.tree.leaves(z))
         return jax.lax.while_loop(too_large, lambda eta: eta / 2, jnp.ones((), dtype))
+
+    def _acceptance(self, *moves) -> tuple[Array, Array | None]:
+        """The mean acceptance probability of the moves and, for independent particles, each
+        particle's (a mean-field model's particles have none of their own)."""
+        if self._mean_field:
+            return warmup.mean_field_accept_prob(*moves), None
+        probs = accept_prob(*moves)
+        return jnp.mean(probs), probs
 
     def _step(self, state: MFLDModelState, model_args: tuple, model_kwargs: dict) -> MFLDModelState:
         rng_key, step_key = jax.random.split(state.rng_key)
@@ -539,28 +543,53 @@ class MFLD(MCMCKernel):
         potential_fn = self._potential_fn(model_args, model_kwargs, next_temperature, rng_key)
         loss, potential, drift = potential_fn(z)
         dtype = state.step_size.dtype
-        mean_accept = jnp.full((), jnp.nan, dtype)
         adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
         next_step_size = jnp.asarray(step_size, dtype)
-        if not self._mean_field:
-            new_u, new_drift_u = warmup.whiten(z, drift, full)
-            moves = (u, state.potential, drift_u, new_u, potential, new_drift_u)
-            probs = accept_prob(*moves, step_size, temperature, warmup.unmoved(u, new_u))
-            mean_accept = jnp.mean(probs).astype(dtype)
+        new_u = jax.tree.map(jnp.divide, z, full)
+        end = (potential, drift)
+        tuning = state.i < self._num_warmup
+        if self._subsampled and adapt:
+            # The ratio needs both ends on one subsample, the step's own: one more gradient, paid
+            # while tuning only; otherwise the moves are not measured (NaN).
+            same = self._potential_fn(model_args, model_kwargs, next_temperature, state.rng_key)
+            end = jax.lax.cond(tuning, lambda: same(z)[1:], lambda: end)
+            # Two subsamples' drifts at the same particles differ by twice the minibatch noise's
+            # covariance: the step is held where that noise's variance per step, η²·tr Σ, is
+            # MINIBATCH_NOISE times the Langevin noise's, 2λη·p.
+            noise = per_particle_sq_norm(
+                warmup.colour(jax.tree.map(jnp.subtract, drift, end[1]), full)
+            )
+            size = sum(x[0].size for x in jax.tree.leaves(z))
+            noise_cap = warmup.MINIBATCH_NOISE * 4 * temperature * size / jnp.median(noise)
+        new_drift_u = warmup.colour(end[1], full)
+        moves = (u, state.potential, drift_u, new_u, end[0], new_drift_u)
+        refused = warmup.unmoved(u, new_u)
+        mean_accept, probs = self._acceptance(*moves, step_size, temperature, refused)
+        if self._subsampled:
+            measured = tuning & adapt
+            mean_accept = jnp.where(measured, mean_accept, jnp.nan)
+            probs = jnp.where(measured, probs, 1.0) if probs is not None else None
+        mean_accept = mean_accept.astype(dtype)
+        num_improbable = jnp.zeros((), jnp.int32)
+        if probs is not None:
+            num_improbable = jnp.sum(probs < warmup.IMPROBABLE_MOVE, dtype=jnp.int32)
         if adapt:
-            tuning = state.i < self._num_warmup
             # While tuning, a move whose acceptance probability is below ABSURD_MOVE is undone
             # (a step tried too large does not fling the particle away, as NUTS rejects a
             # divergent trajectory) and that particle's steps shrink; they grow back while its
             # moves succeed. Particles far out in stiff regions thus move on their own scale.
-            rejected = tuning & (probs < warmup.ABSURD_MOVE)
-            grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
-            backoff = jnp.where(tuning, jnp.where(rejected, backoff / 2, grown), backoff)
-            z, loss, potential, drift = jax.tree.map(
-                lambda old, new: jnp.where(warmup.per_particle(rejected, new), old, new),
-                (state.z, state.loss, state.potential, state.drift),
-                (z, loss, potential, drift),
-            )
+            # A mean-field model's particles have no acceptance of their own, and a subsampled
+            # model's undone particle would keep a potential of the wrong subsample: none is
+            # undone.
+            if probs is not None and not self._subsampled:
+                rejected = tuning & (probs < warmup.ABSURD_MOVE)
+                grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
+                backoff = jnp.where(tuning, jnp.where(rejected, backoff / 2, grown), backoff)
+                z, loss, potential, drift = jax.tree.map(
+                    lambda old, new: jnp.where(warmup.per_particle(rejected, new), old, new),
+                    (state.z, state.loss, state.potential, state.drift),
+                    (z, loss, potential, drift),
+                )
             updated = adapt_state.update(self.target_accept_prob - mean_accept)
             # Windows that double (as Stan's): the averaging restarts from the current step at
             # 16, 32, 64, … steps up to half the warmup, forgetting the far-off start.
@@ -574,18 +603,23 @@ class MFLD(MCMCKernel):
             log_step = jnp.where(count < self._num_warmup, updated[0], updated[1])
             # At the same points, a particle stranded where the potential is far above the
             # cloud's (a minor mode, a region it cannot leave) restarts from another particle.
-            stranded = restart & warmup.stranded(potential, temperature, z)
-            source = warmup.replacement(jax.random.fold_in(step_key, warmup.RESAMPLE), stranded)
-            z, loss, potential, drift, backoff = jax.tree.map(
-                lambda x: jnp.where(warmup.per_particle(stranded, x), x[source], x),
-                (z, loss, potential, drift, backoff),
-            )
+            if probs is not None:
+                stranded = restart & warmup.stranded(potential, temperature, z)
+                key = jax.random.fold_in(step_key, warmup.RESAMPLE)
+                source = warmup.replacement(key, stranded)
+                z, loss, potential, drift, backoff = jax.tree.map(
+                    lambda x: jnp.where(warmup.per_particle(stranded, x), x[source], x),
+                    (z, loss, potential, drift, backoff),
+                )
             adapt_state, scale = jax.tree.map(
                 lambda new, old: jnp.where(tuning, new, old),
                 (updated, warmup.cloud_scale(z)),
                 (adapt_state, scale),
             )
-            next_step_size = jnp.where(tuning, jnp.exp(log_step).astype(dtype), state.step_size)
+            tuned = jnp.exp(log_step)
+            if self._subsampled:
+                tuned = jnp.minimum(tuned, noise_cap)
+            next_step_size = jnp.where(tuning, tuned.astype(dtype), state.step_size)
         energy = jnp.mean(loss)
         return MFLDModelState(
             i=new_state.count,
@@ -596,6 +630,7 @@ class MFLD(MCMCKernel):
             num_refused=info.num_refused,
             step_size=next_step_size,
             accept_prob=mean_accept,
+            num_improbable=num_improbable,
             rng_key=rng_key,
             potential=potential,
             loss=loss,

@@ -117,7 +117,10 @@ def certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float):
     n = X.shape[0]
     y = np.asarray(y, np.float64)
     blocks = list(row_blocks(X))
-    z = np.concatenate([block @ coef for _, block in blocks])
+    if np.any(coef):
+        z = np.concatenate([block @ coef for _, block in blocks])
+    else:  # the start of a fit: no pass over X
+        z = np.zeros(n)
     if "intercept" in params:
         z = z + np.float64(params["intercept"])
     primal = np.mean(value(z, y)) + l1 * np.sum(np.abs(coef)) + 0.5 * l2 * np.sum(coef**2)

@@ -60,19 +60,61 @@ def smooth_gradient(loss_name: str):
     """``(x, (X, y, weights, ridge)) -> ∇P(x)`` for L-BFGS, ``x = (w[, b])`` flat and ``P(x) =
     Σ_i weights_i ℓ(⟨x_i, w⟩ + b, y_i) + ½ Σ_j ridge_j w_j²``: the weights are ``1/n`` on the
     samples and ``0`` on rows that pad ``X`` to its bucket, so one compiled program serves every
-    ``n`` of a bucket with the same ``P``. Cached, as :func:`value_and_grad_of`."""
+    ``n`` of a bucket with the same ``P``. Cached, as :func:`value_and_grad_of`.
+
+    A dense ``X`` is read once per gradient: the predictions ``X_B w`` and the product
+    ``X_Bᵀ g_B`` of each block ``B`` of :func:`fused_rows` rows are taken while the block is in
+    the cache (a ``lax.scan`` over the blocks), where two matrix-vector products over the whole
+    of ``X`` read it twice (docs/theory/convex-erm.md#l-bfgs).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> X, y = jnp.eye(3), jnp.array([1.0, -1.0, 1.0])  # labels ±1
+    >>> data = (X, y, jnp.full(3, 1 / 3), jnp.full(3, 0.1))
+    >>> [round(float(v), 3) for v in smooth_gradient("logistic")(jnp.zeros(4), data)]
+    [-0.167, 0.167, -0.167, -0.167]
+    """
     loss = get_loss(loss_name)
 
     def gradient(x, data):
         X, y, weights, ridge = data
         p = ridge.shape[0]
-        coef = x[:p]
-        z = times(X, coef) + (x[p] if x.shape[0] > p else 0)
-        g = weights * loss.derivative(z, y)
-        grad = transposed_times(X, g, p) + ridge * coef
-        return jnp.append(grad, jnp.sum(g)) if x.shape[0] > p else grad
+        coef, intercept = x[:p], x[p] if x.shape[0] > p else 0
+
+        def block(total, rows):
+            X, y, weights = rows
+            g = weights * loss.derivative(times(X, coef) + intercept, y)
+            return total + jnp.append(transposed_times(X, g, p), jnp.sum(g)), None
+
+        size = y.shape[0] if isinstance(X, tuple) else fused_rows(*X.shape)
+        if size == y.shape[0]:  # one block, no loop
+            total, _ = block(jnp.zeros(p + 1, x.dtype), (X, y, weights))
+        else:
+            blocks = jax.tree.map(lambda a: a.reshape(-1, size, *a.shape[1:]), (X, y, weights))
+            total, _ = jax.lax.scan(block, jnp.zeros(p + 1, x.dtype), blocks)
+        grad = total[:p] + ridge * coef
+        return jnp.append(grad, total[p]) if x.shape[0] > p else grad
 
     return gradient
+
+
+FUSED_VALUES = 1 << 16
+"""Values of a block of the fused gradient pass (512 kB in float64), which stay in a core's
+cache between the two products: 256 rows of 200 features."""
+
+
+def fused_rows(rows: int, p: int) -> int:
+    """Rows of a block of :func:`smooth_gradient` over ``rows`` dense rows of ``p`` values: the
+    power of two nearest below ``FUSED_VALUES / p``, at least 64 (fewer blocks, each one loop
+    step) and at most 4096, or the largest power of two that divides ``rows`` if it is smaller
+    (a bucket of :func:`bucket` above 256 rows is a multiple of 32); all rows in one block when
+    that is under 32 (few rows, or a count that is not a bucket) or when ``X`` holds at most
+    ``CACHED_VALUES`` values (it stays in the cache between the two products, and the program
+    has no loop to trace and compile)."""
+    wanted = 1 << min(max((FUSED_VALUES // p).bit_length() - 1, 6), 12)
+    size = math.gcd(rows, wanted)
+    return size if size >= 32 and rows * p > CACHED_VALUES else rows
 
 
 def bucket(n: int) -> int:
@@ -85,38 +127,65 @@ def bucket(n: int) -> int:
 def padded_features(X, mean: np.ndarray, scale: np.ndarray, rows: int):
     """The standardised features ``(X − mean)/scale`` (rows of ``(columns, values)`` for a CSR
     ``X``) followed by zero rows up to ``rows``, standardised on the host by blocks into the
-    one copy that goes to the device."""
+    one copy that goes to the device (on CPU the device array is that copy, see
+    :func:`aligned_empty`)."""
     n, p = X.shape
     if scipy.sparse.issparse(X):
         return tuple(np.pad(part, ((0, rows - n), (0, 0))) for part in sparse_rows(X, scale))
-    out = np.empty((rows, p), jax.dtypes.canonicalize_dtype(X.dtype))
+    out = aligned_empty((rows, p), jax.dtypes.canonicalize_dtype(X.dtype))
     out[n:] = 0
     shift, inverse = mean.astype(out.dtype), (1 / scale).astype(out.dtype)
-    for start in range(0, n, BLOCK):
-        stop = min(start + BLOCK, n)
+    rows = max(1, CACHED_VALUES // p)  # the product reads the block that the difference wrote
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
         np.subtract(X[start:stop], shift, out=out[start:stop], casting="unsafe")
         out[start:stop] *= inverse
     return out
 
 
+def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised array whose data start at a multiple of 64 bytes: ``jax.device_put``
+    on CPU then hands the device this memory instead of copying it (measured on ``10⁵ × 200``
+    float64 values: 0.12 s for the copy of an array that NumPy placed)."""
+    dtype = np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    memory = np.empty(size + 64, np.uint8)
+    start = -memory.ctypes.data % 64
+    return memory[start : start + size].view(dtype).reshape(shape)
+
+
 def moments(X: np.ndarray, intercept: bool) -> tuple[np.ndarray, np.ndarray]:
     """Column means (zeros without an intercept, which alone could absorb them, and for sparse
-    ``X``) and root mean squares about them, in float64, by blocks of rows (no float64 copy of
-    ``X``); a constant column gets the scale ``1``."""
+    ``X``) and root mean squares about them, in float64, in one pass over ``X`` by blocks of
+    rows that stay in the cache (no float64 copy of ``X``): each block's mean and squares about
+    it, merged into the running ones (Chan, Golub and LeVeque's update, as accurate as two
+    passes); a constant column gets the scale ``1``."""
     n, p = X.shape
     mean, square = np.zeros(p), np.zeros(p)
     if scipy.sparse.issparse(X):  # not centred: centring would fill the zeros in
         square = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64), minlength=p)
         scale = np.sqrt(square / n)
         return mean, np.where(scale > 0, scale, 1.0)
-    if intercept:
-        for start in range(0, n, BLOCK):
-            mean += np.sum(X[start : start + BLOCK], axis=0, dtype=np.float64)
-        mean /= n
-    for start in range(0, n, BLOCK):
-        square += np.sum((X[start : start + BLOCK].astype(np.float64) - mean) ** 2, axis=0)
+    rows = max(1, CACHED_VALUES // p)
+    for start in range(0, n, rows):
+        block = np.asarray(X[start : start + rows], np.float64)
+        if not intercept:
+            square += np.einsum("ij,ij->j", block, block)
+            continue
+        seen, size = start, block.shape[0]
+        block_mean = block.mean(axis=0)
+        centred = block - block_mean
+        delta = block_mean - mean
+        square += np.einsum("ij,ij->j", centred, centred) + delta**2 * seen * size / (seen + size)
+        mean += delta * size / (seen + size)
     scale = np.sqrt(square / n)
     return mean, np.where(scale > 0, scale, 1.0)
+
+
+CACHED_VALUES = 1 << 19
+"""Float64 values (4 MB) of a block of :func:`moments`: measured on a 2-core CPU, one pass by
+such blocks over ``10⁵ × 200`` float64 values took 0.048 s, against 0.14 s for two passes by
+blocks of ``2¹⁴`` rows."""
 
 
 BLOCK = 1 << 14

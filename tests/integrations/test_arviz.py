@@ -169,7 +169,8 @@ def test_numpyro_mcmc_run():
     assert tree["posterior"]["theta"].dims == ("chain", "draw", "particle", "theta_dim_0")
     assert tree["posterior"]["theta"].shape == (2, 12, N, 2)
     assert tree["posterior"]["theta_mean"].shape == (2, 12, 2)
-    assert {"mean_field_energy", "drift_norm", "diverging"} <= set(tree["sample_stats"])
+    stats = {"mean_field_energy", "drift_norm", "diverging", "accept_prob", "num_improbable"}
+    assert stats <= set(tree["sample_stats"])
     # The measure's likelihood, one value per draw: F(μ) of the model as written.
     assert tree["log_likelihood"]["y"].shape == (2, 12)
     assert tree["particle_measure"]["theta"].shape == (2, N, 2)

@@ -426,11 +426,11 @@ def test_a_warm_started_regularisation_path_compiles_once(compilations):
     with jax.enable_x64(True):
         X, y = load_diabetes(return_X_y=True, scaled=False)
         path = [3.0, 1.0, 0.3]
-        warm = LinearRegressor(tol=1e-8, warm_start=True)
+        warm = LinearRegressor(tol=1e-8, warm_start=True, solver="cd")
         warm_stages, cold_stages = 0, 0
         for l1 in path:
             warm.set_params(l1=l1).fit(X, y)
-            cold = LinearRegressor(l1=l1, tol=1e-8).fit(X, y)
+            cold = LinearRegressor(l1=l1, tol=1e-8, solver="cd").fit(X, y)
             assert warm.converged_ and cold.converged_
             assert abs(warm.objective_ - cold.objective_) <= 2e-8
             warm_stages += warm.n_iter_

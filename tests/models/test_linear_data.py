@@ -1,0 +1,77 @@
+"""The linear models' data path: the fused L-BFGS gradient, the one-pass moments and the copy
+that the device adopts, each against the direct computation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mflangevin.models import _linear_data
+from mflangevin.models._linear_data import aligned_empty, fused_rows, moments, smooth_gradient
+from mflangevin.models.losses import get_loss
+from mflangevin.solvers.lbfgs import _evaluate
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+def test_the_fused_gradient_is_the_gradient_of_the_objective(compilations, monkeypatch, intercept):
+    """Blocks of 256 rows, each read once for both products: ``jax.grad`` of ``P`` written as
+    one pass over all rows, to round-off (float64), with padded rows of zero weight; compiled
+    once for two points."""
+    monkeypatch.setattr(_linear_data, "CACHED_VALUES", 0)  # blocks however small X is
+    rows, n, p = 768, 700, 5
+    rng = np.random.default_rng(0)
+    X = np.zeros((rows, p))
+    X[:n] = rng.normal(size=(n, p))
+    y, weights = np.zeros(rows), np.zeros(rows)
+    y[:n], weights[:n] = np.sign(rng.normal(size=n)), 1 / n
+    ridge = rng.uniform(0.1, 1.0, p)
+    loss = get_loss("logistic")
+
+    def objective(x):
+        z = X @ x[:p] + (x[p] if intercept else 0.0)
+        return jnp.sum(weights * loss.value(z, y)) + 0.5 * jnp.sum(ridge * x[:p] ** 2)
+
+    assert fused_rows(rows, p) == 256
+    with jax.enable_x64(True):
+        data = jax.device_put((X, y, weights, ridge))
+        for seed in (1, 2):
+            x = np.random.default_rng(seed).normal(size=p + intercept)
+            fused = np.asarray(_evaluate(smooth_gradient("logistic"), x, data))
+            np.testing.assert_allclose(fused, jax.grad(objective)(x), rtol=1e-13, atol=1e-15)
+    assert compilations.count("jit(_evaluate)") == 1
+
+
+def test_blocks_hold_about_the_same_values_and_divide_the_rows():
+    """About ``2^16`` values a block, 64 to 4096 rows dividing the bucket's rows."""
+    assert fused_rows(106496, 200) == 256 and fused_rows(65536, 20) == 2048
+    assert fused_rows(106496, 10**5) == 64 and fused_rows(1 << 20, 1) == 4096
+    assert fused_rows(33792, 20) == 1024 and fused_rows(2560, 250) == 256
+    assert fused_rows(237 * 10**4, 1) == 237 * 10**4  # not a bucket: one block
+    assert fused_rows(8192, 20) == 8192  # X in the cache: one block
+
+
+def test_the_one_pass_moments_are_the_two_pass_ones(monkeypatch):
+    """Blocks of 8 rows merged (Chan, Golub, LeVeque) against NumPy's mean and standard
+    deviation of the whole, to round-off, on columns far from zero; float32 input read in
+    float64; the input untouched."""
+    monkeypatch.setattr(_linear_data, "CACHED_VALUES", 8 * 3)
+    X = np.random.default_rng(0).normal(size=(61, 3)) * [1.0, 1e-3, 0.0] + [1e4, -2.0, 7.0]
+    before = X.copy()
+    mean, scale = moments(X, intercept=True)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(scale[:2], X.std(axis=0)[:2], rtol=1e-9)
+    assert scale[2] == 1.0  # a constant column
+    mean, scale = moments(X, intercept=False)
+    np.testing.assert_array_equal(mean, 0.0)
+    np.testing.assert_allclose(scale, np.sqrt(np.mean(X**2, axis=0)), rtol=1e-14)
+    mean32, _ = moments(X.astype(np.float32), intercept=True)
+    np.testing.assert_allclose(mean32, X.astype(np.float32).mean(axis=0, dtype=np.float64))
+    np.testing.assert_array_equal(X, before)
+
+
+def test_the_aligned_copy_is_adopted_by_the_device():
+    a = aligned_empty((5, 3), np.float32)
+    assert a.shape == (5, 3) and a.dtype == np.float32 and a.ctypes.data % 64 == 0
+    a[:] = 1.0
+    if jax.default_backend() == "cpu":  # no copy: the device array is this memory
+        assert jax.device_put(a).unsafe_buffer_pointer() == a.ctypes.data
