@@ -108,10 +108,12 @@ _HOST_LOSSES = {
 the float64 certificate on the host."""
 
 
-def certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float):
+def certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float, *, with_u=False):
     """``P(x)`` and the gap ``P(x) − D(α(x))`` in float64 with NumPy on the host, by blocks of
     rows (no float64 copy of ``X``, nothing compiled), whatever the dtype of the fit: the
-    certificate the estimators report. The same dual point as :func:`primal_and_dual`."""
+    certificate the estimators report. The same dual point as :func:`primal_and_dual`. With
+    ``with_u``, also ``u = Xᵀα/n`` before the scaling into ``‖u‖_∞ ≤ λ₁`` (what a solver's
+    first iteration would compute again)."""
     value, derivative, conjugate = _HOST_LOSSES[loss_name]
     coef = np.asarray(params["coef"], np.float64)
     n = X.shape[0]
@@ -136,6 +138,8 @@ def certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float):
     else:  # the indicator of ‖u‖_∞ ≤ λ₁, up to a few ulps of round-off
         penalty = 0.0 if np.all(excess <= 8 * np.finfo(np.float64).eps * l1) else np.inf
     dual = -np.mean(conjugate(-shrink * alpha, y)) - penalty
+    if with_u:
+        return float(primal), float(primal - dual), u
     return float(primal), float(primal - dual)
 
 

@@ -162,6 +162,12 @@ def moments(X: np.ndarray, intercept: bool) -> tuple[np.ndarray, np.ndarray]:
     passes); a constant column gets the scale ``1``."""
     n, p = X.shape
     mean, square = np.zeros(p), np.zeros(p)
+    if scipy.sparse.issparse(X) and X.format == "csc":  # each column's squares, contiguous
+        lengths = np.diff(X.indptr)
+        squares = np.append(np.square(X.data[: X.nnz], dtype=np.float64), 0.0)
+        square = np.where(lengths > 0, np.add.reduceat(squares, X.indptr[:-1]), 0.0)
+        scale = np.sqrt(square / n)
+        return mean, np.where(scale > 0, scale, 1.0)
     if scipy.sparse.issparse(X):  # not centred: centring would fill the zeros in
         square = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64), minlength=p)
         scale = np.sqrt(square / n)

@@ -325,10 +325,15 @@ class _LinearModel(BaseEstimator):
         if b > n:
             raise ValueError(f"batch_size: must be at most the number of samples n = {n}, got {b}.")
         seed = self._seed()
-        self.solver_, iterations = self._solver(X, l1, l2), None
+        # Sparse X that coordinate descent may take, by columns: one conversion, which also
+        # gives the padding and the column scales (a pass over contiguous columns).
+        by_columns = X
+        if scipy.sparse.issparse(X) and l1 > 0 and l2 == 0 and self.solver in ("auto", "cd"):
+            by_columns = X.tocsc()
+        self.solver_, iterations = self._solver(by_columns, l1, l2), None
         data = gram.gram(X, y, self.fit_intercept) if self.solver_ == "gram" else None
         if data is None:
-            mean, scale = moments(X, self.fit_intercept)
+            mean, scale = moments(by_columns, self.fit_intercept)
         else:  # the same moments, from the Gram matrix's pass: its diagonal is mean squares
             mean, scale = data.mean, np.sqrt(np.diagonal(data.matrix))
             scale = np.where(scale > 0, scale, 1.0)
@@ -346,7 +351,7 @@ class _LinearModel(BaseEstimator):
         start = self._fitted_params() if warm else {"coef": np.zeros(p)}
         if self.fit_intercept and not warm:
             start["intercept"] = np.float64(0.0)
-        primal, gap = certified(self._loss_name, start, X, y, l1, l2)
+        primal, gap, u = certified(self._loss_name, start, X, y, l1, l2, with_u=True)
         history, params, passes, why = [(0.0, gap)], start, 0.0, None
         if self.verbose:
             print(f"stage    0  passes      0.0  gap {gap:.3e}")
@@ -355,8 +360,9 @@ class _LinearModel(BaseEstimator):
                 X, y, data, strengths, history, start
             )
         elif gap > self.tol and self.solver_ == "cd":
+            first = None if warm or by_columns is X else (primal, primal - gap, u)
             params, primal, gap, passes, why = self._coordinate_descent(
-                X, y, strengths, history, start
+                X, y, strengths, history, start, by_columns, first
             )
         elif gap > self.tol and self.solver_ == "lbfgs":
             params, primal, gap, passes, why, iterations = self._solve_lbfgs(
@@ -434,21 +440,23 @@ class _LinearModel(BaseEstimator):
         passes = float(1 + result.certificates)
         return params, result.primal, result.gap, passes, result.why, result.n_iter
 
-    def _coordinate_descent(self, X, y, strengths, history, start: dict):
+    def _coordinate_descent(self, X, y, strengths, history, start: dict, by_columns, first):
         """:func:`mflangevin.solvers.coordinate_descent.solve` from ``start``, in the dtype of
-        ``X``; unless that is float64, its gap is confirmed in float64 on the host, and when the
+        ``X`` (``by_columns``: ``X`` or its CSC copy; ``first``: the start certificate's ``(P,
+        D, u)`` for sparse ``X`` at ``w = 0``, which spares the solver its first pass); unless
+        the dtype is float64, its gap is confirmed in float64 on the host, and when the
         device's gap was too optimistic the solver resumes with its ``tol`` lowered by the
         factor it missed by (three times at most, then *precision loss*). The same returns as
         :meth:`_solve`."""
         l1, l2 = strengths
-        cols, mean = coordinate_descent.columns(X, self.fit_intercept)
+        cols, mean = coordinate_descent.columns(by_columns, self.fit_intercept)
         params, target, passes = start, self.tol, 0.0
         for _ in range(3):
             result = coordinate_descent.solve(
                 self._loss_name, cols, y, l1, l2, intercept=self.fit_intercept, tol=target,
                 max_iter=self.max_iter, coef=params["coef"],
                 offset=float(params.get("intercept", 0.0) + mean @ params["coef"]),
-                verbose=self.verbose,
+                first=first if params is start else None, verbose=self.verbose,
             )  # fmt: skip
             history.extend(result.history[1:])
             passes += result.passes

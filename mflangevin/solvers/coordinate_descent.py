@@ -414,13 +414,16 @@ def solve(
     offset: float = 0.0,
     screening: bool = True,
     working_sets: bool = True,
+    first: tuple | None = None,
     verbose: int = 0,
 ) -> Result:
     """Minimise ``P`` by coordinate descent from ``(coef, offset)`` (default zero) until the
     duality gap is at most ``tol`` or ``max_iter`` outer iterations ran, in the dtype of
     ``cols``. ``screening`` and ``working_sets`` switch the Gap Safe rule and the working sets
     off (then every epoch visits every feature). The intercept is ``offset`` in the centred
-    coordinates of :func:`columns`: ``b = offset − ⟨x̄, w⟩``.
+    coordinates of :func:`columns`: ``b = offset − ⟨x̄, w⟩``. ``first``, ``(P, D, u)`` at a zero
+    ``coef`` (``u = Xᵀα/n`` before its scaling, ``D`` at the scaled point), computed by the
+    caller (an estimator's start certificate), replaces the first iteration's pass.
 
     Examples
     --------
@@ -455,11 +458,22 @@ def solve(
     l1_, l2_ = jnp.asarray(l1, dtype), jnp.asarray(l2, dtype)
     resolution = 8 * float(jnp.finfo(dtype).eps)
     inner = _INNER if cols.rows is None else _INNER_SPARSE
+    if first is not None and np.any(np.asarray(w)):
+        raise ValueError("first: given only for the start at a zero coef.")
     for iteration in range(max_iter + 1):
-        primal, dual, u, violators, z = _outer(
-            loss_name, intercept, cols, y, w, b, kept, jnp.asarray(count), l1_, l2_, extrapolate
-        )
-        passes += 1
+        if iteration == 0 and first is not None:  # at w = 0, z = b: no pass
+            primal, dual, u = first
+            u = np.asarray(u, np.float64)
+            largest = float(np.max(np.abs(u), initial=0.0))
+            violators = int(np.count_nonzero(np.abs(u) > l1))
+            u = u * (min(1.0, l1 / largest) if l2 == 0 and largest > 0 else 1.0)
+            z = jnp.full(n, b, dtype)
+        else:
+            primal, dual, u, violators, z = _outer(
+                loss_name, intercept, cols, y, w, b, kept, jnp.asarray(count), l1_, l2_,
+                extrapolate,
+            )  # fmt: skip
+            passes += 1
         primal, dual = float(primal), float(dual)
         if dual > best:
             best, best_u = dual, np.asarray(u, np.float64)
