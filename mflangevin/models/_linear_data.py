@@ -163,9 +163,10 @@ def moments(X: np.ndarray, intercept: bool) -> tuple[np.ndarray, np.ndarray]:
     n, p = X.shape
     mean, square = np.zeros(p), np.zeros(p)
     if scipy.sparse.issparse(X) and X.format == "csc":  # each column's squares, contiguous
-        lengths = np.diff(X.indptr)
-        squares = np.append(np.square(X.data[: X.nnz], dtype=np.float64), 0.0)
-        square = np.where(lengths > 0, np.add.reduceat(squares, X.indptr[:-1]), 0.0)
+        filled = np.diff(X.indptr) > 0  # (reduceat sums each start to the next one)
+        square[filled] = np.add.reduceat(
+            np.square(X.data[: X.nnz], dtype=np.float64), X.indptr[:-1][filled]
+        )
         scale = np.sqrt(square / n)
         return mean, np.where(scale > 0, scale, 1.0)
     if scipy.sparse.issparse(X):  # not centred: centring would fill the zeros in
@@ -201,21 +202,24 @@ BLOCK = 1 << 14
 def row_blocks(X):
     """``(start, block)`` for the blocks of :data:`BLOCK` rows of a dense or CSR ``X``, without
     copies: slices of a dense ``X``, views of a CSR one's arrays (SciPy's row slicing copies
-    them).
+    them, and so does its constructor for views of a larger array: the views are set on an
+    empty block instead).
 
     Examples
     --------
-    >>> X = scipy.sparse.csr_matrix(np.arange(6.0).reshape(3, 2))
+    >>> X = scipy.sparse.random(2 * BLOCK, 2, density=0.5, format="csr", random_state=0)
     >>> [(start, np.shares_memory(block.data, X.data)) for start, block in row_blocks(X)]
-    [(0, True)]
+    [(0, True), (16384, True)]
     """
     n, p = X.shape
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
         if scipy.sparse.issparse(X):
             first, last = X.indptr[start], X.indptr[stop]
-            parts = (X.data[first:last], X.indices[first:last], X.indptr[start : stop + 1] - first)
-            yield start, scipy.sparse.csr_matrix(parts, shape=(stop - start, p), copy=False)
+            block = scipy.sparse.csr_matrix((stop - start, p), dtype=X.dtype)
+            block.data, block.indices = X.data[first:last], X.indices[first:last]
+            block.indptr = X.indptr[start : stop + 1] - first
+            yield start, block
         else:
             yield start, X[start:stop]
 

@@ -69,6 +69,22 @@ def test_the_one_pass_moments_are_the_two_pass_ones(monkeypatch):
     np.testing.assert_array_equal(X, before)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_moments_are_the_root_mean_squares_by_either_format(fmt):
+    """Sparse ``X`` (CSR by its column indices, CSC by its contiguous columns): zero means and
+    the uncentred root mean squares, to round-off; empty columns, first and last, get ``1``."""
+    import scipy.sparse
+
+    X = scipy.sparse.random(40, 6, density=0.3, format="csc", random_state=0)
+    X = scipy.sparse.hstack([scipy.sparse.csc_matrix((40, 1)), X, scipy.sparse.csc_matrix((40, 2))])
+    dense = X.toarray()
+    mean, scale = moments(X.asformat(fmt), intercept=True)
+    np.testing.assert_array_equal(mean, 0.0)
+    expected = np.sqrt(np.mean(dense**2, axis=0))
+    np.testing.assert_allclose(scale, np.where(expected > 0, expected, 1.0), rtol=1e-14)
+    assert scale[0] == scale[-1] == scale[-2] == 1.0
+
+
 def test_the_aligned_copy_is_adopted_by_the_device():
     a = aligned_empty((5, 3), np.float32)
     assert a.shape == (5, 3) and a.dtype == np.float32 and a.ctypes.data % 64 == 0

@@ -132,3 +132,25 @@ def test_sparse_columns_compile_once_and_give_the_dense_solution(compilations):
         assert sparse.why is None and dense.why is None
         assert abs(sparse.primal - dense.primal) <= sparse.gap + dense.gap + 1e-12
         assert compilations.count("jit(_inner)") <= 1 and compilations.count("jit(_outer)") <= 1
+
+
+def test_the_start_certificate_replaces_the_first_pass():
+    """``first``, the host certificate's ``(P, D, u)`` at ``w = 0``, gives the same iterates as
+    the solver's own first pass (one pass fewer); it is refused away from ``w = 0``."""
+    with jax.enable_x64(True):
+        X, y = problem("logistic", seed=2)
+        X[np.abs(X) < 1.0] = 0.0
+        l1 = largest(X, y) / 20
+        cols, _ = cd.columns(scipy.sparse.csc_matrix(X), intercept=False)
+        start = {"coef": np.zeros(P), "intercept": 0.0}
+        primal, gap, u = certified("logistic", start, X, y, l1, 0.0, with_u=True)
+        own = cd.solve("logistic", cols, y, l1, 0.0, intercept=True, tol=1e-10)
+        handed = cd.solve(
+            "logistic", cols, y, l1, 0.0, intercept=True, tol=1e-10, first=(primal, primal - gap, u)
+        )
+        assert handed.why is None and handed.n_iter == own.n_iter
+        assert handed.passes == pytest.approx(own.passes - 1, abs=1e-12)
+        np.testing.assert_allclose(handed.coef, own.coef, atol=1e-12)
+        with pytest.raises(ValueError, match="first"):
+            cd.solve("logistic", cols, y, l1, 0.0, intercept=True, tol=1e-10, coef=own.coef,
+                     first=(primal, primal - gap, u))  # fmt: skip
