@@ -361,8 +361,10 @@ class _LinearModel(BaseEstimator):
             )
         elif gap > self.tol and self.solver_ == "cd":
             first = None if warm or by_columns is X else (primal, primal - gap, u)
+            columns = coordinate_descent.columns(by_columns, self.fit_intercept)
+            del by_columns  # a CSC copy is not held through the solve
             params, primal, gap, passes, why = self._coordinate_descent(
-                X, y, strengths, history, start, by_columns, first
+                X, y, strengths, history, start, columns, first
             )
         elif gap > self.tol and self.solver_ == "lbfgs":
             params, primal, gap, passes, why, iterations = self._solve_lbfgs(
@@ -440,16 +442,17 @@ class _LinearModel(BaseEstimator):
         passes = float(1 + result.certificates)
         return params, result.primal, result.gap, passes, result.why, result.n_iter
 
-    def _coordinate_descent(self, X, y, strengths, history, start: dict, by_columns, first):
-        """:func:`mflangevin.solvers.coordinate_descent.solve` from ``start``, in the dtype of
-        ``X`` (``by_columns``: ``X`` or its CSC copy; ``first``: the start certificate's ``(P,
-        D, u)`` for sparse ``X`` at ``w = 0``, which spares the solver its first pass); unless
+    def _coordinate_descent(self, X, y, strengths, history, start: dict, columns, first):
+        """:func:`mflangevin.solvers.coordinate_descent.solve` from ``start`` on the ``columns``
+        of ``X`` (:func:`~mflangevin.solvers.coordinate_descent.columns`), in the dtype of
+        ``X`` (``first``: the start certificate's ``(P, D, u)`` for sparse ``X`` at ``w = 0``,
+        which spares the solver its first pass); unless
         the dtype is float64, its gap is confirmed in float64 on the host, and when the
         device's gap was too optimistic the solver resumes with its ``tol`` lowered by the
         factor it missed by (three times at most, then *precision loss*). The same returns as
         :meth:`_solve`."""
         l1, l2 = strengths
-        cols, mean = coordinate_descent.columns(by_columns, self.fit_intercept)
+        cols, mean = columns
         params, target, passes = start, self.tol, 0.0
         for _ in range(3):
             result = coordinate_descent.solve(
