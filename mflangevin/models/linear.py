@@ -446,11 +446,10 @@ class _LinearModel(BaseEstimator):
         """:func:`mflangevin.solvers.coordinate_descent.solve` from ``start`` on the ``columns``
         of ``X`` (:func:`~mflangevin.solvers.coordinate_descent.columns`), in the dtype of
         ``X`` (``first``: the start certificate's ``(P, D, u)`` for sparse ``X`` at ``w = 0``,
-        which spares the solver its first pass); unless
-        the dtype is float64, its gap is confirmed in float64 on the host, and when the
-        device's gap was too optimistic the solver resumes with its ``tol`` lowered by the
-        factor it missed by (three times at most, then *precision loss*). The same returns as
-        :meth:`_solve`."""
+        which spares the solver its first pass); unless the dtype is float64, its gap is
+        confirmed in float64 on the host, and when the device's gap was too optimistic the
+        solver resumes with its ``tol`` lowered by the factor it missed by (three times at
+        most, then *precision loss*). The same returns as :meth:`_solve`."""
         l1, l2 = strengths
         cols, mean = columns
         params, target, passes = start, self.tol, 0.0
