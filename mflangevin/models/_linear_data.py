@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
+import scipy.special
 
 from mflangevin._sparse import padded_segments
 from mflangevin.models.losses import get_loss
@@ -95,6 +96,53 @@ def smooth_gradient(loss_name: str):
             total, _ = jax.lax.scan(block, jnp.zeros(p + 1, x.dtype), blocks)
         grad = total[:p] + ridge * coef
         return jnp.append(grad, total[p]) if x.shape[0] > p else grad
+
+    return gradient
+
+
+HOST_VALUES = 1 << 20
+"""L-BFGS evaluates the gradient with :func:`host_gradient` on the host when the features hold
+at most this many values (on CPU): below it, a compiled program's dispatch costs about as much as
+its pass. Measured on a 2-core CPU, logistic loss, p = 30–100, the fastest of 50 gradients in
+float64: NumPy took 0.69 times the compiled program's time at 569 × 30 (16 against 23 µs),
+0.60 at 2,000 × 50, 0.72 at 10,000 × 100, and 1.06 at 20,000 × 100."""
+
+
+_HOST_DERIVATIVES = {
+    "squared": lambda z, y: z - y,
+    "logistic": lambda z, y: -y * scipy.special.expit(-y * z),
+    "smoothed_hinge": lambda z, y: y * np.clip(y * z - 1, -1.0, 0.0),
+}
+"""``∂ℓ/∂z`` of :mod:`mflangevin.models.losses` in NumPy, for :func:`host_gradient`."""
+
+
+def host_gradient(loss_name: str):
+    """:func:`smooth_gradient` in NumPy, for data on the host: the same ``P``, the same
+    ``(x, (X, y, weights, ridge))`` (``X`` dense or sparse rows ``(columns, values)``), two
+    matrix products and no compiled program to dispatch (see :data:`HOST_VALUES`).
+
+    Examples
+    --------
+    >>> X, y = np.eye(3), np.array([1.0, -1.0, 1.0])  # labels ±1
+    >>> data = (X, y, np.full(3, 1 / 3), np.full(3, 0.1))
+    >>> [round(float(v), 3) for v in host_gradient("logistic")(np.zeros(4), data)]
+    [-0.167, 0.167, -0.167, -0.167]
+    """
+    derivative = _HOST_DERIVATIVES[loss_name]
+
+    def gradient(x, data):
+        X, y, weights, ridge = data
+        p = ridge.shape[0]
+        coef, intercept = x[:p], x[p] if x.shape[0] > p else 0.0
+        if isinstance(X, tuple):
+            columns, values = X
+            g = weights * derivative(np.sum(values * coef[columns], axis=1) + intercept, y)
+            product = np.bincount(columns.ravel(), (g[:, None] * values).ravel(), minlength=p)
+        else:
+            g = weights * derivative(X @ coef + intercept, y)
+            product = g @ X
+        grad = product + ridge * coef
+        return np.append(grad, np.sum(g)) if x.shape[0] > p else grad
 
     return gradient
 

@@ -40,7 +40,9 @@ from mflangevin._checks import check_choice, check_count, check_positive, to_dev
 from mflangevin.kernels import acc_prox_svrg
 from mflangevin.models._linear_certificate import certified, primal_and_dual, resolution
 from mflangevin.models._linear_data import (
+    HOST_VALUES,
     bucket,
+    host_gradient,
     moments,
     padded_features,
     prepare,
@@ -581,8 +583,10 @@ class _LinearModel(BaseEstimator):
     def _solve_lbfgs(self, X, y, mean, scale, l2: float, history, start: dict, scale_of_p):
         """L-BFGS (:func:`mflangevin.solvers.lbfgs.minimize`) in the standardised coordinates
         of :meth:`_fit` from ``start``, the rows padded to :func:`bucket` ``(n)`` with zero
-        weights, until the float64 gap is at most ``tol``; returns what :meth:`_solve` returns,
-        the passes being the gradients evaluated (one pass over the data each).
+        weights (or, for at most ``HOST_VALUES`` values on CPU, unpadded and the gradient in
+        NumPy on the host, in the same dtype), until the float64 gap is at most ``tol``; returns
+        what :meth:`_solve` returns, the passes being the gradients evaluated (one pass over the
+        data each).
 
         Without an intercept the gap at ``w`` is ``‖∇P(w)‖²/(2λ₂)`` exactly (the dual point
         ``α = −ℓ'(z)`` makes Fenchel-Young an equality for the loss), so the gradient that
@@ -590,12 +594,14 @@ class _LinearModel(BaseEstimator):
         the prediction (plus ``(∂P/∂b)²`` for the intercept's correction) is at most ``tol/2``,
         a quarter of that after each miss, and every ``_LBFGS_CHECK`` iterations."""
         n, p = X.shape
-        rows = bucket(n)
+        host = jax.default_backend() == "cpu" and n * p <= HOST_VALUES
+        rows = n if host else bucket(n)
         features = padded_features(X, mean, scale, rows)
         dtype = jax.tree.leaves(features)[-1].dtype
         weights, labels = np.zeros(rows, dtype), np.zeros(rows, dtype)
         weights[:n], labels[:n] = 1 / n, y
-        data = jax.device_put((features, labels, weights, np.asarray(l2 / scale**2, dtype)))
+        data = (features, labels, weights, np.asarray(l2 / scale**2, dtype))
+        data = data if host else jax.device_put(data)
         x0 = start["coef"] * scale  # v = s ⊙ w, c = b + ⟨m, w⟩
         if self.fit_intercept:
             x0 = np.append(x0, start["intercept"] + mean @ start["coef"])
@@ -623,8 +629,9 @@ class _LinearModel(BaseEstimator):
             trigger.update(last=0, level=trigger["level"] / 4)
             return gap
 
+        gradient = (host_gradient if host else smooth_gradient)(self._loss_name)
         result = lbfgs.minimize(
-            smooth_gradient(self._loss_name), x0, data, certify, max_iter=self.max_iter
+            gradient, x0, data, certify, max_iter=self.max_iter, compiled=not host
         )
         why = None
         if not result.certified and result.iterations >= self.max_iter:

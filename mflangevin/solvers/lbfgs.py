@@ -5,11 +5,12 @@ For a smooth convex ``P`` over vectors ``x``. The two-loop recursion (Nocedal 19
 last ``memory`` pairs ``(s_k, y_k) = (x_{k+1} − x_k, ∇P(x_{k+1}) − ∇P(x_k))`` into a direction
 ``d = −H∇P(x)``, on the host in float64 (``O(memory · dim)``); the gradient is one compiled JAX
 program on the data where they live (``O(n·p)`` for a linear model, compiled once per function
-and shapes). The line search reads only the slope ``φ'(α) = ⟨∇P(x + αd), d⟩``, never ``P``:
-``φ'`` increases (``P`` is convex), so a step with ``|φ'(α)| ≤ c₂|φ'(0)|`` (Wolfe's strong
-curvature condition, ``c₂ = 0.9``) is found by doubling and then bisecting ``α``. A value of ``P``
-in float32 cannot resolve the decrease near the optimum that a tight duality gap needs; the
-gradient can, so float32 data reach the gap that float64 data do.
+and shapes), or for small data a NumPy function on the host. The line search reads only the
+slope ``φ'(α) = ⟨∇P(x + αd), d⟩``, never ``P``: ``φ'`` increases (``P`` is convex), so a
+step with ``|φ'(α)| ≤ c₂|φ'(0)|`` (Wolfe's strong curvature condition, ``c₂ = 0.9``) is found
+by doubling and then bisecting ``α``. A value of ``P`` in float32 cannot resolve the decrease
+near the optimum that a tight duality gap needs; the gradient can, so float32 data reach the gap
+that float64 data do.
 
 After every iteration the caller's ``certify(x, gradient, evaluations)`` says whether to stop
 (for the linear models: the float64 duality gap is at most ``tol``, computed only when the
@@ -94,6 +95,7 @@ def minimize(
     *,
     max_iter: int,
     memory: int = 10,
+    compiled: bool = True,
 ) -> LBFGSResult:
     """Minimise a smooth convex ``P`` given its gradient ``x ↦ gradient(x, data)``, by L-BFGS
     from ``x0``, until ``certify(x, ∇P(x), evaluations)`` is true; it is asked at the start and
@@ -113,6 +115,9 @@ def minimize(
         float64), after that many gradients.
     max_iter, memory
         The most iterations and the pairs ``(s, y)`` kept.
+    compiled
+        ``False``: ``gradient`` is a NumPy function, called as it is on the host (for data so
+        small that dispatching a compiled program costs more than the pass).
 
     Examples
     --------
@@ -136,7 +141,10 @@ def minimize(
     def grad(point: np.ndarray) -> np.ndarray:
         nonlocal evaluations
         evaluations += 1
-        return np.asarray(_evaluate(gradient, np.asarray(point, dtype), data), np.float64)
+        point = np.asarray(point, dtype)
+        return np.asarray(
+            _evaluate(gradient, point, data) if compiled else gradient(point, data), np.float64
+        )
 
     g = grad(x)
     if certify(x.copy(), g.copy(), evaluations):

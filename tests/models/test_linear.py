@@ -315,7 +315,9 @@ def test_converged_only_when_the_float64_gap_is_at_most_tol(dtype, on_host, monk
 @pytest.mark.parametrize("on_host", [True, False], ids=["host-gap", "device-gap"])
 def test_a_tol_below_the_dtype_warns_of_precision_loss(on_host, monkeypatch):
     """float32 iterates cannot reach a float64 gap of 1e-13: the fit says so and stops, where it
-    used to report a negative float32 gap as converged."""
+    used to report a negative float32 gap as converged (the compiled gradient: NumPy's float32
+    one on the host reaches 8e-14 here)."""
+    monkeypatch.setattr(linear, "HOST_VALUES", 0)
     if not on_host:
         monkeypatch.setattr(linear, "_HOST_SIZE", 0)
     X, y = classification(n=200)
@@ -490,8 +492,26 @@ def test_lbfgs_reaches_the_gap_and_acc_prox_svrgs_solution(loss, fit_intercept, 
     assert fits[0].duality_gap_ == pytest.approx(fits[0].duality_gap(X, y), rel=1e-9)
 
 
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_lbfgs_on_the_host_is_the_compiled_fit(monkeypatch, sparse):
+    """Small data take the NumPy gradient on the host: the same iterates as the compiled
+    gradient on the padded device copy, to round-off."""
+    with jax.enable_x64(True):
+        X, y = classification(n=200)
+        if sparse:
+            X[np.abs(X) < 0.7] = 0.0
+            X = scipy.sparse.csr_matrix(X)
+        host = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
+        monkeypatch.setattr(linear, "HOST_VALUES", 0)
+        compiled = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
+    assert host.solver_ == compiled.solver_ == "lbfgs"
+    assert host.n_iter_ == compiled.n_iter_ and host.n_passes_ == compiled.n_passes_
+    np.testing.assert_allclose(host.coef_, compiled.coef_, rtol=1e-9, atol=1e-12)
+
+
 def test_lbfgs_on_padded_rows_is_the_unpadded_fit(monkeypatch):
     """Rows padded to the bucket carry zero weight: the same iterates to round-off."""
+    monkeypatch.setattr(linear, "HOST_VALUES", 0)  # the compiled gradient on the device
     with jax.enable_x64(True):
         X, y = classification(n=200)
         exact = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
@@ -501,7 +521,10 @@ def test_lbfgs_on_padded_rows_is_the_unpadded_fit(monkeypatch):
     np.testing.assert_allclose(padded.coef_, exact.coef_, rtol=1e-9, atol=1e-12)
 
 
-def test_cross_validation_folds_of_unequal_sizes_compile_one_lbfgs_program(compilations):
+def test_cross_validation_folds_of_unequal_sizes_compile_one_lbfgs_program(
+    compilations, monkeypatch
+):
+    monkeypatch.setattr(linear, "HOST_VALUES", 0)  # the compiled gradient on the device
     X, y = classification(n=203, seed=3)
     scores = cross_val_score(LinearClassifier(l2=1e-3, tol=1e-6), X, y, cv=5)
     assert np.all(scores > 0.6)

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from mflangevin.models import _linear_data
-from mflangevin.models._linear_data import aligned_empty, fused_rows, moments, smooth_gradient
+from mflangevin.models._linear_data import (
+    aligned_empty,
+    fused_rows,
+    host_gradient,
+    moments,
+    smooth_gradient,
+)
 from mflangevin.models.losses import get_loss
 from mflangevin.solvers.lbfgs import _evaluate
 
@@ -39,6 +45,29 @@ def test_the_fused_gradient_is_the_gradient_of_the_objective(compilations, monke
             fused = np.asarray(_evaluate(smooth_gradient("logistic"), x, data))
             np.testing.assert_allclose(fused, jax.grad(objective)(x), rtol=1e-13, atol=1e-15)
     assert compilations.count("jit(_evaluate)") == 1
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic", "smoothed_hinge"])
+def test_the_host_gradient_is_the_compiled_one(loss):
+    """NumPy on the host and the compiled program: the same ``∇P`` to round-off (float64), on
+    dense rows and on sparse rows ``(columns, values)``, with and without an intercept."""
+    rng = np.random.default_rng(0)
+    n, p, k = 40, 6, 3
+    columns = np.stack([rng.choice(p, k, replace=False) for _ in range(n)])
+    values = rng.normal(size=(n, k))
+    dense = np.zeros((n, p))
+    np.put_along_axis(dense, columns, values, axis=1)
+    y = np.sign(rng.normal(size=n)) if loss != "squared" else rng.normal(size=n)
+    weights, ridge = np.full(n, 1 / n), rng.uniform(0.1, 1.0, p)
+    with jax.enable_x64(True):
+        for X in (dense, (columns, values)):
+            data = (X, y, weights, ridge)
+            for size in (p, p + 1):
+                x = rng.normal(size=size)
+                compiled = np.asarray(_evaluate(smooth_gradient(loss), x, jax.device_put(data)))
+                np.testing.assert_allclose(
+                    host_gradient(loss)(x, data), compiled, rtol=1e-12, atol=1e-15
+                )
 
 
 def test_blocks_hold_about_the_same_values_and_divide_the_rows():

@@ -1,5 +1,6 @@
 """L-BFGS with a gradient-only line search: convergence, the certificate's say, bad input."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -27,6 +28,26 @@ def test_minimises_an_ill_conditioned_quadratic_until_certified():
     assert result.certified and result.evaluations == seen[-1]
     assert len(seen) == result.iterations + 1  # asked at the start and after every iteration
     np.testing.assert_allclose(result.x, np.asarray(c), atol=1e-3)
+
+
+def test_a_numpy_gradient_runs_on_the_host_to_the_same_iterates():
+    A, c = np.diag([1.0, 100.0, 1e4]), np.ones(3)
+
+    def certify(x, g, evaluations):
+        return np.linalg.norm(g) < 1e-6
+
+    def numpy_quadratic(x, data):
+        assert isinstance(x, np.ndarray)  # not traced
+        return quadratic(x, data)
+
+    host = lbfgs.minimize(
+        numpy_quadratic, np.zeros(3), (A, c), certify, max_iter=100, compiled=False
+    )
+    with jax.enable_x64(True):
+        data = jax.device_put((A, c))
+        compiled = lbfgs.minimize(quadratic, np.zeros(3), data, certify, max_iter=100)
+    assert host.certified and host.evaluations == compiled.evaluations
+    np.testing.assert_allclose(host.x, compiled.x, rtol=1e-12)
 
 
 def test_stops_at_the_budget_and_at_a_zero_gradient():
