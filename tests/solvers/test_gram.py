@@ -148,3 +148,36 @@ def test_auto_chooses_the_gram_matrix_where_it_is_cheaper_and_bad_uses_are_refus
         X, y = load_diabetes(return_X_y=True, scaled=False)
         model = LinearRegressor(l1=1.0, tol=1e-8).fit(X, y)
     assert model.solver_ == "gram" and model.converged_ and model.n_passes_ == 2
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4], ids=["small-means", "large-means"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_shifted_pass_gives_the_centred_products(monkeypatch, offset, dtype):
+    """Whatever the shift (none, the first rows' means, or a second pass at the exact means when
+    the first rows are not typical: rows sorted by a feature), ``A``, ``a``, ``x̄`` equal those
+    of the exactly centred data to round-off of the centred scale, and the same lasso is
+    certified to 1e-10 with the translated features (the intercept absorbs the translation)."""
+    passes = []
+    products = gram._products
+    monkeypatch.setattr(gram, "_products", lambda *args: passes.append(1) or products(*args))
+    monkeypatch.setattr(gram, "_SAMPLE", 16)
+    X, y = regression()
+    X = (X[np.argsort(X[:, 0])] - X.mean(axis=0) + offset).astype(dtype)
+    exact = X.astype(np.float64) - X.astype(np.float64).mean(axis=0)
+    # Sorted, the first rows are not typical: a second pass; shuffled, one.
+    for rows, expected in ((np.arange(N), 2), (np.random.default_rng(3).permutation(N), 1)):
+        passes.clear()
+        G = gram.gram(X[rows], y[rows], intercept=True)
+        assert len(passes) == expected
+        scale = np.sqrt(np.outer(np.diagonal(G.matrix), np.diagonal(G.matrix)))
+        assert np.all(np.abs(G.matrix - exact.T @ exact / N) <= 1e-13 * scale)
+        reference = exact[rows].T @ (y[rows] - y.mean()) / N
+        assert np.all(np.abs(G.moment - reference) <= 1e-13 * np.sqrt(np.diagonal(scale)))
+        mean = X.astype(np.float64).mean(axis=0)
+        assert np.all(np.abs(G.mean - mean) <= 1e-14 * (offset + np.sqrt(np.diagonal(G.matrix))))
+    with jax.enable_x64(True):
+        settings = dict(l1=0.05, tol=1e-10, max_iter=1000, solver="gram")
+        far = LinearRegressor(**settings).fit(X, y)
+        near = LinearRegressor(**settings).fit(X.astype(np.float64) - offset, y)
+    assert far.converged_ and far.duality_gap_ <= 1e-10 and near.converged_
+    np.testing.assert_allclose(far.coef_, near.coef_, atol=1e-4)
