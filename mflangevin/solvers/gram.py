@@ -7,7 +7,8 @@ net; ``b`` unpenalised). One ``O(n·p²)`` pass builds, in float64 by blocks of 
 
     ``A = X_cᵀX_c / n``,  ``a = X_cᵀy_c / n``,  ``e = y_cᵀy_c / n``
 
-(``X_c, y_c`` centred with an intercept, which then decouples: ``b = ȳ − ⟨x̄, w⟩``). The problem
+(``X_c, y_c`` centred with an intercept, which then decouples: ``b = ȳ − ⟨x̄, w⟩``; the
+products are taken on shifted rows and centred afterwards, see :func:`gram`). The problem
 is then ``½ wᵀAw − aᵀw + e/2 + R(w)``, whatever ``n``: a coordinate's exact minimisation costs
 ``O(p)`` with ``q = Aw`` kept up to date, an epoch ``O(p²)`` (the coordinates that stay at zero
 cost ``O(1)`` of arithmetic), and the duality gap at the rescaled residual ``O(p)`` from
