@@ -38,7 +38,7 @@ import scipy.linalg
 
 from mflangevin._checks import check_count, check_positive
 
-__all__ = ["Gram", "GramResult", "gram", "solve"]
+__all__ = ["Gram", "GramResult", "gap", "gram", "solve"]
 
 _BLOCK = 1 << 22
 """Entries of a block of rows of the ``O(n·p²)`` float64 pass over ``X`` (32 MiB): large blocks
@@ -176,6 +176,22 @@ def _gap(xp, A, a, energy, w, q, l1, l2):
     primal = residual / 2 + l1 * xp.sum(xp.abs(w)) + l2 / 2 * (w @ w)
     dual = -(shrink**2) * residual / 2 + shrink * (energy - a @ w) - conjugate
     return primal, primal - dual
+
+
+def gap(G: Gram, coef, l1: float, l2: float) -> tuple[float, float]:
+    """``P`` and the duality gap at ``coef`` (the intercept ``ȳ − ⟨x̄, w⟩``) from the Gram data
+    ``G`` in ``O(p²)``: the exact gap to round-off of ``e`` at ``coef = 0`` (``‖r‖²/n = e``),
+    elsewhere subject to the cancellation of the module docstring.
+
+    Examples
+    --------
+    >>> G = gram(np.array([[1.0], [3.0]]), np.array([0.0, 4.0]), intercept=True)
+    >>> gap(G, np.zeros(1), 1.0, 0.0)  # P(0) = e/2 = 2; the dual at s = ½: 2 − ½
+    (2.0, 0.5)
+    """
+    w = np.asarray(coef, np.float64)
+    primal, value = _gap(np, G.matrix, G.moment, G.energy, w, G.matrix @ w, l1, l2)
+    return float(primal), float(value)
 
 
 @jax.jit

@@ -181,3 +181,28 @@ def test_the_shifted_pass_gives_the_centred_products(monkeypatch, offset, dtype)
         near = LinearRegressor(**settings).fit(X.astype(np.float64) - offset, y)
     assert far.converged_ and far.duality_gap_ <= 1e-10 and near.converged_
     np.testing.assert_allclose(far.coef_, near.coef_, atol=1e-4)
+
+
+def test_a_fit_from_zero_takes_its_start_gap_from_the_gram_matrix(monkeypatch):
+    """From ``w = 0`` the Gram gap is the exact one (``‖r‖²/n = e``) and only decides to go on:
+    a lasso fit computes one exact certificate (its stop), and the start gap equals the exact
+    one to round-off; where ``w = 0`` is the solution (``λ₁ ≥ λ_max``), that stop is the exact
+    certificate as well."""
+    import mflangevin.models.linear as linear
+
+    calls = []
+    monkeypatch.setattr(
+        linear, "certified", lambda *args, **kwargs: calls.append(1) or certified(*args, **kwargs)
+    )
+    with jax.enable_x64(True):
+        X, y = regression()
+        largest = np.max(np.abs(X.T @ (y - y.mean()))) / N
+        model = LinearRegressor(l1=0.05, tol=1e-10).fit(X, y)
+        assert model.solver_ == "gram" and model.converged_ and len(calls) == 1
+        zero = {"coef": np.zeros(P), "intercept": y.mean()}  # (the intercept decouples)
+        exact = certified("squared", zero, X, y, 0.05, 0.0)[1]
+        assert model.history_[0, 1] == pytest.approx(exact, rel=1e-12)
+        calls.clear()
+        model = LinearRegressor(l1=1.01 * largest, tol=1e-10).fit(X, y)
+    assert model.converged_ and not np.any(model.coef_) and len(calls) == 1
+    assert model.duality_gap_ == certified("squared", zero, X, y, 1.01 * largest, 0.0)[1]
