@@ -352,9 +352,12 @@ class _LinearModel(BaseEstimator):
             )
         warm = self.warm_start and self.__sklearn_is_fitted__() and np.size(self.coef_) == p
         start = self._fitted_params() if warm else {"coef": np.zeros(p)}
-        if self.fit_intercept and not warm:
-            start["intercept"] = np.float64(0.0)
-        primal, gap, u = certified(self._loss_name, start, X, y, l1, l2, with_u=True)
+        if self.fit_intercept and not warm:  # (the Gram problem's intercept at w = 0 is ȳ)
+            start["intercept"] = np.float64(0.0 if data is None else data.offset)
+        if data is not None and not warm:  # at w = 0 the Gram gap is exact (‖r‖²/n = e): no pass
+            primal, gap = gram.gap(data, start["coef"], l1, l2)
+        if data is None or warm or gap <= self.tol:  # (a stop is confirmed by the exact pass)
+            primal, gap, u = certified(self._loss_name, start, X, y, l1, l2, with_u=True)
         history, params, passes, why = [(0.0, gap)], start, 0.0, None
         if self.verbose:
             print(f"stage    0  passes      0.0  gap {gap:.3e}")

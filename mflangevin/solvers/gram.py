@@ -7,7 +7,8 @@ net; ``b`` unpenalised). One ``O(n·p²)`` pass builds, in float64 by blocks of 
 
     ``A = X_cᵀX_c / n``,  ``a = X_cᵀy_c / n``,  ``e = y_cᵀy_c / n``
 
-(``X_c, y_c`` centred with an intercept, which then decouples: ``b = ȳ − ⟨x̄, w⟩``). The problem
+(``X_c, y_c`` centred with an intercept, which then decouples: ``b = ȳ − ⟨x̄, w⟩``; the
+products are taken on shifted rows and centred afterwards, see :func:`gram`). The problem
 is then ``½ wᵀAw − aᵀw + e/2 + R(w)``, whatever ``n``: a coordinate's exact minimisation costs
 ``O(p)`` with ``q = Aw`` kept up to date, an epoch ``O(p²)`` (the coordinates that stay at zero
 cost ``O(1)`` of arithmetic), and the duality gap at the rescaled residual ``O(p)`` from
@@ -34,15 +35,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
-import scipy.linalg.blas
 
 from mflangevin._checks import check_count, check_positive
 
-__all__ = ["Gram", "GramResult", "gram", "solve"]
+__all__ = ["Gram", "GramResult", "gap", "gram", "solve"]
 
 _BLOCK = 1 << 22
 """Entries of a block of rows of the ``O(n·p²)`` float64 pass over ``X`` (32 MiB): large blocks
 keep the matrix products efficient."""
+
+_SAMPLE = 1024
+"""First rows whose means and spreads choose the shift of :func:`gram`."""
 
 _CHECK = 100
 """Epochs between two Gram gaps (and refreshes of ``q = Aw``, which removes the drift of its
@@ -99,7 +102,14 @@ class GramResult(NamedTuple):
 
 def gram(X, y, intercept: bool) -> Gram:
     """:class:`Gram` of a dense ``X`` (any float dtype) and ``y``, in float64 by blocks of rows
-    (no float64 copy of ``X``): one ``O(n·p²)`` matrix product.
+    (no float64 copy of ``X``): one ``O(n·p²)`` pass that also sums the columns and forms
+    ``Xᵀy``.
+
+    With an intercept, the rows are shifted by ``c`` (nothing for float64 ``X`` whose columns'
+    means are small against their spreads, else the means of the first rows) and the products
+    centred afterwards, ``X_cᵀX_c = X_sᵀX_s − n·d dᵀ`` with ``d = x̄ − c``; a column whose ``d``
+    is not small against its root mean square (``d_j² > ‖x_s,j‖²/(2n)``, which would cost more
+    than a bit of ``A_jk``) makes a second pass shift by the exact means.
 
     Examples
     --------
@@ -107,25 +117,50 @@ def gram(X, y, intercept: bool) -> Gram:
     >>> G = gram(X, X[:, 0], intercept=False)
     >>> bool(np.allclose(G.matrix, X.T @ X / 100)), bool(np.allclose(G.moment, G.matrix[0]))
     (True, True)
+    >>> G = gram(X + 1e6, X[:, 0], intercept=True)  # means far from 0: the exact shift
+    >>> bool(np.allclose(G.matrix, np.cov(X.T, bias=True))), bool(np.allclose(G.mean, 1e6))
+    (True, True)
     """
     n, p = X.shape
     y = np.asarray(y, np.float64)
-    mean, offset = np.zeros(p), 0.0
-    rows = max(1, _BLOCK // max(p, 1))
-    blocks = range(0, n, rows)
-    if intercept:
-        mean = sum(np.sum(X[start : start + rows], axis=0, dtype=np.float64) for start in blocks)
-        mean, offset = mean / n, float(np.mean(y))
-    matrix, moment = np.zeros((p, p), order="F"), np.zeros(p)
+    offset = float(np.mean(y)) if intercept else 0.0
     centred = y - offset
-    for start in blocks:
-        block = np.subtract(X[start : start + rows], mean, dtype=np.float64)
-        # The upper triangle of blockᵀblock (BLAS syrk: half the products of a matrix product).
-        matrix = scipy.linalg.blas.dsyrk(1.0, block.T, beta=1.0, c=matrix, overwrite_c=True)
+    shift = np.zeros(p)
+    if intercept:
+        first = np.asarray(X[:_SAMPLE], np.float64)
+        mean = np.mean(first, axis=0)
+        small = mean**2 <= np.mean((first - mean) ** 2, axis=0) / 4
+        if X.dtype != np.float64 or not np.all(small):  # (float32 X is copied by blocks anyway)
+            shift = mean
+    matrix, total, moment = _products(X, centred, shift)
+    drift = total / n  # d = x̄ − c
+    if intercept and np.any(drift**2 > np.diagonal(matrix) / (2 * n)):
+        shift = shift + drift
+        matrix, total, moment = _products(X, centred, shift)
+        drift = total / n
+    if not intercept:
+        drift = np.zeros(p)
+    # (X − c)ᵀ y_c = X_cᵀ y_c as Σ y_c = 0.
+    matrix = matrix / n - np.outer(drift, drift)
+    return Gram(matrix, moment / n, float(centred @ centred) / n, shift + drift, offset)
+
+
+def _products(X, centred, shift):
+    """``X_sᵀX_s``, the column sums of ``X_s = X − shift`` and ``X_sᵀ centred``, in float64 by
+    blocks of rows, each block read once (a float64 copy of a block only when ``X`` is not
+    float64 or ``shift`` is not zero)."""
+    n, p = X.shape
+    rows = max(1, _BLOCK // max(p, 1))
+    matrix, total, moment = np.zeros((p, p)), np.zeros(p), np.zeros(p)
+    shifted = X.dtype != np.float64 or np.any(shift)
+    for start in range(0, n, rows):
+        block = X[start : start + rows]
+        if shifted:
+            block = np.subtract(block, shift, dtype=np.float64)
+        matrix += block.T @ block  # (NumPy's matmul takes BLAS syrk for a product AᵀA)
+        total += np.sum(block, axis=0)
         moment += block.T @ centred[start : start + rows]
-    upper = np.triu(matrix)
-    matrix = (upper + np.triu(upper, 1).T) / n
-    return Gram(matrix, moment / n, float(centred @ centred) / n, mean, offset)
+    return matrix, total, moment
 
 
 def _gap(xp, A, a, energy, w, q, l1, l2):
@@ -141,6 +176,22 @@ def _gap(xp, A, a, energy, w, q, l1, l2):
     primal = residual / 2 + l1 * xp.sum(xp.abs(w)) + l2 / 2 * (w @ w)
     dual = -(shrink**2) * residual / 2 + shrink * (energy - a @ w) - conjugate
     return primal, primal - dual
+
+
+def gap(G: Gram, coef, l1: float, l2: float) -> tuple[float, float]:
+    """``P`` and the duality gap at ``coef`` (the intercept ``ȳ − ⟨x̄, w⟩``) from the Gram data
+    ``G`` in ``O(p²)``: the exact gap to round-off of ``e`` at ``coef = 0`` (``‖r‖²/n = e``),
+    elsewhere subject to the cancellation of the module docstring.
+
+    Examples
+    --------
+    >>> G = gram(np.array([[1.0], [3.0]]), np.array([0.0, 4.0]), intercept=True)
+    >>> gap(G, np.zeros(1), 1.0, 0.0)  # P(0) = e/2 = 2; the dual at s = ½: 2 − ½
+    (2.0, 0.5)
+    """
+    w = np.asarray(coef, np.float64)
+    primal, value = _gap(np, G.matrix, G.moment, G.energy, w, G.matrix @ w, l1, l2)
+    return float(primal), float(value)
 
 
 @jax.jit

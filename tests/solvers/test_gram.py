@@ -148,3 +148,61 @@ def test_auto_chooses_the_gram_matrix_where_it_is_cheaper_and_bad_uses_are_refus
         X, y = load_diabetes(return_X_y=True, scaled=False)
         model = LinearRegressor(l1=1.0, tol=1e-8).fit(X, y)
     assert model.solver_ == "gram" and model.converged_ and model.n_passes_ == 2
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4], ids=["small-means", "large-means"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_shifted_pass_gives_the_centred_products(monkeypatch, offset, dtype):
+    """Whatever the shift (none, the first rows' means, or a second pass at the exact means when
+    the first rows are not typical: rows sorted by a feature), ``A``, ``a``, ``x̄`` equal those
+    of the exactly centred data to round-off of the centred scale, and the same lasso is
+    certified to 1e-10 with the translated features (the intercept absorbs the translation)."""
+    passes = []
+    products = gram._products
+    monkeypatch.setattr(gram, "_products", lambda *args: passes.append(1) or products(*args))
+    monkeypatch.setattr(gram, "_SAMPLE", 16)
+    X, y = regression()
+    X = (X[np.argsort(X[:, 0])] - X.mean(axis=0) + offset).astype(dtype)
+    exact = X.astype(np.float64) - X.astype(np.float64).mean(axis=0)
+    # Sorted, the first rows are not typical: a second pass; shuffled, one.
+    for rows, expected in ((np.arange(N), 2), (np.random.default_rng(3).permutation(N), 1)):
+        passes.clear()
+        G = gram.gram(X[rows], y[rows], intercept=True)
+        assert len(passes) == expected
+        scale = np.sqrt(np.outer(np.diagonal(G.matrix), np.diagonal(G.matrix)))
+        assert np.all(np.abs(G.matrix - exact.T @ exact / N) <= 1e-13 * scale)
+        reference = exact[rows].T @ (y[rows] - y.mean()) / N
+        assert np.all(np.abs(G.moment - reference) <= 1e-13 * np.sqrt(np.diagonal(scale)))
+        mean = X.astype(np.float64).mean(axis=0)
+        assert np.all(np.abs(G.mean - mean) <= 1e-14 * (offset + np.sqrt(np.diagonal(G.matrix))))
+    with jax.enable_x64(True):
+        settings = dict(l1=0.05, tol=1e-10, max_iter=1000, solver="gram")
+        far = LinearRegressor(**settings).fit(X, y)
+        near = LinearRegressor(**settings).fit(X.astype(np.float64) - offset, y)
+    assert far.converged_ and far.duality_gap_ <= 1e-10 and near.converged_
+    np.testing.assert_allclose(far.coef_, near.coef_, atol=1e-4)
+
+
+def test_a_fit_from_zero_takes_its_start_gap_from_the_gram_matrix(monkeypatch):
+    """From ``w = 0`` the Gram gap is the exact one (``‖r‖²/n = e``) and only decides to go on:
+    a lasso fit computes one exact certificate (its stop), and the start gap equals the exact
+    one to round-off; where ``w = 0`` is the solution (``λ₁ ≥ λ_max``), that stop is the exact
+    certificate as well."""
+    import mflangevin.models.linear as linear
+
+    calls = []
+    monkeypatch.setattr(
+        linear, "certified", lambda *args, **kwargs: calls.append(1) or certified(*args, **kwargs)
+    )
+    with jax.enable_x64(True):
+        X, y = regression()
+        largest = np.max(np.abs(X.T @ (y - y.mean()))) / N
+        model = LinearRegressor(l1=0.05, tol=1e-10).fit(X, y)
+        assert model.solver_ == "gram" and model.converged_ and len(calls) == 1
+        zero = {"coef": np.zeros(P), "intercept": y.mean()}  # (the intercept decouples)
+        exact = certified("squared", zero, X, y, 0.05, 0.0)[1]
+        assert model.history_[0, 1] == pytest.approx(exact, rel=1e-12)
+        calls.clear()
+        model = LinearRegressor(l1=1.01 * largest, tol=1e-10).fit(X, y)
+    assert model.converged_ and not np.any(model.coef_) and len(calls) == 1
+    assert model.duality_gap_ == certified("squared", zero, X, y, 1.01 * largest, 0.0)[1]
