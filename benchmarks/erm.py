@@ -313,10 +313,12 @@ def run(name, model, X, labels, cap):
             suboptimality, lowest, residual = tightness(ours, X, labels)
             floor = ours.objective_ - lowest
             tiny = max(suboptimality, 1e-16)
+            # nan where P ≤ P* to round-off
+            low = ours.duality_gap_ / floor if floor > 0 else float("nan")
             print(
                 f"  {'':<26} certificate: gap {ours.duality_gap_:.1e}, P − P* ∈ "
                 f"[{suboptimality:.1e}, {floor:.1e}]: gap/(P − P*) ≥ "
-                f"{ours.duality_gap_ / floor:.3g}, ≤ {ours.duality_gap_ / tiny:.3g}; "
+                f"{low:.3g}, ≤ {ours.duality_gap_ / tiny:.3g}; "
                 f"rescaled residual alone: gap {residual:.1e}, ≤ {residual / tiny:.3g}"
             )
     if model.l1 == 0 and not scipy.sparse.issparse(X):
