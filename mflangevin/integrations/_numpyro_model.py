@@ -188,7 +188,7 @@ def potential_and_drift_fn(
     mean_field: bool,
     num_particles: int,
     temperature: Array,
-    rng_key: PRNGKey,
+    rng_key: PRNGKey | None,
 ):
     """``z ↦ (F, V, drift)``, the drift ``∇δF/δμ(θ_i) − λ∇log ν(θ_i)`` at every particle.
 
@@ -202,9 +202,13 @@ def potential_and_drift_fn(
     The model runs seeded with ``rng_key``: a plate with ``subsample_size`` draws its subsample
     from it (one subsample for all particles, see :func:`subsample_in_o_of_b`) and scales its
     sites by ``size / subsample_size``, as NumPyro does, so the drift is the unbiased minibatch
-    estimate of stochastic-gradient MFLD.
+    estimate of stochastic-gradient MFLD. With ``rng_key=None`` every subsampled plate holds all
+    its indices, unscaled (:class:`full_data`): the potential on the whole data, in one pass.
     """
-    model = substitute(seed(model, rng_key), substitute_fn=subsample_in_o_of_b(rng_key))
+    if rng_key is None:
+        model = full_data(seed(model, jax.random.key(0)))
+    else:
+        model = substitute(seed(model, rng_key), substitute_fn=subsample_in_o_of_b(rng_key))
     parts = partial(log_density_parts, model, model_args, model_kwargs, plate_name=plate_name)
 
     def scaled_potential(z: dict):

@@ -29,6 +29,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
 
 from mflangevin._checks import all_finite, check_positive
+from mflangevin.integrations import _numpyro_control_variate as control
 from mflangevin.integrations import _numpyro_model
 from mflangevin.integrations import _numpyro_warmup as warmup
 from mflangevin.integrations._numpyro_mcmc import MCMC
@@ -75,8 +76,10 @@ class MFLDModelState(NamedTuple):
     ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
     particles, tuned with the step size), ``backoff`` (per particle, the factor by which a
     particle's preconditioner shrank during warmup after its moves failed) and ``adapt_state``
-    (the step size's dual averaging) are carried to the next step. Each step splits ``rng_key``
-    into the next state's key and the step key.
+    (the step size's dual averaging) are carried to the next step, and ``control_variate`` (the
+    centre of the drift's control variate and the full-data values there, for a model with a
+    subsampled plate; ``()`` otherwise). Each step splits ``rng_key`` into the next state's key
+    and the step key.
 
     Examples
     --------
@@ -104,6 +107,7 @@ class MFLDModelState(NamedTuple):
     scale: dict
     backoff: Array
     adapt_state: tuple
+    control_variate: tuple = ()
 
 
 class _Carried(NamedTuple):
@@ -164,6 +168,14 @@ class MFLD(MCMCKernel):
         moves that warmup aims at. After warmup no move is rejected; the probability measures
         how far the unadjusted step is from reversible, so a higher target means a smaller step
         and a smaller discretisation bias.
+    control_variate
+        For a model with a subsampled plate: estimate the data part of the drift at each particle
+        ``θ`` by ``∇E_B(θ) − ∇E_B(θ̂) + ∇E(θ̂)`` on the step's subsample ``B``, with the centre
+        ``θ̂`` (the cloud's mean) and the full-data gradient there fixed halfway through the
+        warmup and again at its end (one pass over the data each). Unbiased, as the plain
+        estimate ``∇E_B(θ)`` (``control_variate=False``), with an error that shrinks with
+        ``‖θ − θ̂‖`` instead of the spread of the per-datum gradients. Ignored without a
+        subsampled plate.
 
     Notes
     -----
@@ -201,6 +213,7 @@ class MFLD(MCMCKernel):
         init_strategy: Callable | None = None,
         divergence_threshold: float = 1e6,
         target_accept_prob: float = warmup.TARGET_ACCEPT_PROB,
+        control_variate: bool = True,
     ):
         if not callable(model):
             raise TypeError(f"model: expected a NumPyro model (a callable), got {model!r}.")
@@ -216,17 +229,21 @@ class MFLD(MCMCKernel):
         check_positive("divergence_threshold", divergence_threshold)
         if not 0.0 < float(target_accept_prob) < 1.0:
             raise ValueError(f"target_accept_prob: must lie in (0, 1), got {target_accept_prob!r}.")
+        if not isinstance(control_variate, bool):
+            raise TypeError(f"control_variate: expected True or False, got {control_variate!r}.")
         self._model = model
         self.num_particles = num_particles
         self.step_size = step_size
         self.temperature = temperature
         self.particle_plate = particle_plate
         self.target_accept_prob = float(target_accept_prob)
+        self.control_variate = control_variate
         self._init_strategy = init_strategy
         self._divergence_threshold = divergence_threshold
         self._kernel = mfld.build_kernel(divergence_threshold)
         self._mean_field = None
         self._subsampled = False
+        self._centred = False
         self._vectorized = False
         self._num_warmup = 0
         self._init_cache = {}
@@ -310,6 +327,7 @@ class MFLD(MCMCKernel):
         self._subsampled = bool(
             _numpyro_model.subsampled_plates(first_key, self._model, model_args, model_kwargs)
         )
+        self._centred = self._subsampled and self.control_variate
 
         if init_params is not None:
             self._check_finite(init_params)
@@ -319,7 +337,7 @@ class MFLD(MCMCKernel):
     def _compiled_init(self, static) -> Callable:
         """The initialisation, compiled once per model, settings and static arguments (and, by
         ``jax.jit``'s own cache, per shapes of the array arguments)."""
-        cache_key = (static, self._vectorized, self._mean_field, self._subsampled)
+        cache_key = (static, self._vectorized, self._mean_field, self._subsampled, self._centred)
         try:
             compiled = self._init_cache.get(cache_key)
         except TypeError:  # an unhashable non-array argument: initialise without compiling
@@ -361,6 +379,10 @@ class MFLD(MCMCKernel):
             scale = jax.tree.map(lambda x: jnp.ones(x.shape[1:], x.dtype), z)
             step_size = schedule_value(self.step_size, jnp.zeros((), jnp.int32))
             adapt_state = ()
+        control_variate = ()
+        if self._centred:
+            data_part = self._data_part(model_args, model_kwargs, key)
+            control_variate = control.unset(z, self._mean_field, data_part)
         return MFLDModelState(
             i=jnp.zeros((), jnp.int32),
             z=z,
@@ -378,6 +400,7 @@ class MFLD(MCMCKernel):
             scale=scale,
             backoff=backoff,
             adapt_state=adapt_state,
+            control_variate=control_variate,
         )
 
     def sample(
@@ -395,9 +418,42 @@ class MFLD(MCMCKernel):
         >>> int(state.i), state.z["loc"].shape, bool(state.diverging)
         (1, (8,), False)
         """
+        if self._centred:
+            # The centring's full-data pass runs at two steps only: a cond on the step count
+            # outside the chains' vmap, under which it would run at every step.
+            i = state.i[0] if self._vectorized else state.i
+            recentre = partial(self._recentre, model_args, model_kwargs)
+            recentre = jax.vmap(recentre) if self._vectorized else recentre
+            state = jax.lax.cond(self._centring_step(i), recentre, lambda s: s, state)
         if self._vectorized:
             return jax.vmap(self._step, in_axes=(0, None, None))(state, model_args, model_kwargs)
         return self._step(state, model_args, model_kwargs)
+
+    def _centring_step(self, i: Array) -> Array:
+        """The steps that start by centring the control variate: halfway through the warmup
+        (after a first phase of plain subsampled drifts, while the cloud finds the posterior) and
+        at its end (both the first step when there is no warmup)."""
+        return (i == self._num_warmup // 2) | (i == self._num_warmup)
+
+    def _recentre(self, model_args: tuple, model_kwargs: dict, state: MFLDModelState):
+        """Centre the control variate at the particles' mean (a mean-field model: at the system)
+        and re-estimate the carried potential and drift with it, on the step's subsample."""
+        full_data_part = self._data_part(model_args, model_kwargs, None)
+        at = control.centre(state.z, self._mean_field)
+        control_variate = control.centred_at(at, full_data_part)
+        temperature = schedule_value(self.temperature, state.i)
+        potential_fn = self._potential_fn(
+            model_args, model_kwargs, temperature, state.rng_key, control_variate
+        )
+        loss, potential, drift = potential_fn(state.z)
+        return state._replace(
+            energy=jnp.mean(loss),
+            drift_norm=jnp.sqrt(jnp.mean(per_particle_sq_norm(drift))),
+            potential=potential,
+            loss=loss,
+            drift=drift,
+            control_variate=control_variate,
+        )
 
     def postprocess_fn(self, model_args: tuple, model_kwargs: dict) -> Callable:
         """Map unconstrained particles to constrained values, deterministic sites included.
@@ -480,7 +536,22 @@ class MFLD(MCMCKernel):
                 )
         return {name: jnp.asarray(value, prototype[name].dtype) for name, value in params.items()}
 
-    def _potential_fn(self, model_args: tuple, model_kwargs: dict, temperature, rng_key):
+    def _potential_fn(
+        self, model_args: tuple, model_kwargs: dict, temperature, rng_key, control_variate=None
+    ):
+        """``z ↦ (F, V, drift)`` on the subsample drawn from ``rng_key``, corrected by the
+        control variate when one is given."""
+        subsample = self._data_part(model_args, model_kwargs, rng_key, temperature)
+        if control_variate is None:
+            return subsample
+        data_part = self._data_part(model_args, model_kwargs, rng_key)
+        at_centre = data_part(control_variate.centre)
+        scale = self.num_particles if self._mean_field else 1
+        return lambda z: control.corrected(subsample(z), at_centre, control_variate, z, scale)
+
+    def _data_part(self, model_args: tuple, model_kwargs: dict, rng_key, temperature=0.0):
+        """``z ↦ (F, V, drift)`` at ``temperature`` (at ``0``, the data part alone), on the
+        subsample drawn from ``rng_key`` (``None``: on the whole data)."""
         return _numpyro_model.potential_and_drift_fn(
             self._model,
             model_args,
@@ -489,7 +560,7 @@ class MFLD(MCMCKernel):
             self._mean_field,
             self.num_particles,
             temperature,
-            jax.random.fold_in(rng_key, SUBSAMPLE),
+            None if rng_key is None else jax.random.fold_in(rng_key, SUBSAMPLE),
         )
 
     def _initial_step_size(self, rng_key, potential_fn, z, potential, drift, temperature):
@@ -540,7 +611,10 @@ class MFLD(MCMCKernel):
         next_temperature = schedule_value(self.temperature, new_state.count)
         # One gradient per step, at the new particles; with a subsampled plate, on the
         # subsample of the next step (drawn from the next state's key).
-        potential_fn = self._potential_fn(model_args, model_kwargs, next_temperature, rng_key)
+        control_variate = state.control_variate if self._centred else None
+        potential_fn = self._potential_fn(
+            model_args, model_kwargs, next_temperature, rng_key, control_variate
+        )
         loss, potential, drift = potential_fn(z)
         dtype = state.step_size.dtype
         adapt_state, scale, backoff = state.adapt_state, state.scale, state.backoff
@@ -551,8 +625,10 @@ class MFLD(MCMCKernel):
         if self._subsampled and adapt:
             # The ratio needs both ends on one subsample, the step's own: one more gradient, paid
             # while tuning only; otherwise the moves are not measured (NaN).
-            same = self._potential_fn(model_args, model_kwargs, next_temperature, state.rng_key)
-            end = jax.lax.cond(tuning, lambda: same(z)[1:], lambda: end)
+            same = partial(
+                self._potential_fn, model_args, model_kwargs, next_temperature, state.rng_key
+            )
+            end = jax.lax.cond(tuning, lambda: same(control_variate)(z)[1:], lambda: end)
             # Two subsamples' drifts at the same particles differ by twice the minibatch noise's
             # covariance: the step is held where that noise's variance per step, η²·tr Σ, is
             # MINIBATCH_NOISE times the Langevin noise's, 2λη·p.
@@ -600,6 +676,16 @@ class MFLD(MCMCKernel):
                 DualAveraging.start(updated.log_step_size),
                 updated,
             )
+            if self._centred:
+                # Centring the control variate shrinks the minibatch noise that capped the step,
+                # while the averaging, seeing high acceptance under the cap, drove its iterate up:
+                # it restarts from the step in use, without the start's pull towards 10 η.
+                log_in_use = jnp.log(step_size).astype(dtype)
+                updated = jax.tree.map(
+                    lambda fresh, old: jnp.where(state.i == self._num_warmup // 2, fresh, old),
+                    DualAveraging.start(log_in_use)._replace(centre=log_in_use),
+                    updated,
+                )
             log_step = jnp.where(count < self._num_warmup, updated[0], updated[1])
             # At the same points, a particle stranded where the potential is far above the
             # cloud's (a minor mode, a region it cannot leave) restarts from another particle.
@@ -638,6 +724,7 @@ class MFLD(MCMCKernel):
             scale=scale,
             backoff=backoff,
             adapt_state=adapt_state,
+            control_variate=state.control_variate,
         )
 
 
