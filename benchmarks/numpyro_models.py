@@ -24,9 +24,11 @@ guide (200 points, 3 features, ``HalfNormal`` noise), a logistic regression on s
 (16 neurons in the particle plate, 200 two-moons points; 16 chains of MFLD at ``λ = N``, the
 model's own posterior; compared on its predicted probabilities at 20 test points, the weights
 being exchangeable), and a logistic regression of ``n = 10⁵`` points (``--full``: ``10⁶``)
-through ``numpyro.plate(..., subsample_size=10⁴)`` (stochastic-gradient MFLD; NUTS on the full
-data; also against NumPyro's ``HMCECS`` with a Taylor proxy at NUTS's posterior mean). Last,
-the per-step cost of the subsampled model at ``n = 10⁴`` and ``10⁶``. Run
+through ``numpyro.plate(..., subsample_size=10⁴)`` (stochastic-gradient MFLD with control
+variates, MFLD's default, and without them, ``control_variate=False``; NUTS on the full data;
+also against NumPyro's ``HMCECS`` with a Taylor proxy at NUTS's posterior mean; the mean errors
+also in units of their Monte-Carlo error, ``z``). Last, the per-step cost of the subsampled model
+at ``n = 10⁴`` and ``10⁶``, with and without control variates. Run
 ``.venv/bin/python benchmarks/numpyro_models.py`` (``--models`` to choose, ``--particles``,
 ``--warmup``, ``--draws`` for the sizes).
 """
@@ -244,6 +246,42 @@ def errors(draws: np.ndarray, reference: np.ndarray) -> str:
     return f"{error:.2f} | {ratio.min():.2f}–{ratio.max():.2f}"
 
 
+def monte_carlo_error(chains: np.ndarray, batches: int = 10) -> np.ndarray:
+    """The standard error of the posterior mean per coordinate from draws ``(chains, draws,
+    coordinates)``, by batch means: the chains' average over the draws (MFLD's chains are the
+    particles, whose average moves as one with the shared subsample) cut into ``batches``
+    consecutive batches, whose means' spread over ``√batches`` is the error."""
+    series = chains.mean(0)
+    means = series[: len(series) // batches * batches].reshape(batches, -1, series.shape[1])
+    return means.mean(1).std(0, ddof=1) / np.sqrt(batches)
+
+
+def z_score(draws: np.ndarray, reference: np.ndarray) -> float:
+    """The largest mean error in units of the two runs' Monte-Carlo errors together."""
+    error = np.abs(draws.mean((0, 1)) - reference.mean((0, 1)))
+    return float(np.max(error / np.hypot(monte_carlo_error(draws), monte_carlo_error(reference))))
+
+
+def by_chain(samples: dict) -> np.ndarray:
+    """``(chains, draws, coordinates)`` from samples grouped by chain."""
+    columns = [np.asarray(v).reshape(v.shape[:2] + (-1,)) for v in samples.values()]
+    return np.concatenate(columns, axis=2)
+
+
+def run_subsampled(args, options, control_variate: bool):
+    """MFLD on the subsampled regression: ``(chains, draws, coordinates)`` and the wall clock."""
+    start = time.perf_counter()
+    mcmc = MCMC(
+        MFLD(subsampled, options.particles, control_variate=control_variate),
+        num_warmup=options.warmup,
+        num_samples=options.draws,
+        thinning=10,
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(2), *args)
+    return by_chain(mcmc.get_samples(group_by_chain=True)), time.perf_counter() - start
+
+
 def full_data_kwargs(model, args) -> dict:
     return {"batch": args[0].shape[0]} if model is subsampled else {}
 
@@ -309,17 +347,27 @@ def compare(name, model, args, options):
         flush=True,
     )
     if model is subsampled:
+        exact = by_chain({k: v[None] for k, v in samples.items()})
+        draws = by_chain(mcmc.get_samples(group_by_chain=True))
+        print(f"| … its mean err in Monte-Carlo errors: z = {z_score(draws, exact):.1f} |||||||||")
+        plain, plain_time = run_subsampled(args, options, control_variate=False)
+        print(
+            f"| … without control variates | {errors(plain.reshape(-1, plain.shape[2]), reference)}"
+            f" (z = {z_score(plain, exact):.1f}) | | | {plain_time:.1f} s |||||"
+        )
         centre = {k: jnp.mean(v, 0) for k, v in samples.items()}
         ecs, ecs_time = run_hmcecs(args, centre)
         row = f"| … HMCECS in place of MFLD | {errors(ecs, reference)} | | | {ecs_time:.1f} s "
         print(row + "|||||")
 
 
-def step_cost(n: int, num_particles: int = 256, steps: int = 200) -> float:
-    """Seconds per MFLD step on the subsampled regression of ``n`` points, after compilation."""
+def step_cost(n: int, control_variate: bool, num_particles: int = 256, steps: int = 200) -> float:
+    """Seconds per MFLD step on the subsampled regression of ``n`` points, after compilation
+    (and, with control variates, after the first step, which centres them in one pass over the
+    data)."""
     args = logistic_data(n)
-    kernel = MFLD(subsampled, num_particles, step_size=2e-6)
-    state = kernel.init(jax.random.key(0), 0, None, args, {})
+    kernel = MFLD(subsampled, num_particles, step_size=2e-6, control_variate=control_variate)
+    state = kernel.sample(kernel.init(jax.random.key(0), 0, None, args, {}), args, {})
     run = jax.jit(
         lambda s: jax.lax.scan(lambda s, _: (kernel.sample(s, args, {}), None), s, None, steps)[0]
     )
@@ -353,10 +401,13 @@ def main() -> None:
         for name, (model, model_args) in chosen.items():
             compare(name, model, model_args, args)
         if not args.models or "subsampled" in args.models:
-            small, large = step_cost(10**4), step_cost(10**6)
+            small, large = step_cost(10**4, True), step_cost(10**6, True)
+            plain = step_cost(10**6, False)
             print(
-                f"\nSubsampled regression, N = 256, B = 10^4: {1e3 * small:.3f} ms per step at "
-                f"n = 10^4, {1e3 * large:.3f} ms at n = 10^6 (ratio {large / small:.2f})."
+                f"\nSubsampled regression, N = 256, B = 10^4, control variates: {1e3 * small:.3f} "
+                f"ms per step at n = 10^4, {1e3 * large:.3f} ms at n = 10^6 (ratio "
+                f"{large / small:.2f}); without: {1e3 * plain:.3f} ms at n = 10^6 (with / "
+                f"without {large / plain:.2f})."
             )
 
 
