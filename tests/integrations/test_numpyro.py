@@ -567,46 +567,51 @@ def test_subsampled_plate_runs_stochastic_gradient_mfld():
     np.testing.assert_array_less(np.abs(particles.std(0) / sd - 1), 0.25)
 
 
-def test_control_variate_drift_is_unbiased_and_exact_at_its_centre():
+@pytest.fixture(scope="module")
+def subsampled_start():
+    """A kernel on a subsampled regression (B = 20 of n = 200) and its initial state,
+    before the warmup of 4 steps centres the control variate."""
+    X, y = data(jax.random.key(17), 200, 2)
+    args = (X, y, 20)
+    kernel = MFLD(subsampled_regression, 8, step_size=1e-3)
+    return kernel, args, kernel.init(jax.random.key(0), 4, None, args, {})
+
+
+def test_control_variate_drift_is_unbiased_and_exact_at_its_centre(subsampled_start):
     """With the centre θ̂ fixed, ∇E_B(θ) − ∇E_B(θ̂) + ∇E(θ̂) (and the potential whose gradient it
     is) averages over subsamples to the full-data value, within Monte-Carlo error over 2000
     subsamples of B = 20 of n = 200; at θ = θ̂ it is the full-data value on every subsample."""
     from mflangevin.integrations import _numpyro_control_variate as control
 
-    X, y = data(jax.random.key(17), 200, 2)
-    args = (X, y, 20)
-    kernel = MFLD(subsampled_regression, 3, 0.01)
-    z = kernel.init(jax.random.key(0), 0, None, args, {}).z
+    kernel, args, state = subsampled_start
     centre_at = partial(control.centred_at, full_data_part=kernel._data_part(args, {}, None))
-    centred = jax.jit(centre_at)(control.centre(z, mean_field=False))
+    centred = jax.jit(centre_at)(control.centre(state.z, mean_field=False))
     full = jax.jit(kernel._data_part(args, {}, None, 1.0))
-
-    def estimate(key, at):
-        return kernel._potential_fn(args, {}, 1.0, key, centred)(at)[1:]
-
     keys = jax.random.split(jax.random.key(1), 2000)
-    potentials, drifts = jax.jit(jax.vmap(estimate, in_axes=(0, None)))(keys, z)
-    exact_potential, exact_drift = full(z)[1:]
+
+    @jax.jit
+    def estimates(at):
+        return jax.vmap(lambda key: kernel._potential_fn(args, {}, 1.0, key, centred)(at)[1:])(keys)
+
+    potentials, drifts = estimates(state.z)
+    exact_potential, exact_drift = full(state.z)[1:]
     for draws, exact in ((potentials, exact_potential), (drifts["beta"], exact_drift["beta"])):
         error = np.abs(np.mean(draws, 0) - exact)
         np.testing.assert_array_less(error, 5 * np.std(draws, 0) / np.sqrt(2000) + 1e-3)
-    at_centre = {"beta": jnp.broadcast_to(centred.centre["beta"], (3, 2))}
-    potentials, drifts = jax.jit(jax.vmap(estimate, in_axes=(0, None)))(keys[:20], at_centre)
+    at_centre = {"beta": jnp.broadcast_to(centred.centre["beta"], (8, 2))}
+    potentials, drifts = estimates(at_centre)
     exact_potential, exact_drift = full(at_centre)[1:]
-    np.testing.assert_allclose(potentials, np.broadcast_to(exact_potential, (20, 3)), rtol=1e-5)
+    np.testing.assert_allclose(potentials, np.broadcast_to(exact_potential, (2000, 8)), rtol=1e-5)
     np.testing.assert_allclose(
-        drifts["beta"], np.broadcast_to(exact_drift["beta"], (20, 3, 2)), rtol=1e-4, atol=1e-2
+        drifts["beta"], np.broadcast_to(exact_drift["beta"], (2000, 8, 2)), rtol=1e-4, atol=1e-2
     )
 
 
-def test_control_variate_centres_in_the_one_compiled_step(compilations):
+def test_control_variate_centres_in_the_one_compiled_step(subsampled_start, compilations):
     """The centring (a full-data pass halfway through the warmup and at its end) is a branch of
     the step: six steps across both centrings compile one program, after which the control
     variate is centred at the cloud's mean."""
-    X, y = data(jax.random.key(18), 100, 2)
-    args = (X, y, 10)
-    kernel = MFLD(subsampled_regression, 8)
-    state = kernel.init(jax.random.key(0), 4, None, args, {})
+    kernel, args, state = subsampled_start
     assert float(state.control_variate.weight) == 0.0
     step = jax.jit(lambda state: kernel.sample(state, args, {}))
     compilations.clear()
