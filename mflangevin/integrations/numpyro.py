@@ -173,9 +173,9 @@ class MFLD(MCMCKernel):
         ``θ`` by ``∇E_B(θ) − ∇E_B(θ̂) + ∇E(θ̂)`` on the step's subsample ``B``, with the centre
         ``θ̂`` (the cloud's mean) and the full-data gradient there fixed halfway through the
         warmup and again at its end (one pass over the data each). Unbiased, as the plain
-        estimate ``∇E_B(θ)`` (``control_variate=False``), with an error that shrinks with
-        ``‖θ − θ̂‖`` instead of the spread of the per-datum gradients. Ignored without a
-        subsampled plate.
+        estimate ``∇E_B(θ)`` (``control_variate=False``), with an error that vanishes at ``θ̂``
+        and grows with ``‖θ − θ̂‖`` instead of the spread of the per-datum gradients. A mean-field
+        model's centre is the whole system. Ignored without a subsampled plate.
 
     Notes
     -----
