@@ -41,10 +41,9 @@ from mflangevin.kernels import acc_prox_svrg
 from mflangevin.models._linear_certificate import certified, primal_and_dual, resolution
 from mflangevin.models._linear_data import (
     HOST_VALUES,
-    bucket,
     host_gradient,
+    lbfgs_features,
     moments,
-    padded_features,
     prepare,
     smooth_gradient,
     sparse_rows,
@@ -586,9 +585,10 @@ class _LinearModel(BaseEstimator):
 
     def _solve_lbfgs(self, X, y, mean, scale, l2: float, history, start: dict, scale_of_p):
         """L-BFGS (:func:`mflangevin.solvers.lbfgs.minimize`) in the standardised coordinates
-        of :meth:`_fit` from ``start``, the rows padded to :func:`bucket` ``(n)`` with zero
-        weights (or, for at most ``HOST_VALUES`` values on CPU, unpadded and the gradient in
-        NumPy on the host, in the same dtype), until the float64 gap is at most ``tol``; returns
+        of :meth:`_fit` from ``start``, the gradient reading ``X`` itself or its standardised
+        copy padded to a bucket of rows with zero weights (:func:`lbfgs_features`; for at most
+        ``HOST_VALUES`` values on CPU, the gradient in NumPy on the host), until the float64 gap
+        is at most ``tol``; returns
         what :meth:`_solve` returns, the passes being the gradients evaluated (one pass over the
         data each).
 
@@ -599,12 +599,11 @@ class _LinearModel(BaseEstimator):
         a quarter of that after each miss, and every ``_LBFGS_CHECK`` iterations."""
         n, p = X.shape
         host = jax.default_backend() == "cpu" and n * p <= HOST_VALUES
-        rows = n if host else bucket(n)
-        features = padded_features(X, mean, scale, rows)
-        dtype = jax.tree.leaves(features)[-1].dtype
+        features, shift, inverse = lbfgs_features(X, mean, scale, host)
+        dtype, rows = inverse.dtype, jax.tree.leaves(features)[0].shape[0]
         weights, labels = np.zeros(rows, dtype), np.zeros(rows, dtype)
         weights[:n], labels[:n] = 1 / n, y
-        data = (features, labels, weights, np.asarray(l2 / scale**2, dtype))
+        data = (features, labels, weights, np.asarray(l2 / scale**2, dtype), shift, inverse)
         data = data if host else jax.device_put(data)
         x0 = start["coef"] * scale  # v = s ⊙ w, c = b + ⟨m, w⟩
         if self.fit_intercept:

@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mflangevin.models import LinearClassifier, LinearRegressor, linear
+from mflangevin.models import LinearClassifier, LinearRegressor, _linear_data, linear
 from mflangevin.models.linear import ConvergenceWarning
 
 
@@ -515,7 +515,7 @@ def test_lbfgs_on_padded_rows_is_the_unpadded_fit(monkeypatch):
     with jax.enable_x64(True):
         X, y = classification(n=200)
         exact = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
-        monkeypatch.setattr(linear, "bucket", lambda n: n + 37)
+        monkeypatch.setattr(_linear_data, "bucket", lambda n: n + 37)
         padded = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
     assert padded.n_iter_ == exact.n_iter_
     np.testing.assert_allclose(padded.coef_, exact.coef_, rtol=1e-9, atol=1e-12)
@@ -529,7 +529,7 @@ def test_cross_validation_folds_of_unequal_sizes_compile_one_lbfgs_program(
     scores = cross_val_score(LinearClassifier(l2=1e-3, tol=1e-6), X, y, cv=5)
     assert np.all(scores > 0.6)
     assert compilations.count("jit(_evaluate)") <= 1  # (0 when an earlier test compiled it)
-    assert len({linear.bucket(n) for n in (161, 162, 163)}) == 1
+    assert len({_linear_data.bucket(n) for n in (161, 162, 163)}) == 1
 
 
 def test_the_default_momentum_restarts_as_prox_svrg_when_the_gap_grows():

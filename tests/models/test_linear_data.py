@@ -20,11 +20,12 @@ from mflangevin.solvers.lbfgs import _evaluate
 
 @pytest.mark.parametrize("intercept", [True, False])
 def test_the_fused_gradient_is_the_gradient_of_the_objective(compilations, monkeypatch, intercept):
-    """Blocks of 256 rows, each read once for both products: ``jax.grad`` of ``P`` written as
-    one pass over all rows, to round-off (float64), with padded rows of zero weight; compiled
-    once for two points."""
+    """Blocks of 256 rows and the 32 left over, each read once for both products: ``jax.grad``
+    of ``P`` written as one pass over all rows, to round-off (float64), with padded rows of zero
+    weight; compiled once for two points."""
     monkeypatch.setattr(_linear_data, "CACHED_VALUES", 0)  # blocks however small X is
-    rows, n, p = 768, 700, 5
+    monkeypatch.setattr(_linear_data, "FUSED_VALUES", 256 * 5)
+    rows, n, p = 800, 700, 5
     rng = np.random.default_rng(0)
     X = np.zeros((rows, p))
     X[:n] = rng.normal(size=(n, p))
@@ -39,7 +40,7 @@ def test_the_fused_gradient_is_the_gradient_of_the_objective(compilations, monke
 
     assert fused_rows(rows, p) == 256
     with jax.enable_x64(True):
-        data = jax.device_put((X, y, weights, ridge))
+        data = jax.device_put((X, y, weights, ridge, np.zeros(p), np.ones(p)))
         for seed in (1, 2):
             x = np.random.default_rng(seed).normal(size=p + intercept)
             fused = np.asarray(_evaluate(smooth_gradient("logistic"), x, data))
@@ -61,7 +62,7 @@ def test_the_host_gradient_is_the_compiled_one(loss):
     weights, ridge = np.full(n, 1 / n), rng.uniform(0.1, 1.0, p)
     with jax.enable_x64(True):
         for X in (dense, (columns, values)):
-            data = (X, y, weights, ridge)
+            data = (X, y, weights, ridge, rng.normal(size=p), rng.uniform(0.5, 2.0, p))
             for size in (p, p + 1):
                 x = rng.normal(size=size)
                 compiled = np.asarray(_evaluate(smooth_gradient(loss), x, jax.device_put(data)))
@@ -70,12 +71,12 @@ def test_the_host_gradient_is_the_compiled_one(loss):
                 )
 
 
-def test_blocks_hold_about_the_same_values_and_divide_the_rows():
-    """About ``2^16`` values a block, 64 to 4096 rows dividing the bucket's rows."""
+def test_blocks_hold_about_the_same_values():
+    """About ``2^16`` values a block, 64 to 4096 rows (the rows left over: one more block)."""
     assert fused_rows(106496, 200) == 256 and fused_rows(65536, 20) == 2048
     assert fused_rows(106496, 10**5) == 64 and fused_rows(1 << 20, 1) == 4096
-    assert fused_rows(33792, 20) == 1024 and fused_rows(2560, 250) == 256
-    assert fused_rows(237 * 10**4, 1) == 237 * 10**4  # not a bucket: one block
+    assert fused_rows(33792, 20) == 2048 and fused_rows(2560, 250) == 256
+    assert fused_rows(237 * 10**4, 1) == 4096 and fused_rows(10**6, 200) == 256
     assert fused_rows(8192, 20) == 8192  # X in the cache: one block
 
 
