@@ -11,7 +11,9 @@ from mflangevin.models._linear_data import (
     aligned_empty,
     fused_rows,
     host_gradient,
+    lbfgs_features,
     moments,
+    padded_features,
     smooth_gradient,
 )
 from mflangevin.models.losses import get_loss
@@ -121,3 +123,68 @@ def test_the_aligned_copy_is_adopted_by_the_device():
     a[:] = 1.0
     if jax.default_backend() == "cpu":  # no copy: the device array is this memory
         assert jax.device_put(a).unsafe_buffer_pointer() == a.ctypes.data
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("intercept", [True, False])
+def test_the_gradient_of_x_as_it_is_is_the_standardised_copys(monkeypatch, dtype, intercept):
+    """``X`` read as it is through the standardisation's affine map, in blocks and the rows left
+    over: the gradient of the standardised copy, to round-off of the dtype; means far from zero
+    against the spreads (more than one for float32, more than 10⁹ for float64) fall back to the
+    copy."""
+    monkeypatch.setattr(_linear_data, "CACHED_VALUES", 0)
+    monkeypatch.setattr(_linear_data, "SHARED_VALUES", 0)  # X as it is, however small
+    n, p = 300, 7  # blocks of 128 rows: two and 44 left over
+    monkeypatch.setattr(_linear_data, "FUSED_VALUES", 128 * p)
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(n, p)) * rng.uniform(0.5, 2.0, p) + rng.uniform(-1, 1, p) / 2).astype(
+        dtype
+    )
+    y, weights = np.sign(rng.normal(size=n)), np.full(n, 1 / n)
+    mean, scale = moments(X, intercept)
+    with jax.enable_x64(True):
+        features, shift, inverse = lbfgs_features(X, mean, scale, host=False)
+        assert features is X and np.array_equal(shift, mean.astype(dtype))
+        copy = padded_features(X, mean, scale, n)
+        ridge = np.full(p, 1e-3, dtype)
+        as_is = jax.device_put((X, y.astype(dtype), weights.astype(dtype), ridge, shift, inverse))
+        standardised = (copy, *as_is[1:4], np.zeros(p, dtype), np.ones(p, dtype))
+        for seed in (1, 2):
+            x = np.random.default_rng(seed).normal(size=p + intercept).astype(dtype)
+            got = np.asarray(_evaluate(smooth_gradient("logistic"), x, as_is), np.float64)
+            expected = np.asarray(_evaluate(smooth_gradient("logistic"), x, standardised))
+            tolerance = 50 * np.finfo(dtype).eps
+            np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+            host = host_gradient("logistic")(x, (X, *as_is[1:]))
+            np.testing.assert_allclose(host, expected, rtol=tolerance, atol=tolerance)
+        far = 2.0 if dtype == np.float32 else 2e9
+        features, shift, inverse = lbfgs_features(
+            X + far * scale.astype(dtype), mean + far * scale, scale, host=True
+        )
+        assert features is not X and not np.any(shift) and np.all(inverse == 1)
+
+
+def test_aligned_float64_x_is_not_copied_by_the_fit(monkeypatch):
+    """Over ``SHARED_VALUES`` values, L-BFGS on CPU reads the caller's float64 ``X`` where it
+    lies when it is 64-byte aligned: the device buffer is ``X``'s memory."""
+    from mflangevin.models import LinearClassifier, linear
+
+    monkeypatch.setattr(linear, "HOST_VALUES", 0)
+    monkeypatch.setattr(_linear_data, "SHARED_VALUES", 0)
+    read = []
+    minimize = linear.lbfgs.minimize
+
+    def spy(gradient, x0, data, *args, **kwargs):
+        read.append(data[0])
+        return minimize(gradient, x0, data, *args, **kwargs)
+
+    monkeypatch.setattr(linear.lbfgs, "minimize", spy)
+    rng = np.random.default_rng(0)
+    X = aligned_empty((200, 4), np.float64)
+    X[:] = rng.normal(size=X.shape)
+    y = (X[:, 0] + rng.normal(size=200) > 0).astype(int)
+    with jax.enable_x64(True):
+        model = LinearClassifier(l2=1e-3, solver="lbfgs").fit(X, y)
+    assert model.converged_ and read[0] is not X
+    if jax.default_backend() == "cpu":
+        assert read[0].unsafe_buffer_pointer() == X.ctypes.data
