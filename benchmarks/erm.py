@@ -272,37 +272,54 @@ def tightness(model, X, y):
 
 def pass_costs(model, X, labels):
     """Milliseconds of one gradient of ``model``'s smooth objective on the data as the fit reads
-    them (``X`` itself through the standardisation's affine map, or its standardised copy; best
-    of 19, taken in turn): L-BFGS's pass, fused over blocks of rows; the same gradient as two
-    matrix-vector products over the whole of ``X`` (by hand, in JAX); and the floor of a pass,
-    one read of ``X`` (NumPy's ``X @ w``)."""
-    from mflangevin.models._linear_data import lbfgs_features, moments, smooth_gradient
+    them (``X`` itself through the standardisation's affine map, or its standardised copy; on
+    the host or the device, as the fit; best of 19, taken in turn): L-BFGS's pass, fused over
+    blocks of rows; the same gradient as two matrix-vector products over the whole of ``X`` (by
+    hand, in NumPy on the host, in JAX on the device); and the floor of a pass, one read of
+    ``X`` (NumPy's ``X @ w``). Returns the three and where the fit's gradient ran."""
+    from mflangevin.models._linear_data import (
+        HOST_VALUES,
+        host_gradient,
+        lbfgs_features,
+        moments,
+        smooth_gradient,
+    )
     from mflangevin.models.losses import get_loss
     from mflangevin.solvers.lbfgs import _evaluate
 
     n, p = X.shape
     mean, scale = moments(X, model.fit_intercept)
-    features, shift, inverse = lbfgs_features(X, mean, scale, host=False)
+    host = jax.default_backend() == "cpu" and n * p <= HOST_VALUES
+    features, shift, inverse, host = lbfgs_features(X, mean, scale, host)
     rows = features.shape[0]
     weights, signed = np.zeros(rows), np.zeros(rows)
     weights[:n], signed[:n] = 1 / n, model._problem(X, labels)[1]
     ridge = np.full(p, model.l2) * scale**-2
-    data = jax.device_put((features, signed, weights, ridge, shift, inverse))
+    data = (features, signed, weights, ridge, shift, inverse)
+    xp = np if host else jnp
+    data = data if host else jax.device_put(data)
     derivative = get_loss(model._loss_name).derivative
 
     def two_products(x, data):
         features, signed, weights, ridge, shift, inverse = data
         u = inverse * x[:p]
-        g = weights * derivative(features @ u + x[p] - shift @ u, signed)
-        return jnp.append(inverse * (g @ features - shift * jnp.sum(g)) + ridge * x[:p], jnp.sum(g))
+        g = weights * np.asarray(derivative(features @ u + x[p] - shift @ u, signed))
+        return xp.append(inverse * (g @ features - shift * xp.sum(g)) + ridge * x[:p], xp.sum(g))
 
     x = np.random.default_rng(0).normal(size=p + 1) / np.sqrt(p)
-    fused = smooth_gradient(model._loss_name)
-    computations = {
-        "fused": lambda: np.asarray(_evaluate(fused, x, data)),
-        "two products": lambda: np.asarray(_evaluate(two_products, x, data)),
-        "one read": lambda: X @ x[:p],
-    }
+    if host:
+        fused = host_gradient(model._loss_name)
+        computations = {
+            "fused": lambda: fused(x, data),
+            "two products": lambda: two_products(x, data),
+        }
+    else:
+        fused = smooth_gradient(model._loss_name)
+        computations = {
+            "fused": lambda: np.asarray(_evaluate(fused, x, data)),
+            "two products": lambda: np.asarray(_evaluate(two_products, x, data)),
+        }
+    computations["one read"] = lambda: X @ x[:p]
     seconds = {name: [] for name in computations}
     # In turn, each gradient after NumPy's read of X: both find the cache in the same state.
     for _ in range(20):
@@ -310,7 +327,8 @@ def pass_costs(model, X, labels):
             start = time.perf_counter()
             computations[name]()
             seconds[name].append(time.perf_counter() - start)
-    return [1e3 * min(seconds[name][1:]) for name in computations]  # the first call compiles
+    costs = [1e3 * min(seconds[name][1:]) for name in computations]  # the first call compiles
+    return (*costs, "NumPy on the host" if host else "compiled")
 
 
 def run(name, model, X, labels, cap):
@@ -349,10 +367,11 @@ def run(name, model, X, labels, cap):
                 f"rescaled residual alone: gap {residual:.1e}, ≤ {residual / tiny:.3g}"
             )
     if model.l1 == 0 and not scipy.sparse.issparse(X):
-        fused, two, floor = pass_costs(model, X, labels)
+        fused, two, floor, where = pass_costs(model, X, labels)
         print(
-            f"  {'L-BFGS gradient pass':<26} {fused:8.1f} ms fused, {two:.1f} ms as two products "
-            f"({two / fused:.2f}), one read of X by NumPy {floor:.1f} ms ({fused / floor:.2f})"
+            f"  {'L-BFGS gradient pass':<26} {fused:8.1f} ms fused ({where}), {two:.1f} ms as two "
+            f"products ({two / fused:.2f}), one read of X by NumPy {floor:.1f} ms "
+            f"({fused / floor:.2f})"
         )
     fastest = np.inf
     for label, make in others(model, X).items():

@@ -132,8 +132,9 @@ _HOST_DERIVATIVES = {
 def host_gradient(loss_name: str):
     """:func:`smooth_gradient` in NumPy, for data on the host: the same ``P``, the same
     ``(x, (X, y, weights, ridge, mean, inverse))`` (``X`` dense or sparse rows ``(columns,
-    values)``), two matrix products and no compiled program to dispatch (see
-    :data:`HOST_VALUES`).
+    values)``), two matrix products (by blocks of :func:`fused_rows` rows for dense ``X``) and
+    no compiled program to dispatch: for small data (see :data:`HOST_VALUES`) and for dense
+    ``X`` that the device could not adopt without a copy (see :func:`lbfgs_features`).
 
     Examples
     --------
@@ -153,11 +154,15 @@ def host_gradient(loss_name: str):
             columns, values = X
             g = weights * derivative(np.sum(values * coef[columns], axis=1) + intercept, y)
             product = np.bincount(columns.ravel(), (g[:, None] * values).ravel(), minlength=p)
-        else:
-            g = weights * derivative(X @ coef + intercept, y)
-            product = g @ X
-        grad = inverse * (product - mean * np.sum(g)) + ridge * x[:p]
-        return np.append(grad, np.sum(g)) if x.shape[0] > p else grad
+            total = np.sum(g)
+        else:  # by blocks of rows, each in the cache for both products
+            product, total, size = 0, 0, fused_rows(*X.shape)
+            for start in range(0, X.shape[0], size):
+                rows = slice(start, start + size)
+                g = weights[rows] * derivative(X[rows] @ coef + intercept, y[rows])
+                product, total = product + g @ X[rows], total + np.sum(g)
+        grad = inverse * (product - mean * total) + ridge * x[:p]
+        return np.append(grad, total) if x.shape[0] > p else grad
 
     return gradient
 
@@ -211,26 +216,47 @@ def as_is(X, mean: np.ndarray, scale: np.ndarray) -> bool:
 
 
 def lbfgs_features(X, mean: np.ndarray, scale: np.ndarray, host: bool):
-    """``(features, mean, inverse)`` for :func:`smooth_gradient` (and :func:`host_gradient`
-    when ``host``): dense ``X`` itself with its moments, no copy, when :func:`as_is` allows it
-    and the data are on the host or hold over :data:`SHARED_VALUES` values (on CPU the device
-    then adopts ``X``'s memory when it is C-contiguous, of the device's dtype and 64-byte
-    aligned; otherwise ``jax.device_put`` makes the one copy); else :func:`padded_features`
+    """``(features, mean, inverse, host)`` for :func:`smooth_gradient`, or for
+    :func:`host_gradient` where the returned ``host`` is true. Dense ``X`` itself with its
+    moments, no copy, when :func:`as_is` allows it and the data are on the host (``host``) or
+    hold over :data:`SHARED_VALUES` values: on CPU, the device adopts ``X``'s memory when it can
+    (:func:`adopted`), and otherwise the gradient reads ``X`` on the host where it lies (by
+    blocks, measured as fast as the compiled pass) rather than copy it; on an accelerator
+    ``jax.device_put`` makes the one copy, on the device. Otherwise :func:`padded_features`
     (``n`` rows on the host, :func:`bucket` ``(n)`` on the device) with ``0`` and ``1``.
 
     Examples
     --------
     >>> X = np.arange(6.0).reshape(3, 2)
-    >>> features, mean, inverse = lbfgs_features(X, X.mean(0), X.std(0), host=True)
-    >>> features is X, inverse.tolist()
-    (True, [0.6123724356957946, 0.6123724356957946])
+    >>> features, mean, inverse, host = lbfgs_features(X, X.mean(0), X.std(0), host=True)
+    >>> features is X, inverse.tolist(), host
+    (True, [0.6123724356957946, 0.6123724356957946], True)
     """
     n, p = X.shape
     dtype = jax.dtypes.canonicalize_dtype(X.dtype)
     if as_is(X, mean, scale) and (host or n * p > SHARED_VALUES):
-        return X, mean.astype(dtype), (1 / scale).astype(dtype)
+        host = host or jax.default_backend() == "cpu" and not adopted(X)
+        return X, mean.astype(dtype), (1 / scale).astype(dtype), host
     features = padded_features(X, mean, scale, n if host else bucket(n))
-    return features, np.zeros(p, dtype), np.ones(p, dtype)
+    return features, np.zeros(p, dtype), np.ones(p, dtype), host
+
+
+def adopted(X) -> bool:
+    """Whether ``jax.device_put`` on CPU hands the device the memory of ``X`` rather than a
+    copy: a C-contiguous array of the device's dtype whose data start at a multiple of 64
+    bytes (:func:`aligned_empty` makes such arrays; NumPy's own start at 16).
+
+    Examples
+    --------
+    >>> adopted(aligned_empty((3, 2), np.float32)), adopted(np.zeros((3, 2), np.float32)[:, :1])
+    (True, False)
+    """
+    return (
+        isinstance(X, np.ndarray)
+        and X.flags.c_contiguous
+        and X.dtype == jax.dtypes.canonicalize_dtype(X.dtype)
+        and X.ctypes.data % 64 == 0
+    )
 
 
 def padded_features(X, mean: np.ndarray, scale: np.ndarray, rows: int):

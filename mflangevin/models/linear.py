@@ -587,8 +587,8 @@ class _LinearModel(BaseEstimator):
         """L-BFGS (:func:`mflangevin.solvers.lbfgs.minimize`) in the standardised coordinates
         of :meth:`_fit` from ``start``, the gradient reading ``X`` itself or its standardised
         copy padded to a bucket of rows with zero weights (:func:`lbfgs_features`; for at most
-        ``HOST_VALUES`` values on CPU, the gradient in NumPy on the host), until the float64 gap
-        is at most ``tol``; returns
+        ``HOST_VALUES`` values on CPU, or ``X`` that the CPU device could not adopt, the
+        gradient in NumPy on the host), until the float64 gap is at most ``tol``; returns
         what :meth:`_solve` returns, the passes being the gradients evaluated (one pass over the
         data each).
 
@@ -599,7 +599,7 @@ class _LinearModel(BaseEstimator):
         a quarter of that after each miss, and every ``_LBFGS_CHECK`` iterations."""
         n, p = X.shape
         host = jax.default_backend() == "cpu" and n * p <= HOST_VALUES
-        features, shift, inverse = lbfgs_features(X, mean, scale, host)
+        features, shift, inverse, host = lbfgs_features(X, mean, scale, host)
         dtype, rows = inverse.dtype, jax.tree.leaves(features)[0].shape[0]
         weights, labels = np.zeros(rows, dtype), np.zeros(rows, dtype)
         weights[:n], labels[:n] = 1 / n, y

@@ -523,16 +523,22 @@ def test_lbfgs_on_padded_rows_is_the_unpadded_fit(monkeypatch):
 
 def test_lbfgs_on_x_as_it_is_is_the_fit_on_its_standardised_copy(compilations, monkeypatch):
     """Data over ``SHARED_VALUES`` values are read as they are, means far from zero included:
-    the iterates of the fit on the standardised copy to round-off, one program for two fits."""
+    the iterates of the fit on the standardised copy to round-off; on CPU, ``X`` that the device
+    adopts in one program for two fits, NumPy's own on the host, compiling nothing."""
     monkeypatch.setattr(linear, "HOST_VALUES", 0)  # the compiled gradient on the device
     with jax.enable_x64(True):
         X, y = classification(n=200)
         X = X * np.arange(1, X.shape[1] + 1) + 3.0
         copied = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
         monkeypatch.setattr(_linear_data, "SHARED_VALUES", 0)
+        aligned = _linear_data.aligned_empty(X.shape, X.dtype)
+        aligned[:] = X
         compiled = compilations.count("jit(_evaluate)")
-        fits = [LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y) for _ in range(2)]
-    assert compilations.count("jit(_evaluate)") == compiled + 1
+        fits = [LinearClassifier(l2=1e-3, tol=1e-9).fit(data, y) for data in (aligned, aligned)]
+        assert compilations.count("jit(_evaluate)") == compiled + 1
+        fits.append(LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y))
+        if jax.default_backend() == "cpu":
+            assert compilations.count("jit(_evaluate)") == compiled + 1
     for fit in fits:
         assert fit.n_iter_ == copied.n_iter_ and fit.converged_
         np.testing.assert_allclose(fit.coef_, copied.coef_, rtol=1e-9, atol=1e-12)

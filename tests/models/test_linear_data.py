@@ -8,6 +8,7 @@ import pytest
 
 from mflangevin.models import _linear_data
 from mflangevin.models._linear_data import (
+    adopted,
     aligned_empty,
     fused_rows,
     host_gradient,
@@ -143,7 +144,7 @@ def test_the_gradient_of_x_as_it_is_is_the_standardised_copys(monkeypatch, dtype
     y, weights = np.sign(rng.normal(size=n)), np.full(n, 1 / n)
     mean, scale = moments(X, intercept)
     with jax.enable_x64(True):
-        features, shift, inverse = lbfgs_features(X, mean, scale, host=False)
+        features, shift, inverse, _ = lbfgs_features(X, mean, scale, host=False)
         assert features is X and np.array_equal(shift, mean.astype(dtype))
         copy = padded_features(X, mean, scale, n)
         ridge = np.full(p, 1e-3, dtype)
@@ -158,15 +159,16 @@ def test_the_gradient_of_x_as_it_is_is_the_standardised_copys(monkeypatch, dtype
             host = host_gradient("logistic")(x, (X, *as_is[1:]))
             np.testing.assert_allclose(host, expected, rtol=tolerance, atol=tolerance)
         far = 2.0 if dtype == np.float32 else 2e9
-        features, shift, inverse = lbfgs_features(
+        features, shift, inverse, _ = lbfgs_features(
             X + far * scale.astype(dtype), mean + far * scale, scale, host=True
         )
         assert features is not X and not np.any(shift) and np.all(inverse == 1)
 
 
-def test_aligned_float64_x_is_not_copied_by_the_fit(monkeypatch):
-    """Over ``SHARED_VALUES`` values, L-BFGS on CPU reads the caller's float64 ``X`` where it
-    lies when it is 64-byte aligned: the device buffer is ``X``'s memory."""
+def test_the_fit_reads_x_where_it_lies(monkeypatch):
+    """Over ``SHARED_VALUES`` values, L-BFGS on CPU reads the caller's ``X`` without a copy:
+    64-byte aligned float64 ``X`` is the device buffer; NumPy's own (16-byte aligned) is read
+    on the host as it is."""
     from mflangevin.models import LinearClassifier, linear
 
     monkeypatch.setattr(linear, "HOST_VALUES", 0)
@@ -184,7 +186,11 @@ def test_aligned_float64_x_is_not_copied_by_the_fit(monkeypatch):
     X[:] = rng.normal(size=X.shape)
     y = (X[:, 0] + rng.normal(size=200) > 0).astype(int)
     with jax.enable_x64(True):
-        model = LinearClassifier(l2=1e-3, solver="lbfgs").fit(X, y)
-    assert model.converged_ and read[0] is not X
+        aligned = LinearClassifier(l2=1e-3, solver="lbfgs").fit(X, y)
+        shifted = aligned_empty((X.size + 2,), np.float64)[2:].reshape(X.shape)  # at 16 mod 64
+        shifted[:] = X
+        unaligned = LinearClassifier(l2=1e-3, solver="lbfgs").fit(shifted, y)
+    assert aligned.converged_ and unaligned.converged_
     if jax.default_backend() == "cpu":
         assert read[0].unsafe_buffer_pointer() == X.ctypes.data
+        assert read[1] is shifted and not adopted(shifted)
