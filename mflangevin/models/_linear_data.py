@@ -212,7 +212,7 @@ def as_is(X, mean: np.ndarray, scale: np.ndarray) -> bool:
         return False
     ratio = float(np.max(np.abs(mean) / scale, initial=0.0))
     precision = np.finfo(jax.dtypes.canonicalize_dtype(X.dtype)).eps
-    return (1 + ratio) * precision <= 2 * np.finfo(np.float32).eps
+    return bool((1 + ratio) * precision <= 2 * np.finfo(np.float32).eps)
 
 
 def lbfgs_features(X, mean: np.ndarray, scale: np.ndarray, host: bool):
@@ -227,10 +227,13 @@ def lbfgs_features(X, mean: np.ndarray, scale: np.ndarray, host: bool):
 
     Examples
     --------
-    >>> X = np.arange(6.0).reshape(3, 2)
+    >>> X = np.array([[1.0, -2.0], [-1.0, 2.0], [3.0, 0.0]])
     >>> features, mean, inverse, host = lbfgs_features(X, X.mean(0), X.std(0), host=True)
-    >>> features is X, inverse.tolist(), host
-    (True, [0.6123724356957946, 0.6123724356957946], True)
+    >>> features is X, mean.tolist(), host
+    (True, [1.0, 0.0], True)
+    >>> far = X + 1e10  # means far from zero against the spreads: the standardised copy
+    >>> lbfgs_features(far, far.mean(0), X.std(0), host=True)[0] is far
+    False
     """
     n, p = X.shape
     dtype = jax.dtypes.canonicalize_dtype(X.dtype)
