@@ -199,8 +199,9 @@ def as_is(X, mean: np.ndarray, scale: np.ndarray) -> bool:
     """Whether :func:`smooth_gradient` may read dense ``X`` as it is rather than standardised:
     ``⟨x_i, u⟩ − ⟨mean, u⟩`` rounds with an error ``1 + max_j |mean_j|/scale_j`` times that of
     ``⟨x̃_i, v⟩`` (the cancellation when the means are large against the spreads), allowed when
-    it keeps the precision of a standardised float32 pass within a bit (float32 data: means at
-    most the spreads, the rule of :func:`mflangevin.solvers.gram.gram`; float64: up to 10⁹).
+    it keeps the precision of a standardised float32 pass within a bit, the loss that
+    :func:`mflangevin.solvers.gram.gram` allows its products (float32 data: means at most the
+    spreads; float64: up to about 10⁹ spreads).
 
     Examples
     --------
