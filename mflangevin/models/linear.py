@@ -45,6 +45,7 @@ from mflangevin.models._linear_data import (
     host_gradient,
     host_hessian,
     moments,
+    one_blas_thread,
     padded_features,
     prepare,
     smooth_gradient,
@@ -82,9 +83,14 @@ whose solution is dense and whose features are correlated: coordinate descent to
 times Acc-Prox-SVRG's time at n = 1,000 and 5,000, p = 100, λ₁ = λ₂ = 1e-4, though 0.56 times
 on standardised breast cancer, n = 569, p = 30, λ₁ = λ₂ = 1e-3)."""
 
-_NEWTON_FEATURES = 64
+_NEWTON_FEATURES = 32
 """Under ``solver="auto"``, smooth problems (``λ₁ = 0``) on dense ``X`` with at most this many
-features, and at most ``HOST_VALUES`` values on CPU, go to Newton's method."""
+features and at most ``HOST_VALUES`` values, on CPU, go to Newton's method: its iteration costs
+``O(n·p²)`` against L-BFGS's ``O(n·p)``, but it needs 3–22 iterations where L-BFGS needs
+11–500. Measured on a shared 2-core CPU, logistic loss, gap 1e-6: Newton took 0.85 and 0.17
+times L-BFGS's time on standardised breast cancer (569 × 30, ``λ₂ = 1e-3`` and ``1e-5``), 0.79
+and 0.13 with the smoothed hinge, 1.1–1.2 times on well-conditioned ``make_classification``
+data (2,000 × 16–32), 0.97 at 20,000 × 32 and 1.4 at 2,000 × 64."""
 
 _SVRG_SETTINGS = ("batch_size", "inner_steps", "step_size", "momentum")
 """Settings of Acc-Prox-SVRG alone: ``solver="auto"`` runs it when one of them is given."""
@@ -645,10 +651,11 @@ class _LinearModel(BaseEstimator):
             return gap
 
         if self.solver_ == "newton":
-            result = newton.minimize(
-                host_gradient(self._loss_name), host_hessian(self._loss_name), x0, data, certify,
-                max_iter=self.max_iter,
-            )  # fmt: skip
+            with one_blas_thread():
+                result = newton.minimize(
+                    host_gradient(self._loss_name), host_hessian(self._loss_name), x0, data,
+                    certify, max_iter=self.max_iter,
+                )  # fmt: skip
         else:
             gradient = (host_gradient if host else smooth_gradient)(self._loss_name)
             result = lbfgs.minimize(
