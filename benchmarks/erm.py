@@ -250,6 +250,17 @@ def tightness(model, X, y):
     return suboptimality, lowest, residual
 
 
+def ratio(gap, lower, upper, roundoff):
+    """``gap/(P − P*)`` for ``P − P* ∈ [lower, upper]`` as bounds, or which of the two is at the
+    round-off of ``P`` (``roundoff``), where a ratio means nothing."""
+    if abs(gap) <= roundoff:
+        return f"gap at the round-off of P ({roundoff:.1e})"
+    if upper <= roundoff:
+        return f"P − P* at the round-off of P ({roundoff:.1e})"
+    high = f"{gap / lower:.3g}" if lower > roundoff else "? (P − P* may be at round-off)"
+    return f"gap/(P − P*) ≥ {gap / upper:.3g}, ≤ {high}"
+
+
 def pass_costs(model, X, labels):
     """Milliseconds of one gradient of ``model``'s smooth objective on the device copy of the
     standardised ``X`` (best of 19, taken in turn): L-BFGS's pass, fused over blocks
@@ -312,14 +323,13 @@ def run(name, model, X, labels, cap):
         if solver == "auto":
             suboptimality, lowest, residual = tightness(ours, X, labels)
             floor = ours.objective_ - lowest
-            tiny = max(suboptimality, 1e-16)
-            # nan where P ≤ P* to round-off
-            low = ours.duality_gap_ / floor if floor > 0 else float("nan")
+            roundoff = 8 * np.finfo(np.float64).eps * abs(ours.objective_)
             print(
                 f"  {'':<26} certificate: gap {ours.duality_gap_:.1e}, P − P* ∈ "
-                f"[{suboptimality:.1e}, {floor:.1e}]: gap/(P − P*) ≥ "
-                f"{low:.3g}, ≤ {ours.duality_gap_ / tiny:.3g}; "
-                f"rescaled residual alone: gap {residual:.1e}, ≤ {residual / tiny:.3g}"
+                f"[{suboptimality:.1e}, {floor:.1e}]: "
+                f"{ratio(ours.duality_gap_, suboptimality, floor, roundoff)}; "
+                f"rescaled residual alone: gap {residual:.1e}, "
+                f"{ratio(residual, suboptimality, floor, roundoff)}"
             )
     if model.l1 == 0 and not scipy.sparse.issparse(X):
         fused, two, floor = pass_costs(model, X, labels)
