@@ -803,15 +803,14 @@ class LinearRegressor(RegressorMixin, _LinearModel):
         The certified gap (computed in float64) and ``P`` at the fitted parameters.
     solver_
         The solver that ran, ``"newton"``, ``"lbfgs"``, ``"cd"``, ``"gram"`` or
-        ``"acc-prox-svrg"``
-        (``"auto"`` resolved).
+        ``"acc-prox-svrg"`` (``"auto"`` resolved).
     converged_, n_iter_, n_passes_
         Whether the gap reached ``tol``, the iterations run (stages of Acc-Prox-SVRG,
         iterations of Newton's method or L-BFGS, working-set iterations of coordinate descent,
-        Gram gaps of the Gram solver: one at each start and one per 100 epochs) and the passes over the data
-        they cost (``n`` per-sample gradients each: L-BFGS's gradients evaluated, Newton's
-        gradients and Hessians; for the Gram
-        solver its matrix product and its exact certificates).
+        Gram gaps of the Gram solver: one at each start and one per 100 epochs) and the passes
+        over the data they cost (``n`` per-sample gradients each: L-BFGS's gradients
+        evaluated, Newton's gradients and Hessians; for the Gram solver its matrix product and
+        its exact certificates).
     history_
         ``(passes, gap)`` at the start and at every float64 gap computed: after every stage
         of Acc-Prox-SVRG or working-set iteration of coordinate descent, shape ``(n_iter_ +
