@@ -106,10 +106,11 @@ def gram(X, y, intercept: bool) -> Gram:
     ``Xᵀy``.
 
     With an intercept, the rows are shifted by ``c`` (nothing for float64 ``X`` whose columns'
-    means are small against their spreads, else the means of the first rows) and the products
-    centred afterwards, ``X_cᵀX_c = X_sᵀX_s − n·d dᵀ`` with ``d = x̄ − c``; a column whose ``d``
-    is not small against its root mean square (``d_j² > ‖x_s,j‖²/(2n)``, which would cost more
-    than a bit of ``A_jk``) makes a second pass shift by the exact means.
+    means are small against their spreads or which has at most ``_SAMPLE`` rows, else the means
+    of the first rows) and the products centred afterwards, ``X_cᵀX_c = X_sᵀX_s − n·d dᵀ`` with
+    ``d = x̄ − c``; a column whose ``d`` is not small against its root mean square (``d_j² >
+    ‖x_s,j‖²/(2n)``, which would cost more than a bit of ``A_jk``) makes a second pass shift by
+    the exact means.
 
     Examples
     --------
@@ -126,7 +127,7 @@ def gram(X, y, intercept: bool) -> Gram:
     offset = float(np.mean(y)) if intercept else 0.0
     centred = y - offset
     shift = np.zeros(p)
-    if intercept:
+    if intercept and (X.dtype != np.float64 or n > _SAMPLE):  # (else a second pass is cheap)
         first = np.asarray(X[:_SAMPLE], np.float64)
         mean = np.mean(first, axis=0)
         small = mean**2 <= np.mean((first - mean) ** 2, axis=0) / 4
