@@ -210,10 +210,11 @@ class _LinearModel(BaseEstimator):
 
     def _strengths(self) -> tuple[float, float]:
         """``(λ₁, λ₂)`` with ``l2=None`` resolved: ``0`` beside a positive ``λ₁``, else ``1e-4``."""
-        l1 = self.l1
-        l2 = self.l2 if self.l2 is not None else (0.0 if _number("l1", l1) > 0 else 1e-4)
-        ElasticNet(_number("l1", l1), _number("l2", l2))  # non-negative and finite
-        l1, l2 = float(l1), float(l2)
+        l1 = _number("l1", self.l1)
+        l2 = _number("l2", self.l2) if self.l2 is not None else (0.0 if l1 > 0 else 1e-4)
+        for name, value in (("l1", l1), ("l2", l2)):  # (ElasticNet's check, without its cost)
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name}: must be non-negative and finite, got {value}.")
         if not (l1 > 0 or l2 > 0):
             raise ValueError("l1, l2: at least one must be positive (a regularised problem).")
         return l1, l2
