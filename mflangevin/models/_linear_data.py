@@ -148,59 +148,6 @@ def host_gradient(loss_name: str):
     return gradient
 
 
-_HOST_CURVATURES = {
-    "squared": lambda z, y: np.ones_like(z),
-    "logistic": lambda z, y: (sigma := scipy.special.expit(z)) * (1 - sigma),
-    "smoothed_hinge": lambda z, y: ((y * z > 0) & (y * z < 1)).astype(z.dtype),
-}
-"""``∂²ℓ/∂z²`` of :mod:`mflangevin.models.losses` in NumPy (labels ``±1``; the smoothed
-hinge's second derivative where it has one), for :func:`host_hessian`."""
-
-
-def host_hessian(loss_name: str):
-    """The Hessian of :func:`host_gradient`'s ``P`` for dense ``X``: ``X̃ᵀDX̃ + diag(ridge)``
-    with ``D = diag(weights_i ℓ''(z_i, y_i))`` and ``X̃ = (X, 1)`` with the intercept, one
-    ``O(n·p²)`` matrix product in the dtype of ``X``, returned in float64.
-
-    Examples
-    --------
-    >>> X, y = np.eye(2), np.array([1.0, -1.0])
-    >>> data = (X, y, np.full(2, 0.5), np.full(2, 0.1))
-    >>> host_hessian("logistic")(np.zeros(3), data).tolist()  # ℓ''(0) = ¼
-    [[0.225, 0.0, 0.125], [0.0, 0.225, 0.125], [0.125, 0.125, 0.25]]
-    """
-    curvature = _HOST_CURVATURES[loss_name]
-
-    def hessian(x, data):
-        X, y, weights, ridge = data
-        p, dim = ridge.shape[0], x.shape[0]
-        z = X @ x[:p].astype(X.dtype) + (x[p] if dim > p else 0.0)
-        h = weights * curvature(z, y)
-        H = np.empty((dim, dim))
-        np.matmul(X.T, h[:, None] * X, out=H[:p, :p])
-        if dim > p:
-            H[:p, p] = H[p, :p] = h @ X
-            H[p, p] = np.sum(h)
-        H.flat[: p * (dim + 1) : dim + 1] += ridge  # the diagonal's first p entries
-        return H
-
-    return hessian
-
-
-@functools.cache
-def _blas() -> threadpoolctl.ThreadpoolController:
-    return threadpoolctl.ThreadpoolController()
-
-
-def one_blas_thread():
-    """A context in which NumPy's BLAS runs on one thread, for the host solvers' small matrix
-    products. Measured on a 2-core CPU shared with other processes, ``Xᵀ(h ⊙ X)`` took 188 µs on
-    one thread against 326 µs on two at 2,000 × 32, and 5.1 ms against 12 ms at 16,384 × 64
-    (and up to 400 times longer on two threads when JAX's own threads were busy); entering the
-    context costs about 10 µs."""
-    return _blas().limit(limits=1, user_api="blas")
-
-
 FUSED_VALUES = 1 << 16
 """Values of a block of the fused gradient pass (512 kB in float64), which stay in a core's
 cache between the two products: 256 rows of 200 features."""
@@ -398,3 +345,56 @@ def prepare_sparse(X, scale: np.ndarray, b: int, intercept: bool, seed: int):
     delta = (n - b) / (b * (n - 1)) if n > 1 else 1.0
     data = (jax.device_put(columns), jax.device_put(values))
     return data, delta * float(np.max(norms)) + (1 - delta) * l_full
+
+
+_HOST_CURVATURES = {
+    "squared": lambda z, y: np.ones_like(z),
+    "logistic": lambda z, y: (sigma := scipy.special.expit(z)) * (1 - sigma),
+    "smoothed_hinge": lambda z, y: ((y * z > 0) & (y * z < 1)).astype(z.dtype),
+}
+"""``∂²ℓ/∂z²`` of :mod:`mflangevin.models.losses` in NumPy (labels ``±1``; the smoothed
+hinge's second derivative where it has one), for :func:`host_hessian`."""
+
+
+def host_hessian(loss_name: str):
+    """The Hessian of :func:`host_gradient`'s ``P`` for dense ``X``: ``X̃ᵀDX̃ + diag(ridge)``
+    with ``D = diag(weights_i ℓ''(z_i, y_i))`` and ``X̃ = (X, 1)`` with the intercept, one
+    ``O(n·p²)`` matrix product in the dtype of ``X``, returned in float64.
+
+    Examples
+    --------
+    >>> X, y = np.eye(2), np.array([1.0, -1.0])
+    >>> data = (X, y, np.full(2, 0.5), np.full(2, 0.1))
+    >>> host_hessian("logistic")(np.zeros(3), data).tolist()  # ℓ''(0) = ¼
+    [[0.225, 0.0, 0.125], [0.0, 0.225, 0.125], [0.125, 0.125, 0.25]]
+    """
+    curvature = _HOST_CURVATURES[loss_name]
+
+    def hessian(x, data):
+        X, y, weights, ridge = data
+        p, dim = ridge.shape[0], x.shape[0]
+        z = X @ x[:p].astype(X.dtype) + (x[p] if dim > p else 0.0)
+        h = weights * curvature(z, y)
+        H = np.empty((dim, dim))
+        np.matmul(X.T, h[:, None] * X, out=H[:p, :p])
+        if dim > p:
+            H[:p, p] = H[p, :p] = h @ X
+            H[p, p] = np.sum(h)
+        H.flat[: p * (dim + 1) : dim + 1] += ridge  # the diagonal's first p entries
+        return H
+
+    return hessian
+
+
+@functools.cache
+def _blas() -> threadpoolctl.ThreadpoolController:
+    return threadpoolctl.ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which NumPy's BLAS runs on one thread, for the host solvers' small matrix
+    products. Measured on a 2-core CPU shared with other processes, ``Xᵀ(h ⊙ X)`` took 188 µs on
+    one thread against 326 µs on two at 2,000 × 32, and 5.1 ms against 12 ms at 16,384 × 64
+    (and up to 400 times longer on two threads when JAX's own threads were busy); entering the
+    context costs about 10 µs."""
+    return _blas().limit(limits=1, user_api="blas")
