@@ -33,7 +33,8 @@ on its noisy values, both at ``λ₁ = λ_max/10``. For each, in one process:
 Prints seconds, passes, the gaps reached and the ratios ``other / mflangevin`` (above 1:
 mflangevin is faster), the fastest scikit-learn solver's time over ``solver="auto"``'s, and
 how tight the certificate is: the fitted gap over the true
-suboptimality ``P − P*`` (``P*`` from a fit by the same solver to a gap of ``1e-12``), and the
+suboptimality ``P − P*`` (``P*`` from a fit by the same solver to a gap of ``1e-12``; where the
+gap or ``P − P*`` is at the float64 round-off of ``P``, that instead of a ratio), and the
 same ratio for the rescaled-residual dual point alone (what the estimators' ``duality_gap``
 computes at the fitted parameters). On the dense smooth problem it also prints the cost of one
 L-BFGS gradient against the same gradient as two matrix-vector products and against one read of
