@@ -34,7 +34,8 @@ on its noisy values, both at ``λ₁ = λ_max/10``. For each, in one process:
 Prints seconds, passes, the gaps reached and the ratios ``other / mflangevin`` (above 1:
 mflangevin is faster), the fastest scikit-learn solver's time over ``solver="auto"``'s, and
 how tight the certificate is: the fitted gap over the true
-suboptimality ``P − P*`` (``P*`` from a fit by the same solver to a gap of ``1e-12``), and the
+suboptimality ``P − P*`` (``P*`` from a fit by the same solver to a gap of ``1e-12``; where the
+gap or ``P − P*`` is at the float64 round-off of ``P``, that instead of a ratio), and the
 same ratio for the rescaled-residual dual point alone (what the estimators' ``duality_gap``
 computes at the fitted parameters). On the dense smooth problem it also prints the cost of one
 L-BFGS gradient against the same gradient as two matrix-vector products and against one read of
@@ -270,6 +271,17 @@ def tightness(model, X, y):
     return suboptimality, lowest, residual
 
 
+def ratio(gap, lower, upper, roundoff):
+    """``gap/(P − P*)`` for ``P − P* ∈ [lower, upper]`` as bounds, or which of the two is at the
+    round-off of ``P`` (``roundoff``), where a ratio means nothing."""
+    if abs(gap) <= roundoff:
+        return f"gap at the round-off of P ({roundoff:.1e})"
+    if upper <= roundoff:
+        return f"P − P* at the round-off of P ({roundoff:.1e})"
+    high = f"{gap / lower:.3g}" if lower > roundoff else "? (P − P* may be at round-off)"
+    return f"gap/(P − P*) ≥ {gap / upper:.3g}, ≤ {high}"
+
+
 def pass_costs(model, X, labels):
     """Milliseconds of one gradient of ``model``'s smooth objective on the data as the fit reads
     them (``X`` itself through the standardisation's affine map, or its standardised copy; on
@@ -357,14 +369,13 @@ def run(name, model, X, labels, cap):
         if solver == "auto":
             suboptimality, lowest, residual = tightness(ours, X, labels)
             floor = ours.objective_ - lowest
-            tiny = max(suboptimality, 1e-16)
-            # nan where P ≤ P* to round-off
-            low = ours.duality_gap_ / floor if floor > 0 else float("nan")
+            roundoff = 8 * np.finfo(np.float64).eps * abs(ours.objective_)
             print(
                 f"  {'':<26} certificate: gap {ours.duality_gap_:.1e}, P − P* ∈ "
-                f"[{suboptimality:.1e}, {floor:.1e}]: gap/(P − P*) ≥ "
-                f"{low:.3g}, ≤ {ours.duality_gap_ / tiny:.3g}; "
-                f"rescaled residual alone: gap {residual:.1e}, ≤ {residual / tiny:.3g}"
+                f"[{suboptimality:.1e}, {floor:.1e}]: "
+                f"{ratio(ours.duality_gap_, suboptimality, floor, roundoff)}; "
+                f"rescaled residual alone: gap {residual:.1e}, "
+                f"{ratio(residual, suboptimality, floor, roundoff)}"
             )
     if model.l1 == 0 and not scipy.sparse.issparse(X):
         fused, two, floor, where = pass_costs(model, X, labels)
