@@ -129,6 +129,8 @@ class MCMC(NumPyroMCMC):
         (the unadjusted dynamics then under-samples the regions where the posterior is
         narrow, as a funnel's neck)."""
         num_particles = getattr(self.sampler, "num_particles", None)
+        if getattr(self.sampler, "is_adjusted", False):
+            return  # a Metropolis test corrects the step: no discretisation bias
         extra = self.get_extra_fields()
         accept, improbable = extra.get("accept_prob"), extra.get("num_improbable")
         if num_particles is None or accept is None or improbable is None:

@@ -33,8 +33,10 @@ BACKOFF_GROWTH = 1.1
 INIT_RADIUS = 4.0
 #: The stream of the warmup's restarts of stranded particles, folded into the step key.
 RESAMPLE = 0x5253
-#: The mean acceptance probability that the warmup's step-size adaptation aims at.
+#: The mean acceptance probability that the warmup's step-size adaptation aims at, unadjusted.
 TARGET_ACCEPT_PROB = 0.97
+#: The same with the Metropolis correction (MALA per particle).
+ADJUSTED_TARGET_ACCEPT_PROB = 0.8
 
 
 def per_particle(mask: Array, x: Array) -> Array:

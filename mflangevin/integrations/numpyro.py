@@ -6,9 +6,11 @@ of a NumPyro workflow: ``MCMC``, its chain methods, ``get_samples``, ``Predictiv
 Two kinds of model:
 
 * **Bayesian models** (no particle plate): every particle is an independent copy of the model's
-  latent sites, moved by unadjusted Langevin dynamics on ``∝ ν(θ) p(data | θ)^{1/λ}``, where ν is
-  the prior pushed to unconstrained space (log-Jacobian included). ``temperature=1`` samples the
-  posterior; ``F(μ) = E_μ[−log p(data | θ)]`` is linear, the ``N`` chains do not interact.
+  latent sites, moved by Langevin dynamics on ``∝ ν(θ) p(data | θ)^{1/λ}``, where ν is the prior
+  pushed to unconstrained space (log-Jacobian included), each move accepted by its own Metropolis
+  test (MALA; unadjusted with ``metropolis=False`` or a subsampled plate). ``temperature=1``
+  samples the posterior; ``F(μ) = E_μ[−log p(data | θ)]`` is linear, the ``N`` chains do not
+  interact.
 * **Mean-field models**: the latent sites inside the plate named ``particle_plate`` are the
   particles, their prior is the reference ν, and the observed sites outside the plate give
   ``−F(μ_Θ)``, typically through the particle average. The library scales those sites by ``N/λ``,
@@ -53,6 +55,8 @@ __all__ = [
 
 #: The stream of the subsamples of the model's subsampled plates, folded into the state's key.
 SUBSAMPLE = 0x5353
+#: The stream of the Metropolis tests' uniforms, folded into the step key.
+METROPOLIS = 0x4D48
 
 
 class MFLDModelState(NamedTuple):
@@ -64,8 +68,9 @@ class MFLDModelState(NamedTuple):
     beyond ``divergence_threshold``) or met a non-finite energy, and ``num_refused`` counts the
     refused moves; ``step_size`` is the ``η`` of the next step (tuned during warmup when the
     kernel was given none); ``accept_prob`` is the mean over particles of the Metropolis
-    acceptance probability of the last moves (a measure of the step's discretisation error;
-    while the warmup tunes the step, a move below ``10⁻³`` is undone; for a mean-field model an
+    acceptance probability of the last moves (with the Metropolis correction, the expected
+    fraction of moves accepted; without, a measure of the step's discretisation error, and while
+    the warmup tunes the step a move below ``10⁻³`` is undone; for a mean-field model an
     estimate from the whole system's ratio; for a subsampled model measured only while the
     warmup tunes the step, NaN otherwise) and
     ``num_improbable`` the number of moves whose acceptance probability is below ``10⁻²``
@@ -128,7 +133,9 @@ class MFLD(MCMCKernel):
     """Mean-field Langevin dynamics over ``N`` particles of a NumPyro model.
 
     Each MCMC iteration is one MFLD step of all particles (``θ_i ← θ_i − η[∇δF/δμ(θ_i) −
-    λ∇log ν(θ_i)] + √(2λη) ξ_i``, the update of :func:`mflangevin.mfld`). A draw is the whole
+    λ∇log ν(θ_i)] + √(2λη) ξ_i``, the update of :func:`mflangevin.mfld`), on a Bayesian model
+    followed by each particle's Metropolis test (MALA: a refused move keeps the particle where it
+    was, see ``metropolis``). A draw is the whole
     particle system: ``get_samples()`` gives ``(draws, N, …)`` per latent site and
     ``get_samples(group_by_chain=True)`` gives ``(chains, draws, N, …)``;
     :class:`mflangevin.numpyro.MCMC` pools the particles of a Bayesian model into draws.
@@ -161,9 +168,18 @@ class MFLD(MCMCKernel):
         particle counted in ``num_refused``.
     target_accept_prob
         With ``step_size=None``: the mean Metropolis acceptance probability of the particles'
-        moves that warmup aims at. After warmup no move is rejected; the probability measures
+        moves that warmup aims at. ``None`` (the default): 0.8 with the Metropolis correction,
+        0.97 without. Without it no move is rejected after warmup; the probability then measures
         how far the unadjusted step is from reversible, so a higher target means a smaller step
         and a smaller discretisation bias.
+    metropolis
+        Whether each particle's move is accepted by a Metropolis test (MALA per particle: a
+        refused move keeps the particle where it was), which removes the ``O(η)`` bias of the
+        unadjusted step: the particles of a Bayesian model are independent, so each is then an
+        exact MALA chain of the posterior. ``None`` (the default): ``True`` for a Bayesian model
+        without subsampled plates, ``False`` otherwise. ``True`` is refused on a mean-field model
+        (a particle's ratio is not that of the interacting system) and on a subsampled one (the
+        ratio of noisy potentials and drifts is not that of the posterior).
 
     Notes
     -----
@@ -200,7 +216,8 @@ class MFLD(MCMCKernel):
         *,
         init_strategy: Callable | None = None,
         divergence_threshold: float = 1e6,
-        target_accept_prob: float = warmup.TARGET_ACCEPT_PROB,
+        target_accept_prob: float | None = None,
+        metropolis: bool | None = None,
     ):
         if not callable(model):
             raise TypeError(f"model: expected a NumPyro model (a callable), got {model!r}.")
@@ -214,19 +231,24 @@ class MFLD(MCMCKernel):
             check_positive("step_size", step_size)
         check_positive("temperature", temperature)
         check_positive("divergence_threshold", divergence_threshold)
-        if not 0.0 < float(target_accept_prob) < 1.0:
+        if target_accept_prob is not None and not 0.0 < float(target_accept_prob) < 1.0:
             raise ValueError(f"target_accept_prob: must lie in (0, 1), got {target_accept_prob!r}.")
+        if metropolis is not None and not isinstance(metropolis, bool):
+            raise TypeError(f"metropolis: expected True, False or None, got {metropolis!r}.")
         self._model = model
         self.num_particles = num_particles
         self.step_size = step_size
         self.temperature = temperature
         self.particle_plate = particle_plate
-        self.target_accept_prob = float(target_accept_prob)
+        self.target_accept_prob = target_accept_prob
+        self.metropolis = metropolis
         self._init_strategy = init_strategy
         self._divergence_threshold = divergence_threshold
         self._kernel = mfld.build_kernel(divergence_threshold)
         self._mean_field = None
         self._subsampled = False
+        self._adjusted = None
+        self._target = None
         self._vectorized = False
         self._num_warmup = 0
         self._init_cache = {}
@@ -275,6 +297,23 @@ class MFLD(MCMCKernel):
         """
         return self._mean_field
 
+    @property
+    def is_adjusted(self) -> bool | None:
+        """Whether the moves pass a Metropolis test (``metropolis``, resolved for the model;
+        known after ``init``).
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> def model():
+        ...     numpyro.sample("loc", dist.Normal(0.0, 1.0))
+        >>> kernel = MFLD(model, num_particles=8)
+        >>> _ = kernel.init(jax.random.key(0), 10)
+        >>> kernel.is_adjusted, MFLD(model, 8, metropolis=False).is_adjusted
+        (True, None)
+        """
+        return self._adjusted
+
     def init(
         self,
         rng_key: PRNGKey,
@@ -310,6 +349,27 @@ class MFLD(MCMCKernel):
         self._subsampled = bool(
             _numpyro_model.subsampled_plates(first_key, self._model, model_args, model_kwargs)
         )
+        exact = not (self._mean_field or self._subsampled)
+        if self.metropolis and not exact:
+            kind = "a mean-field" if self._mean_field else "a subsampled"
+            raise ValueError(
+                f"metropolis: True needs independent particles and exact potentials; {kind} "
+                "model has "
+                + (
+                    "interacting particles, whose moves have no Metropolis ratio of their own."
+                    if self._mean_field
+                    else "noisy potentials and drifts, whose Metropolis ratio is not the "
+                    "posterior's."
+                )
+                + " Leave metropolis=None (unadjusted there)."
+            )
+        self._adjusted = exact if self.metropolis is None else self.metropolis
+        if self.target_accept_prob is not None:
+            self._target = float(self.target_accept_prob)
+        elif self._adjusted:
+            self._target = warmup.ADJUSTED_TARGET_ACCEPT_PROB
+        else:
+            self._target = warmup.TARGET_ACCEPT_PROB
 
         if init_params is not None:
             self._check_finite(init_params)
@@ -319,7 +379,7 @@ class MFLD(MCMCKernel):
     def _compiled_init(self, static) -> Callable:
         """The initialisation, compiled once per model, settings and static arguments (and, by
         ``jax.jit``'s own cache, per shapes of the array arguments)."""
-        cache_key = (static, self._vectorized, self._mean_field, self._subsampled)
+        cache_key = (static, self._vectorized, self._mean_field, self._subsampled, self._target)
         try:
             compiled = self._init_cache.get(cache_key)
         except TypeError:  # an unhashable non-array argument: initialise without compiling
@@ -507,7 +567,7 @@ class MFLD(MCMCKernel):
             return self._acceptance(*moves, step_size, temperature, refused)[0]
 
         def too_large(step_size):
-            return (acceptance(step_size) < self.target_accept_prob) & (step_size > 1e-12)
+            return (acceptance(step_size) < self._target) & (step_size > 1e-12)
 
         dtype = jnp.result_type(*jax.tree.leaves(z))
         return jax.lax.while_loop(too_large, lambda eta: eta / 2, jnp.ones((), dtype))
@@ -573,24 +633,33 @@ class MFLD(MCMCKernel):
         num_improbable = jnp.zeros((), jnp.int32)
         if probs is not None:
             num_improbable = jnp.sum(probs < warmup.IMPROBABLE_MOVE, dtype=jnp.int32)
+        # The moves undone: with the Metropolis correction, those its test refuses (each
+        # particle's move is a MALA move of its own chain); while tuning, also those whose
+        # acceptance probability is below ABSURD_MOVE (a step tried too large does not fling the
+        # particle away, as NUTS rejects a divergent trajectory), and that particle's steps
+        # shrink; they grow back while its moves succeed. Particles far out in stiff regions thus
+        # move on their own scale. A mean-field model's particles have no acceptance of their
+        # own, and a subsampled model's undone particle would keep a potential of the wrong
+        # subsample: none is undone there.
+        undone = jnp.zeros(self.num_particles, bool)
+        if self._adjusted:
+            uniform = jax.random.uniform(
+                jax.random.fold_in(step_key, METROPOLIS), probs.shape, probs.dtype
+            )
+            undone = uniform >= probs
+        if adapt and probs is not None and not self._subsampled:
+            absurd = tuning & (probs < warmup.ABSURD_MOVE)
+            grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
+            backoff = jnp.where(tuning, jnp.where(absurd, backoff / 2, grown), backoff)
+            undone = undone | absurd
+        if self._adjusted or (adapt and probs is not None and not self._subsampled):
+            z, loss, potential, drift = jax.tree.map(
+                lambda old, new: jnp.where(warmup.per_particle(undone, new), old, new),
+                (state.z, state.loss, state.potential, state.drift),
+                (z, loss, potential, drift),
+            )
         if adapt:
-            # While tuning, a move whose acceptance probability is below ABSURD_MOVE is undone
-            # (a step tried too large does not fling the particle away, as NUTS rejects a
-            # divergent trajectory) and that particle's steps shrink; they grow back while its
-            # moves succeed. Particles far out in stiff regions thus move on their own scale.
-            # A mean-field model's particles have no acceptance of their own, and a subsampled
-            # model's undone particle would keep a potential of the wrong subsample: none is
-            # undone.
-            if probs is not None and not self._subsampled:
-                rejected = tuning & (probs < warmup.ABSURD_MOVE)
-                grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
-                backoff = jnp.where(tuning, jnp.where(rejected, backoff / 2, grown), backoff)
-                z, loss, potential, drift = jax.tree.map(
-                    lambda old, new: jnp.where(warmup.per_particle(rejected, new), old, new),
-                    (state.z, state.loss, state.potential, state.drift),
-                    (z, loss, potential, drift),
-                )
-            updated = adapt_state.update(self.target_accept_prob - mean_accept)
+            updated = adapt_state.update(self._target - mean_accept)
             # Windows that double (as Stan's): the averaging restarts from the current step at
             # 16, 32, 64, … steps up to half the warmup, forgetting the far-off start.
             count = new_state.count
