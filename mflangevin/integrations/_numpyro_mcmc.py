@@ -21,6 +21,9 @@ REFUSED_FRACTION = 0.5
 ACCEPT_FLOOR = 0.57
 #: Above this fraction of improbable moves (``num_improbable``) after warmup, ``run`` warns.
 IMPROBABLE_FRACTION = 1e-3
+#: With the Metropolis correction, below this mean acceptance probability after warmup ``run``
+#: warns: the particles mostly stood still (the warmup tunes it to 0.6 by default).
+REJECTED_FLOOR = 0.1
 
 
 class MCMC(NumPyroMCMC):
@@ -40,8 +43,9 @@ class MCMC(NumPyroMCMC):
 
     A mean-field model's draws are whole particle systems and are left as they are. After a run
     whose post-warmup particle moves were mostly refused (their proposals non-finite or beyond
-    ``divergence_threshold``), so that the particles stood still and the draws are not draws of
-    the target, :meth:`run` warns, naming the fix.
+    ``divergence_threshold``, or rejected by the Metropolis test), so that the particles stood
+    still, or whose unadjusted step was too large where the posterior is narrow, :meth:`run`
+    warns, naming the fix.
 
     Examples
     --------
@@ -127,10 +131,9 @@ class MCMC(NumPyroMCMC):
         """Warn when the step is too large for the posterior's curvature somewhere: a low mean
         acceptance probability, or more than a few moves that a Metropolis test would reject
         (the unadjusted dynamics then under-samples the regions where the posterior is
-        narrow, as a funnel's neck)."""
+        narrow, as a funnel's neck); with the Metropolis correction, when it rejected nearly
+        every move."""
         num_particles = getattr(self.sampler, "num_particles", None)
-        if getattr(self.sampler, "is_adjusted", False):
-            return  # a Metropolis test corrects the step: no discretisation bias
         extra = self.get_extra_fields()
         accept, improbable = extra.get("accept_prob"), extra.get("num_improbable")
         if num_particles is None or accept is None or improbable is None:
@@ -139,6 +142,18 @@ class MCMC(NumPyroMCMC):
         if accept.size == 0 or not np.all(np.isfinite(accept)):
             return  # no move measured
         mean_accept = float(np.mean(accept))
+        if getattr(self.sampler, "is_adjusted", False):
+            # The Metropolis test removes the step's bias: only a step so large that the
+            # particles stand still is left to report.
+            if mean_accept < REJECTED_FLOOR:
+                warnings.warn(
+                    f"MFLD: the Metropolis test accepted {mean_accept:.1%} of the particle moves "
+                    "after warmup, so the particles barely moved and the draws are few and "
+                    "correlated. Lower step_size, or leave it to the warmup (step_size=None, "
+                    "with enough num_warmup).",
+                    stacklevel=3,
+                )
+            return
         fraction = float(np.mean(np.asarray(improbable))) / num_particles
         if mean_accept >= ACCEPT_FLOOR and fraction <= IMPROBABLE_FRACTION:
             return

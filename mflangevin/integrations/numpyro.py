@@ -74,14 +74,16 @@ class MFLDModelState(NamedTuple):
     estimate from the whole system's ratio; for a subsampled model measured only while the
     warmup tunes the step, NaN otherwise) and
     ``num_improbable`` the number of moves whose acceptance probability is below ``10⁻²``
-    (where the step is far too large for the posterior's curvature: a funnel's neck).
+    (without the correction, where the step is far too large for the posterior's curvature: a
+    funnel's neck; with it, moves almost surely rejected).
     ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models;
     ``J(Θ)`` and ``F(μ_Θ)``, mean-field models),
     ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
     particles, tuned with the step size), ``backoff`` (per particle, the factor by which a
-    particle's preconditioner shrank during warmup after its moves failed) and ``adapt_state``
-    (the step size's dual averaging) are carried to the next step. Each step splits ``rng_key``
-    into the next state's key and the step key.
+    particle's preconditioner shrank during an unadjusted warmup after its moves failed) and
+    ``adapt_state`` (the step size's dual averaging) are carried to the next step. Each step
+    splits ``rng_key`` into the next state's key and the step key (and folds a stream of the
+    Metropolis tests' uniforms out of the step key).
 
     Examples
     --------
@@ -168,10 +170,10 @@ class MFLD(MCMCKernel):
         particle counted in ``num_refused``.
     target_accept_prob
         With ``step_size=None``: the mean Metropolis acceptance probability of the particles'
-        moves that warmup aims at. ``None`` (the default): 0.8 with the Metropolis correction,
-        0.97 without. Without it no move is rejected after warmup; the probability then measures
-        how far the unadjusted step is from reversible, so a higher target means a smaller step
-        and a smaller discretisation bias.
+        moves that warmup aims at. ``None`` (the default): 0.6 with the Metropolis correction
+        (near MALA's optimal 0.574), 0.97 without. Without it no move is rejected after warmup;
+        the probability then measures how far the unadjusted step is from reversible, so a
+        higher target means a smaller step and a smaller discretisation bias.
     metropolis
         Whether each particle's move is accepted by a Metropolis test (MALA per particle: a
         refused move keeps the particle where it was), which removes the ``O(η)`` bias of the
@@ -633,26 +635,26 @@ class MFLD(MCMCKernel):
         num_improbable = jnp.zeros((), jnp.int32)
         if probs is not None:
             num_improbable = jnp.sum(probs < warmup.IMPROBABLE_MOVE, dtype=jnp.int32)
-        # The moves undone: with the Metropolis correction, those its test refuses (each
-        # particle's move is a MALA move of its own chain); while tuning, also those whose
-        # acceptance probability is below ABSURD_MOVE (a step tried too large does not fling the
-        # particle away, as NUTS rejects a divergent trajectory), and that particle's steps
-        # shrink; they grow back while its moves succeed. Particles far out in stiff regions thus
-        # move on their own scale. A mean-field model's particles have no acceptance of their
-        # own, and a subsampled model's undone particle would keep a potential of the wrong
-        # subsample: none is undone there.
-        undone = jnp.zeros(self.num_particles, bool)
+        # The moves undone. With the Metropolis correction, those its test refuses: each
+        # particle's move is then a MALA move of its own chain. Without it, while tuning, those
+        # whose acceptance probability is below ABSURD_MOVE (a step tried too large does not
+        # fling the particle away, as NUTS rejects a divergent trajectory), and that particle's
+        # steps shrink; they grow back while its moves succeed, so particles far out in stiff
+        # regions move on their own scale. A mean-field model's particles have no acceptance of
+        # their own, and a subsampled model's undone particle would keep a potential of the
+        # wrong subsample: none is undone there.
         if self._adjusted:
             uniform = jax.random.uniform(
                 jax.random.fold_in(step_key, METROPOLIS), probs.shape, probs.dtype
             )
             undone = uniform >= probs
-        if adapt and probs is not None and not self._subsampled:
-            absurd = tuning & (probs < warmup.ABSURD_MOVE)
+        elif adapt and probs is not None and not self._subsampled:
+            undone = tuning & (probs < warmup.ABSURD_MOVE)
             grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
-            backoff = jnp.where(tuning, jnp.where(absurd, backoff / 2, grown), backoff)
-            undone = undone | absurd
-        if self._adjusted or (adapt and probs is not None and not self._subsampled):
+            backoff = jnp.where(tuning, jnp.where(undone, backoff / 2, grown), backoff)
+        else:
+            undone = None
+        if undone is not None:
             z, loss, potential, drift = jax.tree.map(
                 lambda old, new: jnp.where(warmup.per_particle(undone, new), old, new),
                 (state.z, state.loss, state.potential, state.drift),

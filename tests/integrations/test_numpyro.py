@@ -405,6 +405,17 @@ def test_a_run_of_refused_moves_warns_with_the_fix():
     assert bool(np.all(np.isfinite(mcmc.get_samples()["x"])))
 
 
+def test_a_run_of_rejected_moves_warns_with_the_fix():
+    """With the Metropolis correction the same step is rejected nearly always: the particles
+    stand still, finite, and MCMC.run says so."""
+    mcmc = mflangevin.numpyro.MCMC(
+        MFLD(standard_normal, 8, step_size=10.0), num_warmup=0, num_samples=30, progress_bar=False
+    )
+    with pytest.warns(UserWarning, match=r"Metropolis test accepted .* Lower step_size"):
+        mcmc.run(jax.random.key(0))
+    assert int(mcmc.get_extra_fields()["num_refused"].sum()) == 0
+
+
 def funnel():
     """Neal's funnel: ``x``'s scale is ``exp(v/2)``, so the curvature grows like ``exp(−v)``."""
     v = numpyro.sample("v", dist.Normal(0.0, 3.0))
