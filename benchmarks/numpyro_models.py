@@ -26,7 +26,7 @@ The models: the centred and non-centred eight schools, a centred hierarchical mo
 weights and a ``HalfNormal`` scale (300 points), the Bayesian linear regression of the NumPyro
 guide (200 points, 3 features, ``HalfNormal`` noise), a logistic regression on scikit-learn's
 ``load_breast_cancer`` (30 standardised features and an intercept), a mean-field two-layer network
-(16 neurons in the particle plate, 200 two-moons points; 16 chains of MFLD at ``λ = N``, the
+(16 neurons in the particle plate, 200 two-moons points; 128 chains of MFLD at ``λ = N``, the
 model's own posterior; compared on its predicted probabilities at 20 test points, the weights
 being exchangeable), and a logistic regression of ``n = 10⁵`` points (``--full``: ``10⁶``)
 through ``numpyro.plate(..., subsample_size=10⁴)`` (stochastic-gradient MFLD; NUTS on the full
@@ -197,9 +197,10 @@ def moons():
 
 #: The MFLD settings beyond the sizes: the network's temperature (λ = N, its own posterior).
 GIVEN = {
-    # One system of 16 neurons is one chain, whose draws are strongly correlated (one chain gave
-    # 0.45 sd): 16 chains, vectorised.
-    network: {"num_particles": 16, "temperature": 16.0, "num_chains": 16},
+    # One system of 16 neurons is one chain, whose draws are strongly correlated (an ESS near 70
+    # over 16 chains of 200 draws, a Monte-Carlo standard error of 0.12 sd): 128 chains,
+    # vectorised (0.044 sd), in no more time than 16 on a CPU.
+    network: {"num_particles": 16, "temperature": 16.0, "num_chains": 128},
 }
 
 
