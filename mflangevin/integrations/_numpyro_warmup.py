@@ -25,6 +25,10 @@ IMPROBABLE_MOVE = 1e-2
 #: variance per step is this fraction of the Langevin noise's (the stationary spread then grows
 #: by about half this, 5 %).
 MINIBATCH_NOISE = 0.1
+#: A particle that has not moved for this many steps is counted in ``num_stuck``: with the
+#: Metropolis correction at an acceptance of 0.6 a particle of the posterior's bulk stays put
+#: that long with probability about ``0.4¹⁰⁰``.
+STUCK_STEPS = 100
 #: While tuning, a particle's step factor grows by this after a move that was not undone.
 BACKOFF_GROWTH = 1.1
 #: The half-width of the uniform start of a Bayesian model's particles in unconstrained space,

@@ -75,7 +75,10 @@ class MFLDModelState(NamedTuple):
     warmup tunes the step, NaN otherwise) and
     ``num_improbable`` the number of moves whose acceptance probability is below ``10⁻²``
     (without the correction, where the step is far too large for the posterior's curvature: a
-    funnel's neck; with it, moves almost surely rejected).
+    funnel's neck; with it, moves almost surely rejected); ``unmoved`` (per particle) counts
+    the steps since the particle last moved, and ``num_stuck`` the particles unmoved for
+    ``100`` steps or more (with the correction, particles whose moves the test rejects nearly
+    always: where the posterior is far narrower than the step).
     ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models;
     ``J(Θ)`` and ``F(μ_Θ)``, mean-field models),
     ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
@@ -104,12 +107,14 @@ class MFLDModelState(NamedTuple):
     step_size: Array
     accept_prob: Array
     num_improbable: Array
+    num_stuck: Array
     rng_key: PRNGKey
     potential: Array
     loss: Array
     drift: dict
     scale: dict
     backoff: Array
+    unmoved: Array
     adapt_state: tuple
 
 
@@ -206,7 +211,14 @@ class MFLD(MCMCKernel):
     """
 
     sample_field = "z"
-    default_fields = ("z", "diverging", "num_refused", "accept_prob", "num_improbable")
+    default_fields = (
+        "z",
+        "diverging",
+        "num_refused",
+        "accept_prob",
+        "num_improbable",
+        "num_stuck",
+    )
 
     def __init__(
         self,
@@ -433,12 +445,14 @@ class MFLD(MCMCKernel):
             step_size=jnp.asarray(step_size, dtype),
             accept_prob=jnp.full((), jnp.nan, dtype),
             num_improbable=jnp.zeros((), jnp.int32),
+            num_stuck=jnp.zeros((), jnp.int32),
             rng_key=key,
             potential=potential,
             loss=loss,
             drift=drift,
             scale=scale,
             backoff=backoff,
+            unmoved=jnp.zeros(self.num_particles, jnp.int32),
             adapt_state=adapt_state,
         )
 
@@ -692,6 +706,7 @@ class MFLD(MCMCKernel):
                 tuned = jnp.minimum(tuned, noise_cap)
             next_step_size = jnp.where(tuning, tuned.astype(dtype), state.step_size)
         energy = jnp.mean(loss)
+        unmoved = jnp.where(warmup.unmoved(state.z, z), state.unmoved + 1, 0)
         return MFLDModelState(
             i=new_state.count,
             z=z,
@@ -702,12 +717,14 @@ class MFLD(MCMCKernel):
             step_size=next_step_size,
             accept_prob=mean_accept,
             num_improbable=num_improbable,
+            num_stuck=jnp.sum(unmoved >= warmup.STUCK_STEPS, dtype=jnp.int32),
             rng_key=rng_key,
             potential=potential,
             loss=loss,
             drift=drift,
             scale=scale,
             backoff=backoff,
+            unmoved=unmoved,
             adapt_state=adapt_state,
         )
 
