@@ -49,8 +49,9 @@ class MCMC(NumPyroMCMC):
     A mean-field model's draws are whole particle systems and are left as they are. After a run
     whose post-warmup particle moves were mostly refused (their proposals non-finite or beyond
     ``divergence_threshold``, or rejected by the Metropolis test), so that the particles stood
-    still, or whose unadjusted step was too large where the posterior is narrow, :meth:`run`
-    warns, naming the fix.
+    still, whose unadjusted step was too large where the posterior is narrow, or, with the
+    Metropolis correction, more than a few of whose particles stood still for 100 steps or more
+    (a funnel's neck), :meth:`run` warns, naming the fix.
 
     Examples
     --------
