@@ -29,6 +29,8 @@ import json
 import subprocess
 import sys
 
+ROWS = ("mfld", "mfld sgd", "pda", "numpyro", "fit")
+
 
 def _status(field: str) -> int:
     with open("/proc/self/status") as handle:
@@ -143,6 +145,13 @@ def main(argv=None) -> None:
         help="N, the particles of the MFLD and PDA rows "
         "(the NumPyro rows use 8: their working set is N·n)",
     )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=ROWS,
+        default=list(ROWS),
+        help="the rows to run",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -153,9 +162,8 @@ def main(argv=None) -> None:
     fit_sizes = [(2 * 10**4, 100)] if args.quick else [(2 * 10**5, 100), (10**6, 100)]
     print("Peak memory above the user's data, in copies of the data (float32), a process per row")
     print(f"  {'row':24s} {'n':>9s} {'d':>4s} {'data MB':>9s} {'peak MB':>9s} {'copies':>7s}")
-    for mode, sizes in (("mfld", kernel_sizes), ("mfld sgd", kernel_sizes), ("pda", kernel_sizes),
-                        ("numpyro", fit_sizes), ("fit", fit_sizes)):  # fmt: skip
-        for n, d in sizes:
+    for mode in args.rows:
+        for n, d in fit_sizes if mode in ("numpyro", "fit") else kernel_sizes:
             rows = []
             for copy in (False, True):
                 name = mode.split()[-1] if mode != "mfld" else "full"

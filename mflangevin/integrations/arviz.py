@@ -15,7 +15,7 @@ Groups of the tree made by :func:`to_datatree`:
 * ``sample_stats``: what the kernel reported: ``mean_field_energy`` (``F(μ_Θ)``; not called
   ``energy``, which ArviZ reads as the Hamiltonian of HMC), ``drift_norm``, ``diverging``,
   ``num_refused``, ``step_size``, ``temperature`` (and from :class:`mflangevin.numpyro.MFLD`
-  ``accept_prob`` and ``num_improbable``); with :func:`mflangevin.monitor` also
+  ``accept_prob``, ``num_improbable`` and ``num_stuck``); with :func:`mflangevin.monitor` also
   ``objective`` (primal ``Ĝ``), ``dual_bound`` (``D(g_μ)``), ``gap``, ``dual_bound_stderr`` and
   ``dual_bound_ess`` (the effective sample size of the dual's importance weights);
   plus any arrays passed as ``sample_stats``.

@@ -6,9 +6,11 @@ of a NumPyro workflow: ``MCMC``, its chain methods, ``get_samples``, ``Predictiv
 Two kinds of model:
 
 * **Bayesian models** (no particle plate): every particle is an independent copy of the model's
-  latent sites, moved by unadjusted Langevin dynamics on ``∝ ν(θ) p(data | θ)^{1/λ}``, where ν is
-  the prior pushed to unconstrained space (log-Jacobian included). ``temperature=1`` samples the
-  posterior; ``F(μ) = E_μ[−log p(data | θ)]`` is linear, the ``N`` chains do not interact.
+  latent sites, moved by Langevin dynamics on ``∝ ν(θ) p(data | θ)^{1/λ}``, where ν is the prior
+  pushed to unconstrained space (log-Jacobian included), each move accepted by its own Metropolis
+  test (MALA; unadjusted with ``metropolis=False`` or a subsampled plate). ``temperature=1``
+  samples the posterior; ``F(μ) = E_μ[−log p(data | θ)]`` is linear, the ``N`` chains do not
+  interact.
 * **Mean-field models**: the latent sites inside the plate named ``particle_plate`` are the
   particles, their prior is the reference ν, and the observed sites outside the plate give
   ``−F(μ_Θ)``, typically through the particle average. The library scales those sites by ``N/λ``,
@@ -54,6 +56,8 @@ __all__ = [
 
 #: The stream of the subsamples of the model's subsampled plates, folded into the state's key.
 SUBSAMPLE = 0x5353
+#: The stream of the Metropolis tests' uniforms, folded into the step key.
+METROPOLIS = 0x4D48
 
 
 class MFLDModelState(NamedTuple):
@@ -65,21 +69,27 @@ class MFLDModelState(NamedTuple):
     beyond ``divergence_threshold``) or met a non-finite energy, and ``num_refused`` counts the
     refused moves; ``step_size`` is the ``η`` of the next step (tuned during warmup when the
     kernel was given none); ``accept_prob`` is the mean over particles of the Metropolis
-    acceptance probability of the last moves (a measure of the step's discretisation error;
-    while the warmup tunes the step, a move below ``10⁻³`` is undone; for a mean-field model an
+    acceptance probability of the last moves (with the Metropolis correction, the expected
+    fraction of moves accepted; without, a measure of the step's discretisation error, and while
+    the warmup tunes the step a move below ``10⁻³`` is undone; for a mean-field model an
     estimate from the whole system's ratio; for a subsampled model measured only while the
     warmup tunes the step, NaN otherwise) and
     ``num_improbable`` the number of moves whose acceptance probability is below ``10⁻²``
-    (where the step is far too large for the posterior's curvature: a funnel's neck).
+    (without the correction, where the step is far too large for the posterior's curvature: a
+    funnel's neck; with it, moves almost surely rejected); ``unmoved`` (per particle) counts
+    the steps since the particle last moved, and ``num_stuck`` the particles unmoved for
+    ``100`` steps or more (with the correction, particles whose moves the test rejects nearly
+    always: where the posterior is far narrower than the step).
     ``potential`` and ``loss`` (per particle, ``V`` and ``−log p(data | θ_i)``, Bayesian models;
     ``J(Θ)`` and ``F(μ_Θ)``, mean-field models),
     ``drift``, ``scale`` (the diagonal preconditioner: the per-coordinate spread of the
     particles, tuned with the step size), ``backoff`` (per particle, the factor by which a
-    particle's preconditioner shrank during warmup after its moves failed) and ``adapt_state``
-    (the step size's dual averaging) are carried to the next step, and ``control_variate`` (the
-    centre of the drift's control variate and the full-data values there, for a model with a
-    subsampled plate; ``()`` otherwise). Each step splits ``rng_key`` into the next state's key
-    and the step key.
+    particle's preconditioner shrank during an unadjusted warmup after its moves failed) and
+    ``adapt_state`` (the step size's dual averaging) are carried to the next step, and
+    ``control_variate`` (the centre of the drift's control variate and the full-data values
+    there, for a model with a subsampled plate; ``()`` otherwise). Each step splits ``rng_key``
+    into the next state's key and the step key (and folds a stream of the Metropolis tests'
+    uniforms out of the step key).
 
     Examples
     --------
@@ -100,12 +110,14 @@ class MFLDModelState(NamedTuple):
     step_size: Array
     accept_prob: Array
     num_improbable: Array
+    num_stuck: Array
     rng_key: PRNGKey
     potential: Array
     loss: Array
     drift: dict
     scale: dict
     backoff: Array
+    unmoved: Array
     adapt_state: tuple
     control_variate: tuple = ()
 
@@ -132,7 +144,9 @@ class MFLD(MCMCKernel):
     """Mean-field Langevin dynamics over ``N`` particles of a NumPyro model.
 
     Each MCMC iteration is one MFLD step of all particles (``θ_i ← θ_i − η[∇δF/δμ(θ_i) −
-    λ∇log ν(θ_i)] + √(2λη) ξ_i``, the update of :func:`mflangevin.mfld`). A draw is the whole
+    λ∇log ν(θ_i)] + √(2λη) ξ_i``, the update of :func:`mflangevin.mfld`), on a Bayesian model
+    followed by each particle's Metropolis test (MALA: a refused move keeps the particle where it
+    was, see ``metropolis``). A draw is the whole
     particle system: ``get_samples()`` gives ``(draws, N, …)`` per latent site and
     ``get_samples(group_by_chain=True)`` gives ``(chains, draws, N, …)``;
     :class:`mflangevin.numpyro.MCMC` pools the particles of a Bayesian model into draws.
@@ -165,9 +179,18 @@ class MFLD(MCMCKernel):
         particle counted in ``num_refused``.
     target_accept_prob
         With ``step_size=None``: the mean Metropolis acceptance probability of the particles'
-        moves that warmup aims at. After warmup no move is rejected; the probability measures
-        how far the unadjusted step is from reversible, so a higher target means a smaller step
-        and a smaller discretisation bias.
+        moves that warmup aims at. ``None`` (the default): 0.6 with the Metropolis correction
+        (near MALA's optimal 0.574), 0.97 without. Without it no move is rejected after warmup;
+        the probability then measures how far the unadjusted step is from reversible, so a
+        higher target means a smaller step and a smaller discretisation bias.
+    metropolis
+        Whether each particle's move is accepted by a Metropolis test (MALA per particle: a
+        refused move keeps the particle where it was), which removes the ``O(η)`` bias of the
+        unadjusted step: the particles of a Bayesian model are independent, so each is then an
+        exact MALA chain of the posterior. ``None`` (the default): ``True`` for a Bayesian model
+        without subsampled plates, ``False`` otherwise. ``True`` is refused on a mean-field model
+        (a particle's ratio is not that of the interacting system) and on a subsampled one (the
+        ratio of noisy potentials and drifts is not that of the posterior).
     control_variate
         For a model with a subsampled plate: estimate the data part of the drift at each particle
         ``θ`` by ``∇E_B(θ) − ∇E_B(θ̂) + ∇E(θ̂)`` on the step's subsample ``B``, with the centre
@@ -200,7 +223,14 @@ class MFLD(MCMCKernel):
     """
 
     sample_field = "z"
-    default_fields = ("z", "diverging", "num_refused", "accept_prob", "num_improbable")
+    default_fields = (
+        "z",
+        "diverging",
+        "num_refused",
+        "accept_prob",
+        "num_improbable",
+        "num_stuck",
+    )
 
     def __init__(
         self,
@@ -212,7 +242,8 @@ class MFLD(MCMCKernel):
         *,
         init_strategy: Callable | None = None,
         divergence_threshold: float = 1e6,
-        target_accept_prob: float = warmup.TARGET_ACCEPT_PROB,
+        target_accept_prob: float | None = None,
+        metropolis: bool | None = None,
         control_variate: bool = True,
     ):
         if not callable(model):
@@ -227,8 +258,10 @@ class MFLD(MCMCKernel):
             check_positive("step_size", step_size)
         check_positive("temperature", temperature)
         check_positive("divergence_threshold", divergence_threshold)
-        if not 0.0 < float(target_accept_prob) < 1.0:
+        if target_accept_prob is not None and not 0.0 < float(target_accept_prob) < 1.0:
             raise ValueError(f"target_accept_prob: must lie in (0, 1), got {target_accept_prob!r}.")
+        if metropolis is not None and not isinstance(metropolis, bool):
+            raise TypeError(f"metropolis: expected True, False or None, got {metropolis!r}.")
         if not isinstance(control_variate, bool):
             raise TypeError(f"control_variate: expected True or False, got {control_variate!r}.")
         self._model = model
@@ -236,7 +269,8 @@ class MFLD(MCMCKernel):
         self.step_size = step_size
         self.temperature = temperature
         self.particle_plate = particle_plate
-        self.target_accept_prob = float(target_accept_prob)
+        self.target_accept_prob = target_accept_prob
+        self.metropolis = metropolis
         self.control_variate = control_variate
         self._init_strategy = init_strategy
         self._divergence_threshold = divergence_threshold
@@ -244,6 +278,8 @@ class MFLD(MCMCKernel):
         self._mean_field = None
         self._subsampled = False
         self._centred = False
+        self._adjusted = None
+        self._target = None
         self._vectorized = False
         self._num_warmup = 0
         self._init_cache = {}
@@ -292,6 +328,23 @@ class MFLD(MCMCKernel):
         """
         return self._mean_field
 
+    @property
+    def is_adjusted(self) -> bool | None:
+        """Whether the moves pass a Metropolis test (``metropolis``, resolved for the model;
+        known after ``init``).
+
+        Examples
+        --------
+        >>> import jax, numpyro, numpyro.distributions as dist
+        >>> def model():
+        ...     numpyro.sample("loc", dist.Normal(0.0, 1.0))
+        >>> kernel = MFLD(model, num_particles=8)
+        >>> _ = kernel.init(jax.random.key(0), 10)
+        >>> kernel.is_adjusted, MFLD(model, 8, metropolis=False).is_adjusted
+        (True, None)
+        """
+        return self._adjusted
+
     def init(
         self,
         rng_key: PRNGKey,
@@ -327,6 +380,27 @@ class MFLD(MCMCKernel):
         self._subsampled = bool(
             _numpyro_model.subsampled_plates(first_key, self._model, model_args, model_kwargs)
         )
+        exact = not (self._mean_field or self._subsampled)
+        if self.metropolis and not exact:
+            kind = "a mean-field" if self._mean_field else "a subsampled"
+            raise ValueError(
+                f"metropolis: True needs independent particles and exact potentials; {kind} "
+                "model has "
+                + (
+                    "interacting particles, whose moves have no Metropolis ratio of their own."
+                    if self._mean_field
+                    else "noisy potentials and drifts, whose Metropolis ratio is not the "
+                    "posterior's."
+                )
+                + " Leave metropolis=None (unadjusted there)."
+            )
+        self._adjusted = exact if self.metropolis is None else self.metropolis
+        if self.target_accept_prob is not None:
+            self._target = float(self.target_accept_prob)
+        elif self._adjusted:
+            self._target = warmup.ADJUSTED_TARGET_ACCEPT_PROB
+        else:
+            self._target = warmup.TARGET_ACCEPT_PROB
         self._centred = self._subsampled and self.control_variate
 
         if init_params is not None:
@@ -337,7 +411,14 @@ class MFLD(MCMCKernel):
     def _compiled_init(self, static) -> Callable:
         """The initialisation, compiled once per model, settings and static arguments (and, by
         ``jax.jit``'s own cache, per shapes of the array arguments)."""
-        cache_key = (static, self._vectorized, self._mean_field, self._subsampled, self._centred)
+        cache_key = (
+            static,
+            self._vectorized,
+            self._mean_field,
+            self._subsampled,
+            self._target,
+            self._centred,
+        )
         try:
             compiled = self._init_cache.get(cache_key)
         except TypeError:  # an unhashable non-array argument: initialise without compiling
@@ -393,12 +474,14 @@ class MFLD(MCMCKernel):
             step_size=jnp.asarray(step_size, dtype),
             accept_prob=jnp.full((), jnp.nan, dtype),
             num_improbable=jnp.zeros((), jnp.int32),
+            num_stuck=jnp.zeros((), jnp.int32),
             rng_key=key,
             potential=potential,
             loss=loss,
             drift=drift,
             scale=scale,
             backoff=backoff,
+            unmoved=jnp.zeros(self.num_particles, jnp.int32),
             adapt_state=adapt_state,
             control_variate=control_variate,
         )
@@ -578,7 +661,7 @@ class MFLD(MCMCKernel):
             return self._acceptance(*moves, step_size, temperature, refused)[0]
 
         def too_large(step_size):
-            return (acceptance(step_size) < self.target_accept_prob) & (step_size > 1e-12)
+            return (acceptance(step_size) < self._target) & (step_size > 1e-12)
 
         dtype = jnp.result_type(*jax.tree.leaves(z))
         return jax.lax.while_loop(too_large, lambda eta: eta / 2, jnp.ones((), dtype))
@@ -649,24 +732,33 @@ class MFLD(MCMCKernel):
         num_improbable = jnp.zeros((), jnp.int32)
         if probs is not None:
             num_improbable = jnp.sum(probs < warmup.IMPROBABLE_MOVE, dtype=jnp.int32)
+        # The moves undone. With the Metropolis correction, those its test refuses: each
+        # particle's move is then a MALA move of its own chain. Without it, while tuning, those
+        # whose acceptance probability is below ABSURD_MOVE (a step tried too large does not
+        # fling the particle away, as NUTS rejects a divergent trajectory), and that particle's
+        # steps shrink; they grow back while its moves succeed, so particles far out in stiff
+        # regions move on their own scale. A mean-field model's particles have no acceptance of
+        # their own, and a subsampled model's undone particle would keep a potential of the
+        # wrong subsample: none is undone there.
+        if self._adjusted:
+            uniform = jax.random.uniform(
+                jax.random.fold_in(step_key, METROPOLIS), probs.shape, probs.dtype
+            )
+            undone = uniform >= probs
+        elif adapt and probs is not None and not self._subsampled:
+            undone = tuning & (probs < warmup.ABSURD_MOVE)
+            grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
+            backoff = jnp.where(tuning, jnp.where(undone, backoff / 2, grown), backoff)
+        else:
+            undone = None
+        if undone is not None:
+            z, loss, potential, drift = jax.tree.map(
+                lambda old, new: jnp.where(warmup.per_particle(undone, new), old, new),
+                (state.z, state.loss, state.potential, state.drift),
+                (z, loss, potential, drift),
+            )
         if adapt:
-            # While tuning, a move whose acceptance probability is below ABSURD_MOVE is undone
-            # (a step tried too large does not fling the particle away, as NUTS rejects a
-            # divergent trajectory) and that particle's steps shrink; they grow back while its
-            # moves succeed. Particles far out in stiff regions thus move on their own scale.
-            # A mean-field model's particles have no acceptance of their own, and a subsampled
-            # model's undone particle would keep a potential of the wrong subsample: none is
-            # undone.
-            if probs is not None and not self._subsampled:
-                rejected = tuning & (probs < warmup.ABSURD_MOVE)
-                grown = jnp.minimum(backoff * warmup.BACKOFF_GROWTH, 1.0).astype(dtype)
-                backoff = jnp.where(tuning, jnp.where(rejected, backoff / 2, grown), backoff)
-                z, loss, potential, drift = jax.tree.map(
-                    lambda old, new: jnp.where(warmup.per_particle(rejected, new), old, new),
-                    (state.z, state.loss, state.potential, state.drift),
-                    (z, loss, potential, drift),
-                )
-            updated = adapt_state.update(self.target_accept_prob - mean_accept)
+            updated = adapt_state.update(self._target - mean_accept)
             # Windows that double (as Stan's): the averaging restarts from the current step at
             # 16, 32, 64, … steps up to half the warmup, forgetting the far-off start.
             count = new_state.count
@@ -707,6 +799,7 @@ class MFLD(MCMCKernel):
                 tuned = jnp.minimum(tuned, noise_cap)
             next_step_size = jnp.where(tuning, tuned.astype(dtype), state.step_size)
         energy = jnp.mean(loss)
+        unmoved = jnp.where(warmup.unmoved(state.z, z), state.unmoved + 1, 0)
         return MFLDModelState(
             i=new_state.count,
             z=z,
@@ -717,12 +810,14 @@ class MFLD(MCMCKernel):
             step_size=next_step_size,
             accept_prob=mean_accept,
             num_improbable=num_improbable,
+            num_stuck=jnp.sum(unmoved >= warmup.STUCK_STEPS, dtype=jnp.int32),
             rng_key=rng_key,
             potential=potential,
             loss=loss,
             drift=drift,
             scale=scale,
             backoff=backoff,
+            unmoved=unmoved,
             adapt_state=adapt_state,
             control_variate=state.control_variate,
         )

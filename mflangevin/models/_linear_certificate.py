@@ -125,7 +125,7 @@ def certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float, *, 
         z = np.zeros(n)
     if "intercept" in params:
         z = z + np.float64(params["intercept"])
-    primal = np.mean(value(z, y)) + l1 * np.sum(np.abs(coef)) + 0.5 * l2 * np.sum(coef**2)
+    primal = np.sum(value(z, y)) / n + l1 * np.sum(np.abs(coef)) + 0.5 * l2 * (coef @ coef)
     alpha = -derivative(z, y)
     if "intercept" in params:
         alpha = _feasible(np, loss_name, alpha, y)
@@ -137,7 +137,7 @@ def certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float, *, 
         penalty = np.sum(excess**2) / (2 * l2)
     else:  # the indicator of ‖u‖_∞ ≤ λ₁, up to a few ulps of round-off
         penalty = 0.0 if np.all(excess <= 8 * np.finfo(np.float64).eps * l1) else np.inf
-    dual = -np.mean(conjugate(-shrink * alpha, y)) - penalty
+    dual = -np.sum(conjugate(-shrink * alpha, y)) / n - penalty  # (np.mean: slower, same)
     if with_u:
         return float(primal), float(primal - dual), u
     return float(primal), float(primal - dual)

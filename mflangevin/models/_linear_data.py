@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 import scipy.special
+import threadpoolctl
 
 from mflangevin._sparse import padded_segments
 from mflangevin.models.losses import get_loss
@@ -58,43 +59,56 @@ def value_and_grad_of(loss_name: str):
 
 @functools.cache
 def smooth_gradient(loss_name: str):
-    """``(x, (X, y, weights, ridge)) -> ∇P(x)`` for L-BFGS, ``x = (w[, b])`` flat and ``P(x) =
-    Σ_i weights_i ℓ(⟨x_i, w⟩ + b, y_i) + ½ Σ_j ridge_j w_j²``: the weights are ``1/n`` on the
+    """``(x, (X, y, weights, ridge, mean, inverse)) -> ∇P(x)`` for L-BFGS, ``x = (v[, c])``
+    flat in the standardised coordinates and ``P(x) = Σ_i weights_i ℓ(⟨x̃_i, v⟩ + c, y_i) + ½
+    Σ_j ridge_j v_j²`` on the standardised rows ``x̃_i = (x_i − mean) ⊙ inverse``, which are
+    never formed: ``⟨x̃_i, v⟩ = ⟨x_i, u⟩ − ⟨mean, u⟩`` with ``u = inverse ⊙ v`` and ``X̃ᵀg =
+    inverse ⊙ (Xᵀg − mean Σ_i g_i)`` (``mean = 0``, ``inverse = 1`` when ``X`` is already
+    standardised; docs/theory/convex-erm.md#the-data-held-once). The weights are ``1/n`` on the
     samples and ``0`` on rows that pad ``X`` to its bucket, so one compiled program serves every
     ``n`` of a bucket with the same ``P``. Cached, as :func:`value_and_grad_of`.
 
-    A dense ``X`` is read once per gradient: the predictions ``X_B w`` and the product
+    A dense ``X`` is read once per gradient: the predictions ``X_B u`` and the product
     ``X_Bᵀ g_B`` of each block ``B`` of :func:`fused_rows` rows are taken while the block is in
-    the cache (a ``lax.scan`` over the blocks), where two matrix-vector products over the whole
-    of ``X`` read it twice (docs/theory/convex-erm.md#l-bfgs).
+    the cache (a ``lax.scan`` over the blocks, then the rows left over), where two
+    matrix-vector products over the whole of ``X`` read it twice
+    (docs/theory/convex-erm.md#l-bfgs).
 
     Examples
     --------
     >>> import jax.numpy as jnp
     >>> X, y = jnp.eye(3), jnp.array([1.0, -1.0, 1.0])  # labels ±1
-    >>> data = (X, y, jnp.full(3, 1 / 3), jnp.full(3, 0.1))
+    >>> data = (X, y, jnp.full(3, 1 / 3), jnp.full(3, 0.1), jnp.zeros(3), jnp.ones(3))
     >>> [round(float(v), 3) for v in smooth_gradient("logistic")(jnp.zeros(4), data)]
     [-0.167, 0.167, -0.167, -0.167]
     """
     loss = get_loss(loss_name)
 
     def gradient(x, data):
-        X, y, weights, ridge = data
-        p = ridge.shape[0]
-        coef, intercept = x[:p], x[p] if x.shape[0] > p else 0
+        X, y, weights, ridge, mean, inverse = data
+        n, p = y.shape[0], ridge.shape[0]
+        coef = inverse * x[:p]  # u
+        intercept = (x[p] if x.shape[0] > p else 0) - mean @ coef
 
-        def block(total, rows):
+        def block(rows):
             X, y, weights = rows
             g = weights * loss.derivative(times(X, coef) + intercept, y)
-            return total + jnp.append(transposed_times(X, g, p), jnp.sum(g)), None
+            return jnp.append(transposed_times(X, g, p), jnp.sum(g))
 
-        size = y.shape[0] if isinstance(X, tuple) else fused_rows(*X.shape)
-        if size == y.shape[0]:  # one block, no loop
-            total, _ = block(jnp.zeros(p + 1, x.dtype), (X, y, weights))
-        else:
-            blocks = jax.tree.map(lambda a: a.reshape(-1, size, *a.shape[1:]), (X, y, weights))
-            total, _ = jax.lax.scan(block, jnp.zeros(p + 1, x.dtype), blocks)
-        grad = total[:p] + ridge * coef
+        size = n if isinstance(X, tuple) else fused_rows(*X.shape)
+        count, rows = n // size, (X, y, weights)
+        total = jnp.zeros(p + 1, x.dtype)
+        if count > 1:  # blocks sliced in place: X is not copied
+
+            def step(total, start):
+                sliced = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size), rows)
+                return total + block(sliced), None
+
+            total, _ = jax.lax.scan(step, total, jnp.arange(count) * size)
+        if count <= 1 or count * size < n:  # one block, or the rows left over
+            start = 0 if count <= 1 else count * size
+            total = total + block(jax.tree.map(lambda a: a[start:], rows))
+        grad = inverse * (total[:p] - mean * total[p]) + ridge * x[:p]
         return jnp.append(grad, total[p]) if x.shape[0] > p else grad
 
     return gradient
@@ -118,31 +132,38 @@ _HOST_DERIVATIVES = {
 
 def host_gradient(loss_name: str):
     """:func:`smooth_gradient` in NumPy, for data on the host: the same ``P``, the same
-    ``(x, (X, y, weights, ridge))`` (``X`` dense or sparse rows ``(columns, values)``), two
-    matrix products and no compiled program to dispatch (see :data:`HOST_VALUES`).
+    ``(x, (X, y, weights, ridge, mean, inverse))`` (``X`` dense or sparse rows ``(columns,
+    values)``), two matrix products (by blocks of :func:`fused_rows` rows for dense ``X``) and
+    no compiled program to dispatch: for small data (see :data:`HOST_VALUES`) and for dense
+    ``X`` that the device could not adopt without a copy (see :func:`lbfgs_features`).
 
     Examples
     --------
     >>> X, y = np.eye(3), np.array([1.0, -1.0, 1.0])  # labels ±1
-    >>> data = (X, y, np.full(3, 1 / 3), np.full(3, 0.1))
+    >>> data = (X, y, np.full(3, 1 / 3), np.full(3, 0.1), np.zeros(3), np.ones(3))
     >>> [round(float(v), 3) for v in host_gradient("logistic")(np.zeros(4), data)]
     [-0.167, 0.167, -0.167, -0.167]
     """
     derivative = _HOST_DERIVATIVES[loss_name]
 
     def gradient(x, data):
-        X, y, weights, ridge = data
+        X, y, weights, ridge, mean, inverse = data
         p = ridge.shape[0]
-        coef, intercept = x[:p], x[p] if x.shape[0] > p else 0.0
+        coef = inverse * x[:p]
+        intercept = (x[p] if x.shape[0] > p else 0.0) - mean @ coef
         if isinstance(X, tuple):
             columns, values = X
             g = weights * derivative(np.sum(values * coef[columns], axis=1) + intercept, y)
             product = np.bincount(columns.ravel(), (g[:, None] * values).ravel(), minlength=p)
-        else:
-            g = weights * derivative(X @ coef + intercept, y)
-            product = g @ X
-        grad = product + ridge * coef
-        return np.append(grad, np.sum(g)) if x.shape[0] > p else grad
+            total = np.sum(g)
+        else:  # by blocks of rows, each in the cache for both products
+            product, total, size = 0, 0, fused_rows(*X.shape)
+            for start in range(0, X.shape[0], size):
+                rows = slice(start, start + size)
+                g = weights[rows] * derivative(X[rows] @ coef + intercept, y[rows])
+                product, total = product + g @ X[rows], total + np.sum(g)
+        grad = inverse * (product - mean * total) + ridge * x[:p]
+        return np.append(grad, total) if x.shape[0] > p else grad
 
     return gradient
 
@@ -155,14 +176,11 @@ cache between the two products: 256 rows of 200 features."""
 def fused_rows(rows: int, p: int) -> int:
     """Rows of a block of :func:`smooth_gradient` over ``rows`` dense rows of ``p`` values: the
     power of two nearest below ``FUSED_VALUES / p``, at least 64 (fewer blocks, each one loop
-    step) and at most 4096, or the largest power of two that divides ``rows`` if it is smaller
-    (a bucket of :func:`bucket` above 256 rows is a multiple of 32); all rows in one block when
-    that is under 32 (few rows, or a count that is not a bucket) or when ``X`` holds at most
-    ``CACHED_VALUES`` values (it stays in the cache between the two products, and the program
-    has no loop to trace and compile)."""
-    wanted = 1 << min(max((FUSED_VALUES // p).bit_length() - 1, 6), 12)
-    size = math.gcd(rows, wanted)
-    return size if size >= 32 and rows * p > CACHED_VALUES else rows
+    step) and at most 4096; all rows in one block when ``X`` holds at most ``CACHED_VALUES``
+    values (it stays in the cache between the two products, and the program has no loop to
+    trace and compile)."""
+    size = 1 << min(max((FUSED_VALUES // p).bit_length() - 1, 6), 12)
+    return size if rows * p > CACHED_VALUES and rows > size else rows
 
 
 def bucket(n: int) -> int:
@@ -170,6 +188,82 @@ def bucket(n: int) -> int:
     training sets of a cross-validation, whose sizes differ by a few rows, share a bucket."""
     step = 1 << max(0, n.bit_length() - 4)
     return -(-n // step) * step
+
+
+SHARED_VALUES = 1 << 22
+"""On the device, data of at most this many values are copied, standardised and padded to
+their :func:`bucket` (one compiled gradient for the ``n`` of a bucket: the folds of a
+cross-validation); larger data are read as they are (see :func:`lbfgs_features`)."""
+
+
+def as_is(X, mean: np.ndarray, scale: np.ndarray) -> bool:
+    """Whether :func:`smooth_gradient` may read dense ``X`` as it is rather than standardised:
+    ``⟨x_i, u⟩ − ⟨mean, u⟩`` rounds with an error ``1 + max_j |mean_j|/scale_j`` times that of
+    ``⟨x̃_i, v⟩`` (the cancellation when the means are large against the spreads), allowed when
+    it keeps the precision of a standardised float32 pass within a bit, the loss that
+    :func:`mflangevin.solvers.gram.gram` allows its products (float32 data: means at most the
+    spreads; float64: up to about 10⁹ spreads).
+
+    Examples
+    --------
+    >>> X = np.ones((4, 2))
+    >>> as_is(X, np.array([1.0, 0.0]), np.ones(2)), as_is(X, np.array([1e10, 0.0]), np.ones(2))
+    (True, False)
+    """
+    if scipy.sparse.issparse(X):
+        return False
+    ratio = float(np.max(np.abs(mean) / scale, initial=0.0))
+    precision = np.finfo(jax.dtypes.canonicalize_dtype(X.dtype)).eps
+    return bool((1 + ratio) * precision <= 2 * np.finfo(np.float32).eps)
+
+
+def lbfgs_features(X, mean: np.ndarray, scale: np.ndarray, host: bool, copy: bool = False):
+    """``(features, mean, inverse, host)`` for :func:`smooth_gradient`, or for
+    :func:`host_gradient` where the returned ``host`` is true. Dense ``X`` itself with its
+    moments, no copy, when :func:`as_is` allows it and the data are on the host (``host``) or
+    hold over :data:`SHARED_VALUES` values: on CPU, the device adopts ``X``'s memory when it can
+    (:func:`adopted`), and otherwise the gradient reads ``X`` on the host where it lies (by
+    blocks, measured as fast as the compiled pass) rather than copy it; on an accelerator
+    ``jax.device_put`` makes the one copy, on the device. Otherwise, or with ``copy`` (for
+    :func:`host_hessian`, whose products of two columns would cancel quadratically),
+    :func:`padded_features` (``n`` rows on the host, :func:`bucket` ``(n)`` on the device) with
+    ``0`` and ``1``.
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, -2.0], [-1.0, 2.0], [3.0, 0.0]])
+    >>> features, mean, inverse, host = lbfgs_features(X, X.mean(0), X.std(0), host=True)
+    >>> features is X, mean.tolist(), host
+    (True, [1.0, 0.0], True)
+    >>> far = X + 1e10  # means far from zero against the spreads: the standardised copy
+    >>> lbfgs_features(far, far.mean(0), X.std(0), host=True)[0] is far
+    False
+    """
+    n, p = X.shape
+    dtype = jax.dtypes.canonicalize_dtype(X.dtype)
+    if not copy and as_is(X, mean, scale) and (host or n * p > SHARED_VALUES):
+        host = host or jax.default_backend() == "cpu" and not adopted(X)
+        return X, mean.astype(dtype), (1 / scale).astype(dtype), host
+    features = padded_features(X, mean, scale, n if host else bucket(n))
+    return features, np.zeros(p, dtype), np.ones(p, dtype), host
+
+
+def adopted(X) -> bool:
+    """Whether ``jax.device_put`` on CPU hands the device the memory of ``X`` rather than a
+    copy: a C-contiguous array of the device's dtype whose data start at a multiple of 64
+    bytes (:func:`aligned_empty` makes such arrays; NumPy's own start at 16).
+
+    Examples
+    --------
+    >>> adopted(aligned_empty((3, 2), np.float32)), adopted(np.zeros((3, 2), np.float32)[:, :1])
+    (True, False)
+    """
+    return (
+        isinstance(X, np.ndarray)
+        and X.flags.c_contiguous
+        and X.dtype == jax.dtypes.canonicalize_dtype(X.dtype)
+        and X.ctypes.data % 64 == 0
+    )
 
 
 def padded_features(X, mean: np.ndarray, scale: np.ndarray, rows: int):
@@ -344,3 +438,57 @@ def prepare_sparse(X, scale: np.ndarray, b: int, intercept: bool, seed: int):
     delta = (n - b) / (b * (n - 1)) if n > 1 else 1.0
     data = (jax.device_put(columns), jax.device_put(values))
     return data, delta * float(np.max(norms)) + (1 - delta) * l_full
+
+
+_HOST_CURVATURES = {
+    "squared": lambda z, y: np.ones_like(z),
+    "logistic": lambda z, y: (sigma := scipy.special.expit(z)) * (1 - sigma),
+    "smoothed_hinge": lambda z, y: ((y * z > 0) & (y * z < 1)).astype(z.dtype),
+}
+"""``∂²ℓ/∂z²`` of :mod:`mflangevin.models.losses` in NumPy (labels ``±1``; the smoothed
+hinge's second derivative where it has one), for :func:`host_hessian`."""
+
+
+def host_hessian(loss_name: str):
+    """The Hessian of :func:`host_gradient`'s ``P`` for dense standardised ``X`` (the data's
+    ``mean`` and ``inverse``, if given, are ``0`` and ``1``): ``X̃ᵀDX̃ + diag(ridge)`` with ``D =
+    diag(weights_i ℓ''(z_i, y_i))`` and ``X̃ = (X, 1)`` with the intercept, one ``O(n·p²)``
+    matrix product in the dtype of ``X``, returned in float64.
+
+    Examples
+    --------
+    >>> X, y = np.eye(2), np.array([1.0, -1.0])
+    >>> data = (X, y, np.full(2, 0.5), np.full(2, 0.1))
+    >>> host_hessian("logistic")(np.zeros(3), data).tolist()  # ℓ''(0) = ¼
+    [[0.225, 0.0, 0.125], [0.0, 0.225, 0.125], [0.125, 0.125, 0.25]]
+    """
+    curvature = _HOST_CURVATURES[loss_name]
+
+    def hessian(x, data):
+        X, y, weights, ridge = data[:4]
+        p, dim = ridge.shape[0], x.shape[0]
+        z = X @ x[:p].astype(X.dtype) + (x[p] if dim > p else 0.0)
+        h = weights * curvature(z, y)
+        H = np.empty((dim, dim))
+        np.matmul(X.T, h[:, None] * X, out=H[:p, :p])
+        if dim > p:
+            H[:p, p] = H[p, :p] = h @ X
+            H[p, p] = np.sum(h)
+        H.flat[: p * (dim + 1) : dim + 1] += ridge  # the diagonal's first p entries
+        return H
+
+    return hessian
+
+
+@functools.cache
+def _blas() -> threadpoolctl.ThreadpoolController:
+    return threadpoolctl.ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which NumPy's BLAS runs on one thread, for the host solvers' small matrix
+    products. Measured on a 2-core CPU shared with other processes, ``Xᵀ(h ⊙ X)`` took 188 µs on
+    one thread against 326 µs on two at 2,000 × 32, and 5.1 ms against 12 ms at 16,384 × 64
+    (and up to 400 times longer on two threads when JAX's own threads were busy); entering the
+    context costs about 10 µs."""
+    return _blas().limit(limits=1, user_api="blas")

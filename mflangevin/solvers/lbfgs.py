@@ -8,9 +8,9 @@ program on the data where they live (``O(n·p)`` for a linear model, compiled on
 and shapes), or for small data a NumPy function on the host. The line search reads only the
 slope ``φ'(α) = ⟨∇P(x + αd), d⟩``, never ``P``: ``φ'`` increases (``P`` is convex), so a
 step with ``|φ'(α)| ≤ c₂|φ'(0)|`` (Wolfe's strong curvature condition, ``c₂ = 0.9``) is found
-by doubling and then bisecting ``α``. A value of ``P`` in float32 cannot resolve the decrease
-near the optimum that a tight duality gap needs; the gradient can, so float32 data reach the gap
-that float64 data do.
+by doubling and then bisecting ``α`` (:mod:`~mflangevin.solvers._line_search`). A value of
+``P`` in float32 cannot resolve the decrease near the optimum that a tight duality gap needs;
+the gradient can, so float32 data reach the gap that float64 data do.
 
 After every iteration the caller's ``certify(x, gradient, evaluations)`` says whether to stop
 (for the linear models: the float64 duality gap is at most ``tol``, computed only when the
@@ -33,15 +33,10 @@ import jax
 import numpy as np
 
 from mflangevin._checks import check_count
+from mflangevin.solvers._line_search import search
 from mflangevin.types import Array, ArrayTree
 
 __all__ = ["LBFGSResult", "minimize"]
-
-_CURVATURE = 0.9
-"""``c₂`` of the strong curvature condition ``|φ'(α)| ≤ c₂|φ'(0)|``."""
-
-_SEARCH = 40
-"""The most gradients a line search evaluates before it reports that it found no step."""
 
 
 class LBFGSResult(NamedTuple):
@@ -161,23 +156,12 @@ def minimize(
                 break
             pairs.clear()
             d, slope = -g, -(g @ g)
-        alpha = 1.0 if pairs else 1 / max(np.sqrt(-slope), 1.0)
-        low, high = 0.0, np.inf
-        for _ in range(_SEARCH):
-            g_new = grad(x + alpha * d)
-            slope_new = g_new @ d
-            if abs(slope_new) <= _CURVATURE * -slope:
-                break
-            if slope_new < 0:  # still descending: longer
-                low = alpha
-                alpha = 2 * alpha if high == np.inf else (low + high) / 2
-            else:
-                high = alpha
-                alpha = (low + high) / 2
-        else:
+        found = search(grad, x, d, slope, 1.0 if pairs else 1 / max(np.sqrt(-slope), 1.0))
+        if found is None:
             iteration -= 1
             message = "the line search found no step (the gradient's rounding error)"
             break
+        alpha, g_new = found
         s, y = alpha * d, g_new - g
         x, g = x + s, g_new
         if s @ y > 0:

@@ -267,6 +267,7 @@ def test_bayesian_summary_defaults_give_the_pooled_posterior(bayesian_tree):
     assert tree["sample_stats"]["diverging"].shape == (2 * 16, 6)
 
 
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto")  # a short run's k̂
 def test_bayesian_log_likelihood_gives_loo(bayesian_tree):
     mcmc, tree = bayesian_tree
     samples = MCMC.get_samples(mcmc, group_by_chain=True)

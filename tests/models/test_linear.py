@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mflangevin.models import LinearClassifier, LinearRegressor, linear
+from mflangevin.models import LinearClassifier, LinearRegressor, _linear_data, linear
 from mflangevin.models.linear import ConvergenceWarning
 
 
@@ -211,8 +211,8 @@ def test_scikit_learn_protocol():
     proba = model.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
     np.testing.assert_array_equal(model.predict(X) == "yes", proba[:, 1] > 0.5)
-    assert model.n_features_in_ == P and model.solver_ == "lbfgs"
-    assert model.n_iter_ >= len(model.history_) - 1  # L-BFGS: a gap at some iterations only
+    assert model.n_features_in_ == P and model.solver_ == "newton"  # few features, on the host
+    assert model.n_iter_ >= len(model.history_) - 1  # Newton: a gap at some iterations only
     assert model.duality_gap(X, labels) == pytest.approx(model.duality_gap_, abs=1e-12)
     # Methods follow the loss: probabilities for the logistic loss only, no decision function
     # for a regressor.
@@ -445,11 +445,14 @@ def test_a_warm_started_regularisation_path_compiles_once(compilations):
 def test_solver_is_validated_and_auto_follows_the_settings():
     X, y = classification(n=50)
     with pytest.raises(ValueError, match="solver: expected one of"):
-        LinearClassifier(solver="newton").fit(X, y)
-    with pytest.raises(ValueError, match="solver: 'lbfgs' needs a smooth problem"):
-        LinearClassifier(l1=1e-2, solver="lbfgs").fit(X, y)
+        LinearClassifier(solver="bfgs").fit(X, y)
+    for solver in ("lbfgs", "newton"):
+        with pytest.raises(ValueError, match=f"solver: '{solver}' needs a smooth problem"):
+            LinearClassifier(l1=1e-2, solver=solver).fit(X, y)
+    with pytest.raises(ValueError, match="solver: 'newton' needs dense X"):
+        LinearClassifier(solver="newton").fit(scipy.sparse.csr_matrix(X), y)
     chosen = {
-        (): "lbfgs",
+        (): "newton",  # few features, on the host
         (("l1", 1e-2),): "acc-prox-svrg",
         (("momentum", 0.0),): "acc-prox-svrg",
         (("solver", "acc-prox-svrg"),): "acc-prox-svrg",
@@ -472,8 +475,9 @@ def test_solver_is_validated_and_auto_follows_the_settings():
     ids=["logistic", "squared-no-intercept", "hinge-float32", "logistic-sparse"],
 )
 def test_lbfgs_reaches_the_gap_and_acc_prox_svrgs_solution(loss, fit_intercept, dtype, sparse):
-    """Both solvers certify a gap of 1e-7 on the same problem, so their coefficients are within
-    the two radii ``√(2 gap/λ₂)`` of the optimum: float32 too (L-BFGS reads only gradients)."""
+    """The solvers (and Newton's method on dense X) certify a gap of 1e-7 on the same problem,
+    so their coefficients are within the radii ``√(2 gap/λ₂)`` of the optimum: float32 too
+    (L-BFGS and Newton's line search read only gradients)."""
     X, y = classification(n=200)
     if loss == "squared":
         y = X @ np.arange(P) + 0.3
@@ -482,13 +486,15 @@ def test_lbfgs_reaches_the_gap_and_acc_prox_svrgs_solution(loss, fit_intercept, 
         X[np.abs(X) < 0.7] = 0.0
         X = scipy.sparse.csr_matrix(X)
     l2, tol = 1e-2, 1e-7
+    solvers = ("lbfgs", "acc-prox-svrg") if sparse else ("lbfgs", "acc-prox-svrg", "newton")
     fits = [
         model_for(loss, l2=l2, tol=tol, fit_intercept=fit_intercept, solver=solver).fit(X, y)
-        for solver in ("lbfgs", "acc-prox-svrg")
+        for solver in solvers
     ]
     radius = sum(np.sqrt(2 * fit.duality_gap_ / l2) for fit in fits)
     assert all(fit.converged_ and fit.duality_gap_ <= tol for fit in fits)
-    assert np.linalg.norm(fits[0].coef_ - fits[1].coef_) <= radius
+    for fit in fits[1:]:  # (Newton's radius is within both)
+        assert np.linalg.norm(fits[0].coef_ - fit.coef_) <= radius
     assert fits[0].duality_gap_ == pytest.approx(fits[0].duality_gap(X, y), rel=1e-9)
 
 
@@ -501,9 +507,9 @@ def test_lbfgs_on_the_host_is_the_compiled_fit(monkeypatch, sparse):
         if sparse:
             X[np.abs(X) < 0.7] = 0.0
             X = scipy.sparse.csr_matrix(X)
-        host = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
+        host = LinearClassifier(l2=1e-3, tol=1e-9, solver="lbfgs").fit(X, y)
         monkeypatch.setattr(linear, "HOST_VALUES", 0)
-        compiled = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
+        compiled = LinearClassifier(l2=1e-3, tol=1e-9, solver="lbfgs").fit(X, y)
     assert host.solver_ == compiled.solver_ == "lbfgs"
     assert host.n_iter_ == compiled.n_iter_ and host.n_passes_ == compiled.n_passes_
     np.testing.assert_allclose(host.coef_, compiled.coef_, rtol=1e-9, atol=1e-12)
@@ -515,10 +521,33 @@ def test_lbfgs_on_padded_rows_is_the_unpadded_fit(monkeypatch):
     with jax.enable_x64(True):
         X, y = classification(n=200)
         exact = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
-        monkeypatch.setattr(linear, "bucket", lambda n: n + 37)
+        monkeypatch.setattr(_linear_data, "bucket", lambda n: n + 37)
         padded = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
     assert padded.n_iter_ == exact.n_iter_
     np.testing.assert_allclose(padded.coef_, exact.coef_, rtol=1e-9, atol=1e-12)
+
+
+def test_lbfgs_on_x_as_it_is_is_the_fit_on_its_standardised_copy(compilations, monkeypatch):
+    """Data over ``SHARED_VALUES`` values are read as they are, means far from zero included:
+    the iterates of the fit on the standardised copy to round-off; on CPU, ``X`` that the device
+    adopts in one program for two fits, NumPy's own on the host, compiling nothing."""
+    monkeypatch.setattr(linear, "HOST_VALUES", 0)  # the compiled gradient on the device
+    with jax.enable_x64(True):
+        X, y = classification(n=200)
+        X = X * np.arange(1, X.shape[1] + 1) + 3.0
+        copied = LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y)
+        monkeypatch.setattr(_linear_data, "SHARED_VALUES", 0)
+        aligned = _linear_data.aligned_empty(X.shape, X.dtype)
+        aligned[:] = X
+        compiled = compilations.count("jit(_evaluate)")
+        fits = [LinearClassifier(l2=1e-3, tol=1e-9).fit(data, y) for data in (aligned, aligned)]
+        assert compilations.count("jit(_evaluate)") == compiled + 1
+        fits.append(LinearClassifier(l2=1e-3, tol=1e-9).fit(X, y))
+        if jax.default_backend() == "cpu":
+            assert compilations.count("jit(_evaluate)") == compiled + 1
+    for fit in fits:
+        assert fit.n_iter_ == copied.n_iter_ and fit.converged_
+        np.testing.assert_allclose(fit.coef_, copied.coef_, rtol=1e-9, atol=1e-12)
 
 
 def test_cross_validation_folds_of_unequal_sizes_compile_one_lbfgs_program(
@@ -529,7 +558,7 @@ def test_cross_validation_folds_of_unequal_sizes_compile_one_lbfgs_program(
     scores = cross_val_score(LinearClassifier(l2=1e-3, tol=1e-6), X, y, cv=5)
     assert np.all(scores > 0.6)
     assert compilations.count("jit(_evaluate)") <= 1  # (0 when an earlier test compiled it)
-    assert len({linear.bucket(n) for n in (161, 162, 163)}) == 1
+    assert len({_linear_data.bucket(n) for n in (161, 162, 163)}) == 1
 
 
 def test_the_default_momentum_restarts_as_prox_svrg_when_the_gap_grows():

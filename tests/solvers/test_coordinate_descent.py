@@ -104,7 +104,7 @@ def test_solver_choice_and_bad_solver(compilations):
     X, y = problem("logistic")
     assert LinearClassifier()._solver(X, 1e-2, 0.0) == "cd"
     assert LinearClassifier()._solver(X, 1e-2, 1e-2) == "acc-prox-svrg"
-    assert LinearClassifier()._solver(X, 0.0, 1e-2) == "lbfgs"
+    assert LinearClassifier()._solver(X, 0.0, 1e-2) == "lbfgs"  # p = 60: more than Newton takes
     assert LinearClassifier(solver="cd")._solver(X, 0.0, 1e-2) == "cd"
     assert LinearClassifier()._solver(np.zeros((10_001, 2)), 1e-2, 0.0) == "acc-prox-svrg"
     assert LinearClassifier()._solver(scipy.sparse.csr_matrix(X), 1e-2, 0.0) == "cd"

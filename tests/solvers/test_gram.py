@@ -138,7 +138,7 @@ def test_auto_chooses_the_gram_matrix_where_it_is_cheaper_and_bad_uses_are_refus
     assert LinearRegressor()._solver(np.zeros((2100, 2049)), 0.0, 1e-2) == "lbfgs"  # p large
     assert LinearRegressor(batch_size=8)._solver(X, 1e-2, 0.0) == "acc-prox-svrg"
     assert LinearRegressor()._solver(scipy.sparse.csr_matrix(X), 1e-2, 0.0) != "gram"
-    assert LinearClassifier()._solver(X, 0.0, 1e-2) == "lbfgs"
+    assert LinearClassifier()._solver(X, 0.0, 1e-2) == "newton"  # few features, on the host
     with pytest.raises(ValueError, match="solver: 'gram' needs the squared loss"):
         LinearClassifier(solver="gram").fit(X, np.arange(50) % 2)
     with pytest.raises(ValueError, match="solver: 'gram' needs dense X"):
