@@ -137,6 +137,7 @@ def test_the_gradient_of_x_as_it_is_is_the_standardised_copys(monkeypatch, dtype
     monkeypatch.setattr(_linear_data, "SHARED_VALUES", 0)  # X as it is, however small
     n, p = 300, 7  # blocks of 128 rows: two and 44 left over
     monkeypatch.setattr(_linear_data, "FUSED_VALUES", 128 * p)
+    monkeypatch.setattr(_linear_data, "HOST_VALUES_PER_BLOCK", 128 * p)
     rng = np.random.default_rng(0)
     X = (rng.normal(size=(n, p)) * rng.uniform(0.5, 2.0, p) + rng.uniform(-1, 1, p) / 2).astype(
         dtype
