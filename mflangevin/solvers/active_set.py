@@ -69,11 +69,11 @@ def solve(A, a, l1: float, l2: float, coef=None, *, max_iter: int | None = None)
     # |g_j| is known to a few ulps of the terms that make it: a violation below that is noise.
     noise = 16 * p * _EPS
     size, largest = float(np.abs(a).max()) + l1, float(np.abs(M).max())
-    consistent = not w.any()  # (a warm start's active system is solved first)
+    consistent = False  # (a warm start's active system is solved first)
     for iteration in range(max_iter + 1):
         active = w.nonzero()[0]
         signs = np.sign(w[active])
-        if consistent:
+        if consistent or not active.size:  # (an empty active set is solved)
             g = M @ w - a
             violation = np.abs(g)
             violation[active] = 0.0
@@ -105,7 +105,7 @@ def _segment(M, a, l1, w, active, signs, x):
     if crossing.size == 0:
         w[active] = x
         return w, consistent
-    steps = start[crossing] / (start[crossing] - x)[crossing]
+    steps = start[crossing] / (start - x)[crossing]
     candidates = start + np.append(steps, 1.0)[:, None] * (x - start)
     candidates[np.arange(steps.size), crossing] = 0.0
     sub = M[active][:, active]

@@ -201,6 +201,13 @@ def gap(G: Gram, coef, l1: float, l2: float) -> tuple[float, float]:
     (2.0, 0.5)
     """
     w = np.asarray(coef, np.float64)
+    if not w.any():  # r = y_c, u = a: P = e/2 and the gap in O(p) of scalars
+        excess = np.abs(G.moment) - l1
+        if l2 > 0:
+            return G.energy / 2, float(excess @ np.maximum(excess, 0)) / (2 * l2)
+        largest = float(excess.max(initial=-l1)) + l1
+        shrink = 1.0 if largest <= l1 else l1 / largest
+        return G.energy / 2, G.energy * (1 - shrink) ** 2 / 2
     primal, value = _gap(np, G.matrix, G.moment, G.energy, w, G.matrix @ w, l1, l2)
     return float(primal), float(value)
 
