@@ -68,7 +68,7 @@ def solve(A, a, l1: float, l2: float, coef=None, *, max_iter: int | None = None)
         return ActiveSetResult(w, True, 0)
     # |g_j| is known to a few ulps of the terms that make it: a violation below that is noise.
     noise = 16 * p * _EPS
-    size, largest = float(np.abs(a).max()) + l1, float(np.abs(M).max())
+    size, largest = float(np.abs(a).max()) + l1, float(np.abs(M).max())  # (≥ every pivot)
     consistent = False  # (a warm start's active system is solved first)
     for iteration in range(max_iter + 1):
         active = w.nonzero()[0]
@@ -85,8 +85,7 @@ def solve(A, a, l1: float, l2: float, coef=None, *, max_iter: int | None = None)
         if iteration == max_iter:
             break
         factor, info = _potrf(M[active][:, active], lower=True)
-        pivots = factor.diagonal() ** 2
-        if info or pivots.min() <= 4 * len(active) * _EPS * pivots.max():
+        if info or factor.diagonal().min() ** 2 <= 4 * active.size * _EPS * largest:
             break  # not positive definite, or singular to round-off: the solution would be noise
         x = _potrs(factor, a[active] - l1 * signs, lower=True)[0]
         w, consistent = _segment(M, a, l1, w, active, signs, x)

@@ -59,9 +59,12 @@ need many: the lasso on raw ``load_diabetes`` (``λ₁ = 1``) takes about 1,400 
 
 _ACTIVE_FEATURES = 32
 """Features up to which a lasso or elastic net is first solved exactly on the host by
-:func:`mflangevin.solvers.active_set.solve` (a few ``O(p³)`` iterations in NumPy, no dispatch of
-the epochs' program): on ``load_diabetes`` (``p = 10``) it takes about half the time of the
-epochs' call, and at ``p = 32`` still less."""
+:func:`mflangevin.solvers.active_set.solve` (an iteration per coefficient that enters, each a
+dozen small NumPy calls, no dispatch of the epochs' program). Measured on a loaded 2-core CPU,
+correlated features, ``λ₁ = λ_max/10`` (a third to a fifth of the coefficients nonzero): 62 µs
+against the epochs' call 107 µs at ``p = 10``, 106 against 155 at ``p = 32``; with every
+coefficient nonzero (``λ_max/1000``) 172 against 127 at ``p = 10`` and 560 against 581 at
+``p = 32``."""
 
 _CONFIRMATIONS = 4
 """Exact certificates that may miss ``tol`` before the solver reports precision loss."""
@@ -162,8 +165,10 @@ def _products(X, centred, shift):
     float64 or ``shift`` is not zero)."""
     n, p = X.shape
     rows = max(1, _BLOCK // max(p, 1))
+    shifted = X.dtype != np.float64 or shift.any()
+    if n <= rows and not shifted:  # one block, read in place
+        return X.T @ X, X.sum(axis=0), X.T @ centred
     matrix, total, moment = np.zeros((p, p)), np.zeros(p), np.zeros(p)
-    shifted = X.dtype != np.float64 or np.any(shift)
     for start in range(0, n, rows):
         block = X[start : start + rows]
         if shifted:
