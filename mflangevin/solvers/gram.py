@@ -95,7 +95,8 @@ class Gram(NamedTuple):
 class GramResult(NamedTuple):
     """What :func:`solve` returns: ``w`` and ``b`` (float64), ``P`` and the gap of the last
     exact certificate, the iterations (Gram gaps computed: one at every start and one after
-    every ``_CHECK`` epochs), the exact certificates computed and why it stopped short
+    every ``_CHECK`` epochs; one for an active-set solution that the first certificate
+    confirms), the exact certificates computed and why it stopped short
     (``None`` when the certified gap reached ``tol``).
 
     Examples
@@ -299,21 +300,21 @@ def solve(
             w = np.zeros(p)
     else:
         w = np.zeros(p)
-    target, iterations, epochs, why, exact = tol, 0, 0, "raise max_iter", 0
+    target, iterations, epochs, why, spent = tol, 0, 0, "raise max_iter", 0
     if l1 > 0 and p <= _ACTIVE_FEATURES:  # the exact solution, if the active set reaches it
         w, optimal, _ = active_set.solve(A, a, l1, l2, w)
-        b = G.offset - float(G.mean @ w)
         if optimal:
+            b = G.offset - float(G.mean @ w)
             primal, gap = certify(w, b)
             if gap <= tol:
                 return GramResult(w, b, primal, gap, 1, 1, None)
-            exact = 1
+            spent = 1  # a certificate, which rejected it
     # A Cholesky, warm or active-set start may need no epoch: its Gram gap says. From zero the
     # epochs' program tests the start's gap itself (a host gap there is a small fit's fixed cost).
     estimate = float(_gap(np, A, a, G.energy, w, A @ w, l1, l2)[1]) if np.any(w) else math.inf
-    if exact:  # its Gram gap was optimistic by gap/estimate (its rounding): aim that much lower
+    if spent:  # its Gram gap was optimistic by gap/estimate (its rounding): aim that much lower
         target = max(estimate, 0.0) * tol / gap / 2
-    for certificates in range(1 + exact, _CONFIRMATIONS + 2 + exact):
+    for certificates in range(1 + spent, _CONFIRMATIONS + 2 + spent):
         done = 0
         if estimate > target:
             with _float64():

@@ -97,3 +97,21 @@ def test_the_lasso_on_few_features_compiles_nothing(compilations, monkeypatch):
         model.fit(X, y)
     assert model.solver_ == "gram" and model.converged_ and model.n_passes_ == 2
     assert compilations == []
+
+
+def test_a_rejected_solution_is_refined_by_the_epochs():
+    """A certificate that rejects the active set's solution (as rounding of the Gram matrix
+    could): the epochs go on from it, with a lower target, to the next certificate."""
+    X, y = diabetes()
+    G = gram.gram(X, y, intercept=True)
+    l1 = np.abs(G.moment).max() / 10
+    calls = []
+
+    def certify(w, b):
+        primal, gap = certified("squared", {"coef": w, "intercept": b}, X, y, l1, 0.0)
+        calls.append(gap)
+        return primal, (1.0 if len(calls) == 1 else gap)
+
+    result = gram.solve(G, l1, 0.0, certify, tol=1e-9)
+    assert result.why is None and result.certificates == 2 == len(calls)
+    assert result.n_iter > 1 and result.gap == calls[-1] <= 1e-9
