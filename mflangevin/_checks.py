@@ -30,6 +30,8 @@ def check_positive(name: str, value) -> None:
     ...
     ValueError: step_size: must be positive and finite, got inf.
     """
+    if type(value) is float and 0 < value < np.inf:  # the common case, without NumPy's cost
+        return
     schedule = callable(value)
     if schedule:
         value = value(jnp.zeros((), jnp.int32))

@@ -26,7 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import expit, xlogy
 
-from mflangevin.models._linear_data import row_blocks, times, transposed_times, value_and_grad_of
+from mflangevin.models._linear_data import (
+    BLOCK,
+    row_blocks,
+    times,
+    transposed_times,
+    value_and_grad_of,
+)
 from mflangevin.models.losses import get_loss
 from mflangevin.proximal import ElasticNet
 from mflangevin.solvers._dual import feasible as _feasible
@@ -95,17 +101,30 @@ def _logistic_conjugate(g, y):
     return np.where(inside, xlogy(u, u) + xlogy(1 - u, 1 - u), np.inf)
 
 
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def _squared_value(z, y):
+    residual = z - y
+    return residual @ residual / 2
+
+
 _HOST_LOSSES = {
-    "squared": (lambda z, y: 0.5 * (z - y) ** 2, np.subtract, lambda g, y: 0.5 * g**2 + g * y),
+    "squared": (_squared_value, np.subtract, lambda g, y: g @ g / 2 + g @ y),
     "logistic": (
-        lambda z, y: np.logaddexp(0, -y * z),
+        lambda z, y: np.sum(np.logaddexp(0, -y * z)),
         lambda z, y: -y * expit(-y * z),
-        _logistic_conjugate,
+        lambda g, y: np.sum(_logistic_conjugate(g, y)),
     ),
-    "smoothed_hinge": (_hinge_value, _hinge_derivative, _hinge_conjugate),
+    "smoothed_hinge": (
+        lambda z, y: np.sum(_hinge_value(z, y)),
+        _hinge_derivative,
+        lambda g, y: np.sum(_hinge_conjugate(g, y)),
+    ),
 }
-"""The losses of :mod:`mflangevin.models.losses` in NumPy (value, derivative, conjugate), for
-the float64 certificate on the host."""
+"""The losses of :mod:`mflangevin.models.losses` in NumPy (the value summed over the samples,
+the derivative, the conjugate summed), for the float64 certificate on the host; the squared
+loss's sums are dot products."""
 
 
 def certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float, *, with_u=False):
@@ -118,26 +137,26 @@ def certified(loss_name: str, params: ArrayTree, X, y, l1: float, l2: float, *, 
     coef = np.asarray(params["coef"], np.float64)
     n = X.shape[0]
     y = np.asarray(y, np.float64)
-    blocks = list(row_blocks(X))
-    if np.any(coef):
+    blocks = [(0, X)] if n <= BLOCK else list(row_blocks(X))  # (one block: no copies)
+    if coef.any():
         z = np.concatenate([block @ coef for _, block in blocks])
     else:  # the start of a fit: no pass over X
         z = np.zeros(n)
     if "intercept" in params:
         z = z + np.float64(params["intercept"])
-    primal = np.sum(value(z, y)) / n + l1 * np.sum(np.abs(coef)) + 0.5 * l2 * (coef @ coef)
+    primal = value(z, y) / n + l1 * np.abs(coef).sum() + 0.5 * l2 * (coef @ coef)
     alpha = -derivative(z, y)
     if "intercept" in params:
         alpha = _feasible(np, loss_name, alpha, y)
     u = sum(block.T @ alpha[start : start + block.shape[0]] for start, block in blocks) / n
-    largest = np.max(np.abs(u))
+    largest = np.abs(u).max()
     shrink = 1.0 if l2 > 0 or largest <= l1 else l1 / largest
     excess = np.maximum(np.abs(shrink * u) - l1, 0)
     if l2 > 0:
         penalty = np.sum(excess**2) / (2 * l2)
     else:  # the indicator of ‖u‖_∞ ≤ λ₁, up to a few ulps of round-off
-        penalty = 0.0 if np.all(excess <= 8 * np.finfo(np.float64).eps * l1) else np.inf
-    dual = -np.sum(conjugate(-shrink * alpha, y)) / n - penalty  # (np.mean: slower, same)
+        penalty = 0.0 if (excess <= 8 * _EPS * l1).all() else np.inf
+    dual = -conjugate(-shrink * alpha, y) / n - penalty
     if with_u:
         return float(primal), float(primal - dual), u
     return float(primal), float(primal - dual)

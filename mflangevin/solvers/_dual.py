@@ -20,7 +20,7 @@ def feasible(xp, loss_name: str, alpha, y):
     [0.25, -0.25]
     """
     if loss_name == "squared":
-        return alpha - xp.mean(alpha)
+        return alpha - alpha.mean()
     positive = y > 0
     up = xp.sum(xp.where(positive, alpha, 0))
     down = -xp.sum(xp.where(positive, 0, alpha))

@@ -13,7 +13,9 @@ is then ``½ wᵀAw − aᵀw + e/2 + R(w)``, whatever ``n``: a coordinate's exa
 ``O(p)`` with ``q = Aw`` kept up to date, an epoch ``O(p²)`` (the coordinates that stay at zero
 cost ``O(1)`` of arithmetic), and the duality gap at the rescaled residual ``O(p)`` from
 ``‖r‖²/n = e − 2aᵀw + wᵀq`` and ``Xᵀr/n = a − q``. With ``λ₁ = 0`` (ridge) the solver starts from
-the Cholesky solution of ``(A + λ₂I) w = a``.
+the Cholesky solution of ``(A + λ₂I) w = a``; with ``λ₁ > 0`` and few features, from the exact
+solution of an active-set method on the host (:mod:`mflangevin.solvers.active_set`), which the
+epochs only refine when the certificate rejects it or the method stops short.
 
 The gap from ``A`` subtracts numbers of the size of ``e`` to get ``‖r‖²/n``: when the fit
 explains almost all of ``y``, its rounding can exceed the gap and certify one that is not there.
@@ -38,6 +40,7 @@ import numpy as np
 import scipy.linalg
 
 from mflangevin._checks import check_count, check_positive
+from mflangevin.solvers import active_set
 
 __all__ = ["Gram", "GramResult", "gap", "gram", "solve"]
 
@@ -53,6 +56,15 @@ _CHECK = 100
 updates): an iteration. Epochs are cheap (``O(p²)``, nothing of ``n``) and correlated features
 need many: the lasso on raw ``load_diabetes`` (``λ₁ = 1``) takes about 1,400 to a gap of
 ``1e-8``."""
+
+_ACTIVE_FEATURES = 32
+"""Features up to which a lasso or elastic net is first solved exactly on the host by
+:func:`mflangevin.solvers.active_set.solve` (an iteration per coefficient that enters, each a
+dozen small NumPy calls, no dispatch of the epochs' program). Measured on a loaded 2-core CPU,
+correlated features, ``λ₁ = λ_max/10`` (a third to a fifth of the coefficients nonzero): 62 µs
+against the epochs' call 107 µs at ``p = 10``, 106 against 155 at ``p = 32``; with every
+coefficient nonzero (``λ_max/1000``) 172 against 127 at ``p = 10`` and 560 against 581 at
+``p = 32``."""
 
 _CONFIRMATIONS = 4
 """Exact certificates that may miss ``tol`` before the solver reports precision loss."""
@@ -83,7 +95,8 @@ class Gram(NamedTuple):
 class GramResult(NamedTuple):
     """What :func:`solve` returns: ``w`` and ``b`` (float64), ``P`` and the gap of the last
     exact certificate, the iterations (Gram gaps computed: one at every start and one after
-    every ``_CHECK`` epochs), the exact certificates computed and why it stopped short
+    every ``_CHECK`` epochs; one for an active-set solution that the first certificate
+    confirms), the exact certificates computed and why it stopped short
     (``None`` when the certified gap reached ``tol``).
 
     Examples
@@ -153,8 +166,10 @@ def _products(X, centred, shift):
     float64 or ``shift`` is not zero)."""
     n, p = X.shape
     rows = max(1, _BLOCK // max(p, 1))
+    shifted = X.dtype != np.float64 or shift.any()
+    if n <= rows and not shifted:  # one block, read in place
+        return X.T @ X, X.sum(axis=0), X.T @ centred
     matrix, total, moment = np.zeros((p, p)), np.zeros(p), np.zeros(p)
-    shifted = X.dtype != np.float64 or np.any(shift)
     for start in range(0, n, rows):
         block = X[start : start + rows]
         if shifted:
@@ -192,6 +207,13 @@ def gap(G: Gram, coef, l1: float, l2: float) -> tuple[float, float]:
     (2.0, 0.5)
     """
     w = np.asarray(coef, np.float64)
+    if not w.any():  # r = y_c, u = a: P = e/2 and the gap in O(p) of scalars
+        excess = np.abs(G.moment) - l1
+        if l2 > 0:
+            return G.energy / 2, float(excess @ np.maximum(excess, 0)) / (2 * l2)
+        largest = float(excess.max(initial=-l1)) + l1
+        shrink = 1.0 if largest <= l1 else l1 / largest
+        return G.energy / 2, G.energy * (1 - shrink) ** 2 / 2
     primal, value = _gap(np, G.matrix, G.moment, G.energy, w, G.matrix @ w, l1, l2)
     return float(primal), float(value)
 
@@ -246,8 +268,10 @@ def solve(
     coef=None,
 ) -> GramResult:
     """Minimise ``P`` on the Gram data ``G`` from ``coef`` (default: zero, or for ``λ₁ = 0`` the
-    Cholesky solution) until ``certify(w, b) -> (P, gap)``, the caller's exact certificate, says
-    that the gap is at most ``tol``, or ``max_iter`` times ``_CHECK`` epochs ran.
+    Cholesky solution; for ``λ₁ > 0`` and at most ``_ACTIVE_FEATURES`` features, the active-set
+    solution of :func:`mflangevin.solvers.active_set.solve`, or its last iterate) until
+    ``certify(w, b) -> (P, gap)``, the caller's exact certificate, says that the gap is at most
+    ``tol``, or ``max_iter`` times ``_CHECK`` epochs ran.
 
     Examples
     --------
@@ -276,18 +300,29 @@ def solve(
             w = np.zeros(p)
     else:
         w = np.zeros(p)
-    target, iterations, epochs, why = tol, 0, 0, "raise max_iter"
-    # A Cholesky or warm start may need no epoch: its Gram gap says. From zero the epochs'
-    # program tests the start's gap itself (a host gap there is a small fit's fixed cost).
+    target, iterations, epochs, why, spent = tol, 0, 0, "raise max_iter", 0
+    if l1 > 0 and p <= _ACTIVE_FEATURES:  # the exact solution, if the active set reaches it
+        w, optimal, _ = active_set.solve(A, a, l1, l2, w)
+        if optimal:
+            b = G.offset - float(G.mean @ w)
+            primal, gap = certify(w, b)
+            if gap <= tol:
+                return GramResult(w, b, primal, gap, 1, 1, None)
+            spent = 1  # a certificate, which rejected it
+    # A Cholesky, warm or active-set start may need no epoch: its Gram gap says. From zero the
+    # epochs' program tests the start's gap itself (a host gap there is a small fit's fixed cost).
     estimate = float(_gap(np, A, a, G.energy, w, A @ w, l1, l2)[1]) if np.any(w) else math.inf
-    for certificates in range(1, _CONFIRMATIONS + 2):
+    if spent:  # its Gram gap was optimistic by gap/estimate (its rounding): aim that much lower
+        target = max(estimate, 0.0) * tol / gap / 2
+    for certificates in range(1 + spent, _CONFIRMATIONS + 2 + spent):
         done = 0
         if estimate > target:
             with _float64():
                 w, done, estimate = _epochs(
                     A, a, G.energy, w, l1, l2, target, max(max_iter - epochs, 0)
                 )
-                w, done, estimate = np.asarray(w), int(done), float(estimate)
+                w, done, estimate = jax.device_get((w, done, estimate))
+                done, estimate = int(done), float(estimate)
         iterations, epochs = iterations + 1 + done, epochs + done
         b = G.offset - float(G.mean @ w)
         primal, gap = certify(w, b)
