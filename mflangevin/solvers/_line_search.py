@@ -7,6 +7,7 @@ and then bisecting ``α``."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,6 +16,26 @@ CURVATURE = 0.9
 
 TRIALS = 40
 """The most gradients a line search evaluates before it reports that it found no step."""
+
+
+class MinimizeResult(NamedTuple):
+    """Where a run of L-BFGS or Newton's method stopped: the last iterate ``x`` (float64), the
+    iterations, the evaluations (gradients, and for Newton's method Hessians: each one pass over
+    a linear model's data), and ``certified``, whether ``certify`` stopped it (at the start or
+    after an iteration); otherwise ``message`` says why it stopped: the iteration budget, or a
+    line search that found no step (the gradient's rounding error was reached).
+
+    Examples
+    --------
+    >>> MinimizeResult(np.zeros(2), 3, 4, True, "").certified
+    True
+    """
+
+    x: np.ndarray
+    iterations: int
+    evaluations: int
+    certified: bool
+    message: str
 
 
 def search(

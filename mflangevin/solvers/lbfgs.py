@@ -27,36 +27,15 @@ from __future__ import annotations
 import collections
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from mflangevin._checks import check_count
-from mflangevin.solvers._line_search import search
+from mflangevin.solvers._line_search import MinimizeResult, search
 from mflangevin.types import Array, ArrayTree
 
-__all__ = ["LBFGSResult", "minimize"]
-
-
-class LBFGSResult(NamedTuple):
-    """Where a run stopped: the last iterate ``x`` (float64), the iterations and the gradients
-    evaluated, and ``certified``, whether ``certify`` stopped it (at the start or after an
-    iteration); otherwise ``message`` says why
-    it stopped: the iteration budget, or a line search that found no step (the gradient's
-    rounding error was reached).
-
-    Examples
-    --------
-    >>> LBFGSResult(np.zeros(2), 3, 4, True, "").certified
-    True
-    """
-
-    x: np.ndarray
-    iterations: int
-    evaluations: int
-    certified: bool
-    message: str
+__all__ = ["MinimizeResult", "minimize"]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -91,7 +70,7 @@ def minimize(
     max_iter: int,
     memory: int = 10,
     compiled: bool = True,
-) -> LBFGSResult:
+) -> MinimizeResult:
     """Minimise a smooth convex ``P`` given its gradient ``x ↦ gradient(x, data)``, by L-BFGS
     from ``x0``, until ``certify(x, ∇P(x), evaluations)`` is true; it is asked at the start and
     after every iteration.
@@ -143,7 +122,7 @@ def minimize(
 
     g = grad(x)
     if certify(x.copy(), g.copy(), evaluations):
-        return LBFGSResult(x, 0, evaluations, True, "certified")
+        return MinimizeResult(x, 0, evaluations, True, "certified")
     pairs = collections.deque(maxlen=memory)
     message, iteration = "max_iter iterations", 0
     for iteration in range(1, max_iter + 1):
@@ -167,5 +146,5 @@ def minimize(
         if s @ y > 0:
             pairs.append((s, y, 1 / (s @ y)))
         if certify(x.copy(), g.copy(), evaluations):
-            return LBFGSResult(x, iteration, evaluations, True, "certified")
-    return LBFGSResult(x, iteration, evaluations, False, message)
+            return MinimizeResult(x, iteration, evaluations, True, "certified")
+    return MinimizeResult(x, iteration, evaluations, False, message)

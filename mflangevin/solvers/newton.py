@@ -21,35 +21,15 @@ Mishchenko, *Regularized Newton method with global O(1/k²) convergence*, SIAM J
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg.lapack
 
 from mflangevin._checks import check_count
-from mflangevin.solvers._line_search import search
+from mflangevin.solvers._line_search import MinimizeResult, search
 from mflangevin.types import ArrayTree
 
-__all__ = ["NewtonResult", "minimize"]
-
-
-class NewtonResult(NamedTuple):
-    """Where a run stopped: the last iterate ``x`` (float64), the iterations, the evaluations
-    (gradients and Hessians, each one pass over a linear model's data), and ``certified``,
-    whether ``certify`` stopped it; otherwise ``message`` says why it stopped: the iteration
-    budget, or a line search that found no step (the gradient's rounding error was reached).
-
-    Examples
-    --------
-    >>> NewtonResult(np.zeros(2), 3, 7, True, "").certified
-    True
-    """
-
-    x: np.ndarray
-    iterations: int
-    evaluations: int
-    certified: bool
-    message: str
+__all__ = ["minimize"]
 
 
 def minimize(
@@ -60,7 +40,7 @@ def minimize(
     certify: Callable[[np.ndarray, np.ndarray, int], bool],
     *,
     max_iter: int,
-) -> NewtonResult:
+) -> MinimizeResult:
     """Minimise a smooth convex ``P`` by Newton's method from ``x0``, given its gradient
     ``x ↦ gradient(x, data)`` and Hessian ``x ↦ hessian(x, data)`` (NumPy functions), until
     ``certify(x, ∇P(x), evaluations)`` is true; it is asked at the start and after every
@@ -105,7 +85,7 @@ def minimize(
 
     g = grad(x)
     if certify(x.copy(), g.copy(), evaluations):
-        return NewtonResult(x, 0, evaluations, True, "certified")
+        return MinimizeResult(x, 0, evaluations, True, "certified")
     message, iteration = "max_iter iterations", 0
     for iteration in range(1, max_iter + 1):
         if not np.any(g):
@@ -123,8 +103,8 @@ def minimize(
         alpha, g = found
         x = x + alpha * d
         if certify(x.copy(), g.copy(), evaluations):
-            return NewtonResult(x, iteration, evaluations, True, "certified")
-    return NewtonResult(x, iteration, evaluations, False, message)
+            return MinimizeResult(x, iteration, evaluations, True, "certified")
+    return MinimizeResult(x, iteration, evaluations, False, message)
 
 
 def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray:
