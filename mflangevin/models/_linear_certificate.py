@@ -24,10 +24,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import expit, xlogy
+from scipy.special import xlogy
 
 from mflangevin.models._linear_data import (
     BLOCK,
+    HOST_DERIVATIVES,
     row_blocks,
     times,
     transposed_times,
@@ -84,11 +85,6 @@ def _hinge_value(z, y):
     return np.where(t >= 1, 0.0, np.where(t <= 0, 0.5 - t, 0.5 * (1 - t) ** 2))
 
 
-def _hinge_derivative(z, y):
-    t = y * z
-    return y * np.where(t >= 1, 0.0, np.where(t <= 0, -1.0, t - 1))
-
-
 def _hinge_conjugate(g, y):
     s = y * g
     return np.where((s >= -1) & (s <= 0), s + 0.5 * s**2, np.inf)
@@ -110,15 +106,15 @@ def _squared_value(z, y):
 
 
 _HOST_LOSSES = {
-    "squared": (_squared_value, np.subtract, lambda g, y: g @ g / 2 + g @ y),
+    "squared": (_squared_value, HOST_DERIVATIVES["squared"], lambda g, y: g @ g / 2 + g @ y),
     "logistic": (
         lambda z, y: np.sum(np.logaddexp(0, -y * z)),
-        lambda z, y: -y * expit(-y * z),
+        HOST_DERIVATIVES["logistic"],
         lambda g, y: np.sum(_logistic_conjugate(g, y)),
     ),
     "smoothed_hinge": (
         lambda z, y: np.sum(_hinge_value(z, y)),
-        _hinge_derivative,
+        HOST_DERIVATIVES["smoothed_hinge"],
         lambda g, y: np.sum(_hinge_conjugate(g, y)),
     ),
 }
